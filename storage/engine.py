@@ -1,0 +1,92 @@
+"""Engine creation (SQLite pragmas, clear errors for bad URLs) and versioned schema migrations."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+from sqlalchemy import Connection, Engine, create_engine, event, func, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+
+from storage import schema
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+class StorageError(RuntimeError):
+    """The history database cannot be opened, read or written; the message says why."""
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(db_url: str, *, migrate: bool = True) -> Engine:
+    """Open the database at `db_url` (creating a SQLite file and its folder) and bring its schema up to date."""
+    try:
+        url = make_url(db_url)
+    except ArgumentError as exc:
+        raise StorageError(f"not a database URL: {db_url!r} (expected e.g. sqlite:///data/queuewatch.db)") from exc
+    is_sqlite = url.get_backend_name() == "sqlite"
+    if is_sqlite and url.database and url.database != ":memory:":
+        try:
+            Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create the folder for {url.database}: {exc}") from exc
+    try:
+        engine = create_engine(url, pool_pre_ping=not is_sqlite)
+    except (ArgumentError, ImportError) as exc:
+        raise StorageError(f"cannot use database URL {url.render_as_string(hide_password=True)}: {exc}") from exc
+    if is_sqlite:
+        event.listen(engine, "connect", _sqlite_pragmas)
+    if migrate:
+        try:
+            run_migrations(engine)
+        except OperationalError as exc:
+            raise StorageError(_describe(exc, url.render_as_string(hide_password=True))) from exc
+        except SQLAlchemyError as exc:
+            raise StorageError(f"cannot prepare database {url.render_as_string(hide_password=True)}: {exc}") from exc
+    return engine
+
+
+def _describe(exc: OperationalError, where: str) -> str:
+    text = str(exc.orig) if exc.orig is not None else str(exc)
+    if "locked" in text:
+        return f"database {where} is locked by another process (waited {SQLITE_BUSY_TIMEOUT_MS} ms): {text}"
+    return f"cannot open database {where}: {text}"
+
+
+def _v1_initial(conn: Connection) -> None:
+    schema.metadata.create_all(conn)
+
+
+MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
+    (1, _v1_initial),
+]
+
+
+def current_version(conn: Connection) -> int:
+    if not conn.dialect.has_table(conn, schema.schema_version.name):
+        return 0
+    return conn.execute(select(func.coalesce(func.max(schema.schema_version.c.version), 0))).scalar_one()
+
+
+def run_migrations(engine: Engine) -> int:
+    """Apply every migration newer than the database's version, each in its own transaction."""
+    with engine.begin() as conn:
+        schema.schema_version.create(conn, checkfirst=True)
+        version = current_version(conn)
+    for number, migrate in MIGRATIONS:
+        if number <= version:
+            continue
+        with engine.begin() as conn:
+            migrate(conn)
+            conn.execute(schema.schema_version.insert().values(version=number, applied_at_s=time.time()))
+        version = number
+    return version

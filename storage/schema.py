@@ -1,0 +1,150 @@
+"""Tables of the history database (SQLAlchemy Core). Times are epoch seconds UTC (`*_at_s`)."""
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean, Column, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table, Text,
+)
+
+metadata = MetaData()
+
+schema_version = Table(
+    "schema_version", metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("applied_at_s", Float, nullable=False),
+)
+
+cycles = Table(
+    "cycles", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("started_at_s", Float, nullable=False),
+    Column("finished_at_s", Float, nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("error", Text),
+    Column("round_trips", Integer, nullable=False, default=0),
+    Column("queue_count", Integer, nullable=False, default=0),
+    Index("ix_cycles_started_at_s", "started_at_s"),
+)
+
+queue_snapshots = Table(
+    "queue_snapshots", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("cycle_id", Integer, ForeignKey("cycles.id", ondelete="CASCADE"), nullable=False),
+    Column("queue_name", String(255), nullable=False),
+    Column("library", String(16), nullable=False),
+    Column("sampled_at_s", Float, nullable=False),
+    # depths
+    Column("waiting", Integer, nullable=False),
+    Column("active", Integer, nullable=False),
+    Column("delayed", Integer, nullable=False),
+    Column("scheduled", Integer, nullable=False),
+    Column("deferred", Integer, nullable=False),
+    Column("failed", Integer, nullable=False),
+    Column("completed", Integer, nullable=False),
+    # what happened since the previous snapshot (summable over any range)
+    Column("interval_s", Float, nullable=False),
+    Column("finished_delta", Integer, nullable=False),
+    Column("failed_delta", Integer, nullable=False),
+    Column("timeout_delta", Integer, nullable=False),
+    # rates over the collector's sliding windows, as shown "now"
+    Column("jobs_per_minute", Float, nullable=False),
+    Column("error_rate_pct", Float, nullable=False),
+    Column("timeout_rate_pct", Float, nullable=False),
+    Column("avg_processing_ms", Float),
+    Column("p50_processing_ms", Float),
+    Column("p95_processing_ms", Float),
+    Column("p99_processing_ms", Float),
+    Column("p50_wait_ms", Float),
+    Column("p95_wait_ms", Float),
+    Column("p99_wait_ms", Float),
+    Column("oldest_waiting_ms", Float, nullable=False),
+    Column("memory_usage_mb", Float, nullable=False),
+    Column("memory_percentage", Float, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("issues", Text, nullable=False, default="[]"),
+    # sketches of the jobs finished in this interval only (merge them for any range)
+    Column("processing_sketch", LargeBinary),
+    Column("wait_sketch", LargeBinary),
+    Column("finished_cursor", Float),
+    Column("failed_cursor", Float),
+    Index("ix_queue_snapshots_queue_time", "queue_name", "sampled_at_s"),
+    Index("ix_queue_snapshots_time", "sampled_at_s"),
+)
+
+worker_snapshots = Table(
+    "worker_snapshots", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("cycle_id", Integer, ForeignKey("cycles.id", ondelete="CASCADE"), nullable=False),
+    Column("sampled_at_s", Float, nullable=False),
+    Column("worker_name", String(255), nullable=False),
+    Column("library", String(16), nullable=False),
+    Column("queues", Text, nullable=False),
+    Column("pid", Integer),
+    Column("hostname", String(255)),
+    Column("state", String(32), nullable=False),
+    Column("alive", Boolean, nullable=False),
+    Column("jobs_processed", Integer, nullable=False),
+    Column("successful_jobs", Integer, nullable=False),
+    Column("failed_jobs", Integer, nullable=False),
+    Column("birth_at_s", Float),
+    Column("last_heartbeat_at_s", Float),
+    Column("memory_source", String(16)),  # "psutil" for workers on the collector's host, else NULL
+    Column("rss_mb", Float),
+    Column("heap_used_mb", Float),
+    Column("heap_total_mb", Float),
+    Column("external_mb", Float),
+    Column("array_buffers_mb", Float),
+    Column("memory_percentage", Float),
+    Column("should_recycle", Boolean, nullable=False, default=False),
+    Column("recycle_reason", Text),
+    Index("ix_worker_snapshots_worker_time", "worker_name", "sampled_at_s"),
+    Index("ix_worker_snapshots_time", "sampled_at_s"),
+)
+
+host_snapshots = Table(
+    "host_snapshots", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("cycle_id", Integer, ForeignKey("cycles.id", ondelete="CASCADE"), nullable=False),
+    Column("sampled_at_s", Float, nullable=False),
+    Column("hostname", String(255), nullable=False),
+    Column("total_mb", Float, nullable=False),
+    Column("used_mb", Float, nullable=False),
+    Column("available_mb", Float, nullable=False),
+    Column("cached_mb", Float, nullable=False),
+    Column("swap_used_mb", Float, nullable=False),
+    Column("percentage", Float, nullable=False),
+    Column("workers_rss_mb", Float, nullable=False),
+    Column("collector_rss_mb", Float, nullable=False),
+    Index("ix_host_snapshots_time", "sampled_at_s"),
+)
+
+alerts = Table(
+    "alerts", metadata,
+    Column("id", String(400), primary_key=True),
+    Column("queue_name", String(255), nullable=False),
+    Column("alert_type", String(32), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("value", Float, nullable=False),
+    Column("threshold", Float, nullable=False),
+    Column("opened_at_s", Float, nullable=False),
+    Column("updated_at_s", Float, nullable=False),
+    Column("resolved_at_s", Float),
+    Column("acknowledged", Boolean, nullable=False, default=False),
+    Column("acknowledged_by", String(320)),
+    Column("acknowledged_at_s", Float),
+    Index("ix_alerts_open", "resolved_at_s", "queue_name", "alert_type"),
+    Index("ix_alerts_opened_at_s", "opened_at_s"),
+)
+
+alert_events = Table(
+    "alert_events", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("alert_id", String(400), ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False),
+    Column("at_s", Float, nullable=False),
+    Column("event", String(16), nullable=False),  # opened escalated deescalated resolved acknowledged
+    Column("severity", String(16), nullable=False),
+    Column("value", Float),
+    Column("actor", String(320)),
+    Index("ix_alert_events_alert", "alert_id", "at_s"),
+    Index("ix_alert_events_time", "at_s"),
+)

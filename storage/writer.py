@@ -1,0 +1,129 @@
+"""Writes: one collection cycle per transaction, outages, acknowledgements."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, Sequence
+
+from sqlalchemy import Connection, Engine, and_, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from storage.engine import StorageError
+from storage.schema import alert_events, alerts, cycles, host_snapshots, queue_snapshots, worker_snapshots
+
+
+class AlertChangeLike(Protocol):
+    kind: str
+    alert_id: str
+    queue_name: str
+    alert_type: str
+    severity: str
+    message: str | None
+    value: float | None
+    threshold: float | None
+
+
+@dataclass(frozen=True)
+class OpenAlertRow:
+    id: str
+    queue_name: str
+    alert_type: str
+    severity: str
+
+
+@dataclass
+class CycleRecord:
+    """Everything one successful cycle stores."""
+
+    started_at_s: float
+    finished_at_s: float
+    round_trips: int
+    queue_rows: list[dict[str, Any]] = field(default_factory=list)
+    worker_rows: list[dict[str, Any]] = field(default_factory=list)
+    host_row: dict[str, Any] | None = None
+
+
+AlertPlanner = Callable[[list[OpenAlertRow]], Sequence[AlertChangeLike]]
+
+
+def write_cycle(engine: Engine, record: CycleRecord, plan_alerts: AlertPlanner) -> list[AlertChangeLike]:
+    """Store a cycle and apply its alert changes atomically; returns the changes applied."""
+    try:
+        with engine.begin() as conn:
+            cycle_id = conn.execute(cycles.insert().values(
+                started_at_s=record.started_at_s, finished_at_s=record.finished_at_s, ok=True,
+                round_trips=record.round_trips, queue_count=len(record.queue_rows),
+            )).inserted_primary_key[0]
+            for table, rows in ((queue_snapshots, record.queue_rows), (worker_snapshots, record.worker_rows)):
+                if rows:
+                    conn.execute(table.insert(), [{**row, "cycle_id": cycle_id} for row in rows])
+            if record.host_row:
+                conn.execute(host_snapshots.insert().values(**record.host_row, cycle_id=cycle_id))
+            changes = apply_alert_changes(conn, plan_alerts(open_alerts(conn)), record.finished_at_s)
+    except SQLAlchemyError as exc:
+        raise StorageError(f"could not store the cycle: {exc}") from exc
+    return changes
+
+
+def record_outage(engine: Engine, started_at_s: float, finished_at_s: float, error: str) -> None:
+    """Store a failed cycle so that gaps in the charts are explained."""
+    with engine.begin() as conn:
+        conn.execute(cycles.insert().values(started_at_s=started_at_s, finished_at_s=finished_at_s, ok=False,
+                                            error=error[:2000], round_trips=0, queue_count=0))
+
+
+def open_alerts(conn: Connection) -> list[OpenAlertRow]:
+    rows = conn.execute(select(alerts.c.id, alerts.c.queue_name, alerts.c.alert_type, alerts.c.severity)
+                        .where(alerts.c.resolved_at_s.is_(None)))
+    return [OpenAlertRow(*row) for row in rows]
+
+
+def _free_id(conn: Connection, alert_id: str) -> str:
+    """The spec's ids have one-second resolution; a reopen within the same second gets a suffix."""
+    candidate, n = alert_id, 1
+    while conn.execute(select(alerts.c.id).where(alerts.c.id == candidate)).first() is not None:
+        n += 1
+        candidate = f"{alert_id}-{n}"
+    return candidate
+
+
+def apply_alert_changes(conn: Connection, changes: Sequence[AlertChangeLike],
+                        now_s: float) -> list[AlertChangeLike]:
+    """Apply planned changes; returns them as applied (an opened alert may get a de-duplicated id)."""
+    applied = []
+    for change in changes:
+        if change.kind == "opened":
+            change = dataclasses.replace(change, alert_id=_free_id(conn, change.alert_id))
+            conn.execute(alerts.insert().values(
+                id=change.alert_id, queue_name=change.queue_name, alert_type=change.alert_type,
+                severity=change.severity, message=change.message, value=change.value,
+                threshold=change.threshold, opened_at_s=now_s, updated_at_s=now_s, acknowledged=False))
+        elif change.kind == "resolved":
+            conn.execute(update(alerts).where(alerts.c.id == change.alert_id)
+                         .values(resolved_at_s=now_s, updated_at_s=now_s))
+        else:
+            values = dict(severity=change.severity, message=change.message, value=change.value,
+                          threshold=change.threshold, updated_at_s=now_s)
+            if change.kind == "escalated":
+                values.update(acknowledged=False, acknowledged_by=None, acknowledged_at_s=None)
+            conn.execute(update(alerts).where(alerts.c.id == change.alert_id).values(**values))
+        if change.kind != "updated":
+            conn.execute(alert_events.insert().values(alert_id=change.alert_id, at_s=now_s, event=change.kind,
+                                                      severity=change.severity, value=change.value))
+        applied.append(change)
+    return applied
+
+
+def acknowledge_alert(engine: Engine, alert_id: str, user: str, now_s: float) -> dict[str, Any] | None:
+    """Mark an alert acknowledged by `user`; idempotent (the first acknowledgement is kept). None if unknown."""
+    with engine.begin() as conn:
+        row = conn.execute(select(alerts).where(alerts.c.id == alert_id)).mappings().first()
+        if row is None:
+            return None
+        if not row["acknowledged"]:
+            conn.execute(update(alerts).where(and_(alerts.c.id == alert_id, alerts.c.acknowledged.is_(False)))
+                         .values(acknowledged=True, acknowledged_by=user, acknowledged_at_s=now_s))
+            conn.execute(alert_events.insert().values(alert_id=alert_id, at_s=now_s, event="acknowledged",
+                                                      severity=row["severity"], value=row["value"], actor=user))
+            row = conn.execute(select(alerts).where(alerts.c.id == alert_id)).mappings().first()
+        return dict(row)

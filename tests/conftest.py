@@ -91,3 +91,49 @@ def engine(db_url):
     eng = make_engine(db_url)
     yield eng
     eng.dispose()
+
+
+def _postgres_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """URL of a throw-away PostgreSQL cluster on a free loopback port (run as `postgres` when we are root)."""
+    import os
+    import pwd
+
+    bin_dir = _postgres_bin()
+    if bin_dir is None:
+        pytest.fail("PostgreSQL server binaries not found: scripts/test.sh installs the Debian package postgresql")
+    import tempfile
+
+    data = Path(tempfile.mkdtemp(prefix="queuewatch-pg-"))  # outside pytest's root-only tmp tree
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        pg = pwd.getpwnam("postgres")
+        os.chown(data, pg.pw_uid, pg.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    subprocess.run(as_user + [str(bin_dir / "initdb"), "-D", str(data / "db"), "-A", "trust", "-U", "postgres"],
+                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(as_user + [str(bin_dir / "pg_ctl"), "-D", str(data / "db"), "-w", "-l", str(data / "log"),
+                              "-o", f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
+                   check=True, stdout=subprocess.DEVNULL)
+    yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
+    subprocess.run(as_user + [str(bin_dir / "pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop"],
+                   stdout=subprocess.DEVNULL)
+    shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_engine(postgres_url):
+    """A freshly migrated PostgreSQL database for one test (tables dropped afterwards)."""
+    from storage.engine import make_engine
+    from storage.schema import metadata
+
+    eng = make_engine(postgres_url)
+    yield eng
+    metadata.drop_all(eng)
+    eng.dispose()

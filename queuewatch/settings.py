@@ -120,5 +120,8 @@ def _threshold_set(base: ThresholdSet, values: Mapping[str, Any], path: Path) ->
         updated = replace(base, **{k: float(v) for k, v in values.items()})
     except (TypeError, ValueError) as exc:
         raise SettingsError(f"{path}: thresholds must be numbers ({exc})") from exc
-    updated.validate()
+    try:
+        updated.validate()
+    except ValueError as exc:
+        raise SettingsError(f"{path}: {exc}") from exc
     return updated

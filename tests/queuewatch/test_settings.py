@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import pytest
+
+from queuewatch.settings import SettingsError, load_settings
+
+
+def test_defaults():
+    settings = load_settings(env={})
+    assert settings.redis_url == "redis://localhost:6379/0"
+    assert settings.db_url.startswith("sqlite:///")
+    assert settings.interval_s == 10.0 and settings.retention_days == 7.0 and settings.retention_s == 7 * 86400
+    assert settings.thresholds.default.queue_depth_warning == 200
+
+
+def test_environment_and_overrides():
+    env = {"QUEUEWATCH_INTERVAL_S": "2.5", "QUEUEWATCH_RETENTION_DAYS": "3", "QUEUEWATCH_REDIS_URL": "redis://x:1/2"}
+    settings = load_settings(env=env, redis_url="redis://flag:9/0")
+    assert settings.interval_s == 2.5 and settings.retention_days == 3.0
+    assert settings.redis_url == "redis://flag:9/0"
+
+
+@pytest.mark.parametrize("env", [{"QUEUEWATCH_INTERVAL_S": "soon"}, {"QUEUEWATCH_RETENTION_DAYS": "-1"},
+                                 {"QUEUEWATCH_SAMPLE_JOBS": "0"}])
+def test_bad_values_are_rejected_clearly(env):
+    with pytest.raises(SettingsError, match=next(iter(env))):
+        load_settings(env=env)
+
+
+def test_thresholds_file(tmp_path):
+    path = tmp_path / "qw.toml"
+    path.write_text("[thresholds]\nqueue_depth_warning = 50\n\n"
+                    "[thresholds.queues.bulk]\nqueue_depth_warning = 5000\nqueue_depth_critical = 9000\n")
+    thresholds = load_settings(env={"QUEUEWATCH_CONFIG": str(path)}).thresholds
+    assert thresholds.for_queue("other").queue_depth_warning == 50
+    assert thresholds.for_queue("bulk").queue_depth_warning == 5000
+    assert thresholds.for_queue("bulk").error_rate_warning_pct == 5.0
+
+
+@pytest.mark.parametrize("text,message", [
+    ("[thresholds]\nqueue_depthh = 1\n", "unknown threshold"),
+    ("[thresholds]\nqueue_depth_warning = 'many'\n", "must be numbers"),
+    ("[thresholds]\nqueue_depth_warning = 5000\n", "must not exceed"),
+    ("not toml ===", "not valid TOML"),
+])
+def test_bad_threshold_files(tmp_path, text, message):
+    path = tmp_path / "qw.toml"
+    path.write_text(text)
+    with pytest.raises(SettingsError, match=message):
+        load_settings(env={}, config_path=str(path))
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(SettingsError, match="not found"):
+        load_settings(env={}, config_path=str(tmp_path / "nope.toml"))

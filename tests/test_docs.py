@@ -1,0 +1,34 @@
+"""The README documents every setting, command and option (fails when one is added without docs)."""
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from queuewatch.cli import build_parser
+from queuewatch.settings import SETTINGS
+from tests.conftest import REPO_ROOT
+
+README = (REPO_ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: s.name)
+def test_every_setting_is_documented(setting):
+    assert f"`{setting.env}`" in README
+    assert f"| {setting.name} |" in README
+
+
+def _subcommands():
+    parser = build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices.items()
+
+
+@pytest.mark.parametrize("name,parser", _subcommands(), ids=lambda v: v if isinstance(v, str) else "")
+def test_every_command_and_option_is_documented(name, parser):
+    assert f"queuewatch {name}" in README
+    for action in parser._actions:
+        for option in action.option_strings:
+            if option.startswith("--") and option != "--help":
+                assert option in README, f"{name} {option} is not in README.md"
+        assert action.help, f"{name} {action.option_strings} has no help"

@@ -86,6 +86,16 @@ def interval_sketches(reading: QueueReading) -> tuple[Sketch, Sketch]:
     return processing, wait
 
 
+RECENT_EXECUTIONS = 100
+
+
+def recent_processing_ms(reading: QueueReading, limit: int = RECENT_EXECUTIONS) -> list[float]:
+    """Processing times (ms) of the interval's sampled jobs, newest first."""
+    timed = [job for job in reading.sampled_jobs if job.processing_ms is not None]
+    timed.sort(key=lambda job: job.ended_at_s or 0.0, reverse=True)
+    return [round(job.processing_ms, 3) for job in timed[:limit]]
+
+
 def snapshot_row(
     reading: QueueReading,
     window: QueueWindow,
@@ -137,6 +147,7 @@ def snapshot_row(
         if thresholds.memory_hard_limit_mb else 0.0,
         "processing_sketch": processing.to_bytes() if processing.count else None,
         "wait_sketch": wait.to_bytes() if wait.count else None,
+        "recent_processing_ms": json.dumps(recent_processing_ms(reading)),
         "finished_cursor": reading.cursor.finished_score,
         "failed_cursor": reading.cursor.failed_score,
     }

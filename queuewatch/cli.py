@@ -11,6 +11,7 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
+from queuewatch import cli_accounts
 from queuewatch.settings import SettingsError, load_settings
 
 log = logging.getLogger("queuewatch")
@@ -54,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="what to export (default snapshots)")
     export.add_argument("--out", type=Path, required=True, help="CSV file to write ('-' for stdout)")
 
+    cli_accounts.add_parsers(commands, _add_common)
+
     demo = commands.add_parser("demo", help="run Redis, RQ workers with a demo workload, collector and dashboard")
     _add_common(demo)
     demo.add_argument("--port", type=int, default=8501, help="dashboard port (default 8501)")
@@ -82,13 +85,15 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"queuewatch: {exc}", file=sys.stderr)
         return 2
-    handler = {"collect": _collect, "dashboard": _dashboard, "export": _export, "demo": _demo}[args.command]
+    handler = {"collect": _collect, "dashboard": _dashboard, "export": _export, "demo": _demo,
+               "users": _accounts(cli_accounts.run_users), "tokens": _accounts(cli_accounts.run_tokens)}[args.command]
     try:
         return handler(settings, args)
     except Exception as exc:  # noqa: BLE001 - the CLI's last line: a clear message instead of a traceback
+        from queuewatch.accounts import AccountError
         from storage.engine import StorageError
 
-        if isinstance(exc, (StorageError, SettingsError, OSError)):
+        if isinstance(exc, (StorageError, SettingsError, AccountError, OSError)):
             print(f"queuewatch: {exc}", file=sys.stderr)
             return 1
         raise
@@ -167,6 +172,14 @@ def _export(settings, args) -> int:
     if out is not sys.stdout:
         print(f"wrote {rows} rows to {args.out}", file=sys.stderr)
     return 0
+
+
+def _accounts(run):
+    def handler(settings, args) -> int:
+        from storage.engine import make_engine
+
+        return run(make_engine(settings.db_url), args)
+    return handler
 
 
 def _demo(settings, args) -> int:

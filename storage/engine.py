@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, select
+from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
@@ -63,11 +63,19 @@ def _describe(exc: OperationalError, where: str) -> str:
 
 
 def _v1_initial(conn: Connection) -> None:
-    schema.metadata.create_all(conn)
+    schema.metadata.create_all(conn, tables=list(schema.VERSION_1_TABLES))
+
+
+def _v2_users_and_recent_executions(conn: Connection) -> None:
+    schema.metadata.create_all(conn, tables=list(schema.VERSION_2_TABLES))
+    columns = {c["name"] for c in inspect(conn).get_columns(schema.queue_snapshots.name)}
+    if "recent_processing_ms" not in columns:  # absent in databases created by version 1
+        conn.execute(text("ALTER TABLE queue_snapshots ADD COLUMN recent_processing_ms TEXT"))
 
 
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _v1_initial),
+    (2, _v2_users_and_recent_executions),
 ]
 
 

@@ -66,6 +66,8 @@ queue_snapshots = Table(
     Column("wait_sketch", LargeBinary),
     Column("finished_cursor", Float),
     Column("failed_cursor", Float),
+    # version 2: JSON list of this interval's processing times (ms), newest first, at most 100
+    Column("recent_processing_ms", Text),
     Index("ix_queue_snapshots_queue_time", "queue_name", "sampled_at_s"),
     Index("ix_queue_snapshots_time", "sampled_at_s"),
 )
@@ -148,3 +150,36 @@ alert_events = Table(
     Index("ix_alert_events_alert", "alert_id", "at_s"),
     Index("ix_alert_events_time", "at_s"),
 )
+
+# --- version 2: users, API tokens, delivery cursors -------------------------------------------------
+
+users = Table(
+    "users", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),
+    Column("password_hash", Text, nullable=False),
+    Column("created_at_s", Float, nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+)
+
+api_tokens = Table(
+    "api_tokens", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("token_digest", String(64), nullable=False, unique=True),  # SHA-256 hex of the token
+    Column("token_prefix", String(16), nullable=False),  # shown in listings to tell tokens apart
+    Column("name", String(200)),
+    Column("created_at_s", Float, nullable=False),
+    Column("last_used_at_s", Float),
+    Column("revoked_at_s", Float),
+)
+
+delivery_cursors = Table(
+    "delivery_cursors", metadata,
+    Column("consumer", String(64), primary_key=True),
+    Column("last_alert_event_id", Integer, nullable=False),
+)
+
+VERSION_1_TABLES = (schema_version, cycles, queue_snapshots, worker_snapshots, host_snapshots, alerts, alert_events)
+VERSION_2_TABLES = (users, api_tokens, delivery_cursors)

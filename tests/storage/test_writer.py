@@ -84,8 +84,11 @@ def test_outage_is_recorded(engine):
 
 def test_migrations_are_versioned_and_idempotent(db_url):
     engine = make_engine(db_url)
-    assert run_migrations(engine) == 1
-    assert run_migrations(engine) == 1
+    assert run_migrations(engine) == 2
+    assert run_migrations(engine) == 2
+    with engine.connect() as conn:
+        versions = [v for (v,) in conn.exec_driver_sql("SELECT version FROM schema_version ORDER BY version")]
+    assert versions == [1, 2]
 
 
 def test_bad_urls_give_clear_errors(tmp_path):
@@ -124,3 +127,29 @@ def test_breaches_reach_the_row():
     row, breaches = _row("q", 215)
     assert row["status"] == "warning" and "Queue depth above warning threshold (215 > 200)" in row["issues"]
     assert breaches == evaluate({"waiting": 215}, ThresholdSet())
+
+
+def test_a_version_1_database_is_upgraded_in_place(db_url, monkeypatch):
+    import storage.engine as engine_module
+    from sqlalchemy import inspect
+
+    monkeypatch.setattr(engine_module, "MIGRATIONS", engine_module.MIGRATIONS[:1])
+    old = make_engine(db_url)
+    _cycle(old, 10.0, q=215)
+    assert "users" not in inspect(old).get_table_names()
+    monkeypatch.undo()
+    assert run_migrations(old) == 2
+    assert {"users", "api_tokens"} <= set(inspect(old).get_table_names())
+    assert _count(old, queue_snapshots) == 1
+
+
+def test_upgrade_adds_the_recent_executions_column(db_url):
+    from sqlalchemy import create_engine, inspect, text
+
+    raw = create_engine(db_url)
+    with raw.begin() as conn:  # a version-1 database as version 1 created it
+        conn.execute(text("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at_s FLOAT NOT NULL)"))
+        conn.execute(text("INSERT INTO schema_version VALUES (1, 0)"))
+        conn.execute(text("CREATE TABLE queue_snapshots (id INTEGER PRIMARY KEY, queue_name VARCHAR(255))"))
+    assert run_migrations(raw) == 2
+    assert "recent_processing_ms" in {c["name"] for c in inspect(raw).get_columns("queue_snapshots")}

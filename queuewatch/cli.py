@@ -55,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="what to export (default snapshots)")
     export.add_argument("--out", type=Path, required=True, help="CSV file to write ('-' for stdout)")
 
+    api = commands.add_parser("api", help="serve the admin JSON API")
+    _add_common(api)
+    api.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    api.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    api.add_argument("--workers", type=int, default=1, help="server processes (they share the rate limits)")
+
     cli_accounts.add_parsers(commands, _add_common)
 
     demo = commands.add_parser("demo", help="run Redis, RQ workers with a demo workload, collector and dashboard")
@@ -85,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"queuewatch: {exc}", file=sys.stderr)
         return 2
-    handler = {"collect": _collect, "dashboard": _dashboard, "export": _export, "demo": _demo,
+    handler = {"collect": _collect, "dashboard": _dashboard, "export": _export, "demo": _demo, "api": _api,
                "users": _accounts(cli_accounts.run_users), "tokens": _accounts(cli_accounts.run_tokens)}[args.command]
     try:
         return handler(settings, args)
@@ -171,6 +177,19 @@ def _export(settings, args) -> int:
     rows = write_csv(engine, out, kind=args.kind, queues=args.queues or None, since_s=since_s, until_s=until_s)
     if out is not sys.stdout:
         print(f"wrote {rows} rows to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _api(settings, args) -> int:
+    import uvicorn
+
+    from storage.engine import make_engine
+
+    make_engine(settings.db_url).dispose()  # fail here, clearly, on a bad database URL
+    os.environ.update({"QUEUEWATCH_DB_URL": settings.db_url, "QUEUEWATCH_REDIS_URL": settings.redis_url})
+    if settings.config_path:
+        os.environ["QUEUEWATCH_CONFIG"] = settings.config_path
+    uvicorn.run("api.server:app", host=args.host, port=args.port, workers=args.workers, log_level="info")
     return 0
 
 

@@ -40,7 +40,17 @@ SETTINGS: tuple[Setting, ...] = (
             "TOML file with alert thresholds (global and per queue) and memory limits."),
     Setting("sample_jobs_per_cycle", "QUEUEWATCH_SAMPLE_JOBS", 500,
             "Most finished jobs per queue whose timings are read in one cycle."),
+    Setting("api_rate_limit_per_minute", "QUEUEWATCH_API_RATE_LIMIT", 300,
+            "API requests per minute per user, shared by all API processes through Redis."),
+    Setting("metrics_access", "QUEUEWATCH_METRICS_ACCESS", "admin",
+            "Who may read /metrics: `admin` (admin token), `public` (anyone) or `off`."),
+    Setting("webhook_url", "QUEUEWATCH_WEBHOOK_URL", None,
+            "URL that receives a JSON POST when an alert opens, escalates or is acknowledged."),
+    Setting("session_ttl_s", "QUEUEWATCH_SESSION_TTL_S", 28800.0,
+            "Seconds a dashboard login lasts without activity."),
 )
+
+METRICS_ACCESS = ("admin", "public", "off")
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,10 @@ class Settings:
     backoff_cap_s: float = 60.0
     config_path: str | None = None
     sample_jobs_per_cycle: int = 500
+    api_rate_limit_per_minute: int = 300
+    metrics_access: str = "admin"
+    webhook_url: str | None = None
+    session_ttl_s: float = 28800.0
     thresholds: Thresholds = field(default_factory=Thresholds)
 
     @property
@@ -90,6 +104,9 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     config_path = values.get("config_path")
     if config_path:
         values["thresholds"] = load_thresholds(Path(config_path))
+    if values.get("metrics_access", "admin") not in METRICS_ACCESS:
+        raise SettingsError(f"QUEUEWATCH_METRICS_ACCESS must be one of {', '.join(METRICS_ACCESS)}, "
+                            f"got {values['metrics_access']!r}")
     for key in ("interval_s", "retention_days", "backoff_cap_s"):
         if key in values and float(values[key]) <= 0:
             raise SettingsError(f"{key} must be greater than 0, got {values[key]!r}")

@@ -1,0 +1,64 @@
+"""The FastAPI application: routes, error envelope, rate-limit headers on every response."""
+from __future__ import annotations
+
+import logging
+
+import redis
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api import errors
+from api.auth import RateLimited
+from api.events import router as events_router
+from api.metrics import router as metrics_router
+from api.ratelimit import RateLimiter
+from api.routes import router
+from queuewatch.settings import Settings
+from storage.engine import StorageError, make_engine
+
+log = logging.getLogger(__name__)
+
+
+async def _rate_limited(_request: Request, exc: RateLimited) -> JSONResponse:
+    body = {"success": False, "error": "Rate limit exceeded", "retryAfter": exc.retry_after_s}
+    return JSONResponse(body, status_code=429, headers={"Retry-After": str(exc.retry_after_s)})
+
+
+async def _storage_error(_request: Request, exc: Exception) -> JSONResponse:
+    log.error("database error: %s", exc)
+    return JSONResponse(errors.envelope("INTERNAL_ERROR"), status_code=500)
+
+
+def create_app(settings: Settings, *, engine: Engine | None = None,
+               limiter_client: redis.Redis | None = None) -> FastAPI:
+    """The API over the database in `settings.db_url`; rate limits shared through Redis at `settings.redis_url`."""
+    app = FastAPI(title="queuewatch admin API", version="1.0.0",
+                  description="Queue system monitoring API (admin only). Data comes from what the collector stored.")
+    app.state.settings = settings
+    app.state.engine = engine or make_engine(settings.db_url)
+    if limiter_client is None:
+        limiter_client = redis.Redis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    app.state.limiter = RateLimiter(limiter_client, limit=settings.api_rate_limit_per_minute)
+
+    @app.middleware("http")
+    async def rate_limit_headers(request: Request, call_next):
+        response = await call_next(request)
+        for name, value in getattr(request.state, "rate_headers", {}).items():
+            response.headers.setdefault(name, value)
+        return response
+
+    app.add_exception_handler(errors.ApiError, errors.api_error_handler)
+    app.add_exception_handler(RequestValidationError, errors.validation_error_handler)
+    app.add_exception_handler(StarletteHTTPException, errors.http_error_handler)
+    app.add_exception_handler(RateLimited, _rate_limited)
+    app.add_exception_handler(StorageError, _storage_error)
+    app.add_exception_handler(OperationalError, _storage_error)
+    app.add_exception_handler(Exception, errors.unexpected_error_handler)
+    app.include_router(router)
+    app.include_router(events_router)
+    app.include_router(metrics_router)
+    return app

@@ -1,0 +1,54 @@
+"""Bearer-token authentication, the admin check and the per-user rate limit, as one dependency."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from fastapi import Request, Response
+
+from api.errors import ApiError
+from api.ratelimit import Decision
+from queuewatch.accounts import User, user_for_token
+
+
+def rate_headers(decision: Decision) -> dict[str, str]:
+    reset = datetime.fromtimestamp(decision.reset_at_s, timezone.utc)
+    return {
+        "X-RateLimit-Limit": str(decision.limit),
+        "X-RateLimit-Remaining": str(decision.remaining),
+        "X-RateLimit-Reset": reset.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    }
+
+
+class RateLimited(Exception):
+    """The caller spent its budget; answered with 429, retryAfter and Retry-After."""
+
+    def __init__(self, decision: Decision, retry_after_s: int):
+        super().__init__("rate limited")
+        self.decision = decision
+        self.retry_after_s = retry_after_s
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def require_admin(request: Request, response: Response) -> User:
+    """Authenticate the bearer token, count the request against the caller's budget, insist on ADMIN."""
+    state = request.app.state
+    token = _bearer(request)
+    user = user_for_token(state.engine, token) if token else None
+    key = f"user:{user.id}" if user else f"anonymous:{request.client.host if request.client else '-'}"
+    decision = state.limiter.hit(key)
+    headers = rate_headers(decision)
+    request.state.rate_headers = headers
+    if not decision.allowed:
+        raise RateLimited(decision, decision.retry_after_s(datetime.now(timezone.utc).timestamp()))
+    if user is None:
+        raise ApiError("UNAUTHORIZED", headers={**headers, "WWW-Authenticate": "Bearer"})
+    if not user.is_admin:
+        raise ApiError("FORBIDDEN", headers=headers)
+    response.headers.update(headers)
+    request.state.user = user
+    return user

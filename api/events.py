@@ -1,0 +1,111 @@
+"""GET /api/admin/queue-system/events: the spec's push events as a server-sent-events stream.
+
+Events come from the database, so changes made by any process (collector, dashboard, another API process)
+reach every stream: alert:created (an alert opened or escalated), alert:acknowledged, queue:health-changed,
+worker:recycled (a worker flagged for recycling went away or restarted), memory:warning / memory:critical
+(the host's memory status entered that level).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, AsyncIterator
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+from sqlalchemy import Engine, func, select
+
+from api.auth import require_admin
+from api.memory import current_memory
+from storage.queries_alerts import alert_dict
+from storage.queries_latest import health_statuses
+from storage.queries_workers import worker_table
+from storage.schema import alert_events, alerts
+
+POLL_S = 1.0
+KEEPALIVE_S = 15.0
+ALERT_EVENTS = {"opened": "alert:created", "escalated": "alert:created", "acknowledged": "alert:acknowledged"}
+
+router = APIRouter(prefix="/api/admin/queue-system")
+
+
+class EventTracker:
+    """Remembers what a stream has seen and turns database changes into events."""
+
+    def __init__(self, engine: Engine, thresholds):
+        self.engine = engine
+        self.thresholds = thresholds
+        with engine.connect() as conn:
+            self.last_event_id = conn.execute(select(func.coalesce(func.max(alert_events.c.id), 0))).scalar_one()
+        self.statuses = {h["queueName"]: h["status"] for h in health_statuses(engine)}
+        self.recycling = self._workers_to_recycle()
+        self.memory_level = self._memory_level()[0]
+
+    def _workers_to_recycle(self) -> dict[str, tuple[float | None, str]]:
+        rows = worker_table(self.engine, self.thresholds)
+        if rows.empty:
+            return {}
+        rows = rows[rows["current"] & rows["should_recycle"].astype(bool)]
+        return {r["worker_name"]: (r["birth_at_s"], r["queues"]) for r in rows.to_dict("records")}
+
+    def _memory_level(self) -> tuple[str, dict[str, Any]]:
+        memory = current_memory(self.engine, self.thresholds.default)
+        level = "critical" if memory["status"]["exceedsCritical"] else \
+            "warning" if memory["status"]["exceedsWarning"] else "ok"
+        return level, memory["stats"]
+
+    def poll(self) -> list[tuple[str, Any]]:
+        events: list[tuple[str, Any]] = []
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(alert_events.c.id.label("event_id"), alert_events.c.event, *alerts.c)
+                                .join(alerts, alerts.c.id == alert_events.c.alert_id)
+                                .where(alert_events.c.id > self.last_event_id)
+                                .order_by(alert_events.c.id)).mappings().all()
+        for row in rows:
+            self.last_event_id = row["event_id"]
+            if row["event"] in ALERT_EVENTS:
+                events.append((ALERT_EVENTS[row["event"]], alert_dict(row)))
+        for health in health_statuses(self.engine):
+            if self.statuses.get(health["queueName"]) != health["status"]:
+                self.statuses[health["queueName"]] = health["status"]
+                events.append(("queue:health-changed", health))
+        recycling = self._workers_to_recycle()
+        workers = worker_table(self.engine, self.thresholds)
+        live = {} if workers.empty else {r["worker_name"]: r["birth_at_s"]
+                                         for r in workers[workers["current"]].to_dict("records")}
+        for worker, (birth_s, queues) in self.recycling.items():
+            if worker not in live or live[worker] != birth_s:
+                events.append(("worker:recycled", {"workerId": worker, "queueName": queues}))
+        self.recycling = recycling
+        level, stats = self._memory_level()
+        if level != self.memory_level and level in ("warning", "critical"):
+            events.append((f"memory:{level}", stats))
+        self.memory_level = level
+        return events
+
+
+def format_event(name: str, data: Any) -> str:
+    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+@router.get("/events", dependencies=[Depends(require_admin)], include_in_schema=False)
+async def events(request: Request) -> StreamingResponse:
+    state = request.app.state
+    tracker = await run_in_threadpool(EventTracker, state.engine, state.settings.thresholds)
+
+    async def stream() -> AsyncIterator[str]:
+        yield ": connected\n\n"
+        idle_s = 0.0
+        while not await request.is_disconnected():
+            for name, data in await run_in_threadpool(tracker.poll):
+                yield format_event(name, data)
+                idle_s = 0.0
+            await asyncio.sleep(POLL_S)
+            idle_s += POLL_S
+            if idle_s >= KEEPALIVE_S:
+                yield ": keepalive\n\n"
+                idle_s = 0.0
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

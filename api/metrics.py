@@ -1,0 +1,50 @@
+"""GET /metrics in the Prometheus text format; access set by QUEUEWATCH_METRICS_ACCESS (admin, public, off)."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from sqlalchemy import func, select
+
+from api.auth import require_admin
+from api.errors import ApiError
+from api.exposition import alert_families, queue_families, worker_families
+from storage.queries_latest import latest_snapshots
+from storage.queries_workers import worker_table
+from storage.schema import alerts
+
+router = APIRouter()
+
+
+class _StoredState:
+    """A prometheus_client collector that reads the database at scrape time."""
+
+    def __init__(self, app_state):
+        self.state = app_state
+
+    def collect(self):
+        engine = self.state.engine
+        queues = latest_snapshots(engine)
+        if not queues.empty:
+            queues = queues[queues["current"]]
+        yield from queue_families(queues.to_dict("records"))
+        workers = worker_table(engine, self.state.settings.thresholds)
+        if not workers.empty:
+            workers = workers[workers["current"]]
+        yield from worker_families(workers.to_dict("records"))
+        with engine.connect() as conn:
+            counts = conn.execute(select(alerts.c.queue_name, alerts.c.alert_type, alerts.c.severity, func.count())
+                                  .where(alerts.c.resolved_at_s.is_(None))
+                                  .group_by(alerts.c.queue_name, alerts.c.alert_type, alerts.c.severity)).all()
+        yield from alert_families(counts)
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics(request: Request, response: Response) -> Response:
+    access = request.app.state.settings.metrics_access
+    if access == "off":
+        raise ApiError("NOT_FOUND")
+    if access == "admin":
+        require_admin(request, response)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_StoredState(request.app.state))
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST, headers=dict(response.headers))

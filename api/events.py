@@ -14,14 +14,13 @@ from typing import Any, AsyncIterator
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from api.auth import require_admin
 from api.memory import current_memory
-from storage.queries_alerts import alert_dict
+from storage.alert_feed import events_after, newest_event_id
 from storage.queries_latest import health_statuses
 from storage.queries_workers import worker_table
-from storage.schema import alert_events, alerts
 
 POLL_S = 1.0
 KEEPALIVE_S = 15.0
@@ -36,8 +35,7 @@ class EventTracker:
     def __init__(self, engine: Engine, thresholds):
         self.engine = engine
         self.thresholds = thresholds
-        with engine.connect() as conn:
-            self.last_event_id = conn.execute(select(func.coalesce(func.max(alert_events.c.id), 0))).scalar_one()
+        self.last_event_id = newest_event_id(engine)
         self.statuses = {h["queueName"]: h["status"] for h in health_statuses(engine)}
         self.recycling = self._workers_to_recycle()
         self.memory_level = self._memory_level()[0]
@@ -57,15 +55,9 @@ class EventTracker:
 
     def poll(self) -> list[tuple[str, Any]]:
         events: list[tuple[str, Any]] = []
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(alert_events.c.id.label("event_id"), alert_events.c.event, *alerts.c)
-                                .join(alerts, alerts.c.id == alert_events.c.alert_id)
-                                .where(alert_events.c.id > self.last_event_id)
-                                .order_by(alert_events.c.id)).mappings().all()
-        for row in rows:
-            self.last_event_id = row["event_id"]
-            if row["event"] in ALERT_EVENTS:
-                events.append((ALERT_EVENTS[row["event"]], alert_dict(row)))
+        for item in events_after(self.engine, self.last_event_id, ALERT_EVENTS):
+            self.last_event_id = item.event_id
+            events.append((ALERT_EVENTS[item.change], item.alert))
         for health in health_statuses(self.engine):
             if self.statuses.get(health["queueName"]) != health["status"]:
                 self.statuses[health["queueName"]] = health["status"]

@@ -125,6 +125,12 @@ def _collect(settings, args) -> int:
         signal.signal(sig, lambda *_: stop.set())
     log.info("collecting from %s into %s every %.1f s", _redact(settings.redis_url), _redact(settings.db_url),
              settings.interval_s)
+    if settings.webhook_url and not args.once:
+        from collector.webhooks import WebhookNotifier
+
+        notifier = WebhookNotifier(engine, settings.webhook_url)
+        threading.Thread(target=notifier.run, args=(stop,), name="webhooks", daemon=True).start()
+        log.info("sending alert webhooks to %s", _redact(settings.webhook_url))
     return collector.run(stop, once=args.once)
 
 

@@ -1,0 +1,45 @@
+"""The alert event feed (opened, escalated, acknowledged, ...) read in order, with stored delivery cursors."""
+from __future__ import annotations
+
+from typing import Any, Iterable, NamedTuple
+
+from sqlalchemy import Engine, func, select, update
+
+from storage.queries_alerts import alert_dict
+from storage.schema import alert_events, alerts, delivery_cursors
+
+
+class FeedItem(NamedTuple):
+    event_id: int
+    change: str  # opened | escalated | deescalated | resolved | acknowledged
+    alert: dict[str, Any]  # the spec's Alert as it is now
+
+
+def newest_event_id(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.coalesce(func.max(alert_events.c.id), 0))).scalar_one()
+
+
+def events_after(engine: Engine, last_event_id: int, changes: Iterable[str], limit: int = 500) -> list[FeedItem]:
+    """Events newer than `last_event_id` of the given kinds, oldest first."""
+    statement = (select(alert_events.c.id.label("event_id"), alert_events.c.event, *alerts.c)
+                 .join(alerts, alerts.c.id == alert_events.c.alert_id)
+                 .where(alert_events.c.id > last_event_id, alert_events.c.event.in_(list(changes)))
+                 .order_by(alert_events.c.id).limit(limit))
+    with engine.connect() as conn:
+        return [FeedItem(row["event_id"], row["event"], alert_dict(row))
+                for row in conn.execute(statement).mappings()]
+
+
+def delivery_cursor(engine: Engine, consumer: str) -> int | None:
+    with engine.connect() as conn:
+        return conn.execute(select(delivery_cursors.c.last_alert_event_id)
+                            .where(delivery_cursors.c.consumer == consumer)).scalar()
+
+
+def set_delivery_cursor(engine: Engine, consumer: str, last_event_id: int) -> None:
+    with engine.begin() as conn:
+        changed = conn.execute(update(delivery_cursors).where(delivery_cursors.c.consumer == consumer)
+                               .values(last_alert_event_id=last_event_id)).rowcount
+        if not changed:
+            conn.execute(delivery_cursors.insert().values(consumer=consumer, last_alert_event_id=last_event_id))

@@ -1,0 +1,345 @@
+"""The RQ backend: reads RQ queues, registries and workers from Redis in three round trips, never writing.
+
+Round trips per cycle, whatever the number of queues, jobs or workers:
+1. discovery: SMEMBERS of the queues set and of the workers set;
+2. snapshot, one MULTI/EXEC so that counts, registry tops and TIME agree: LLEN and ZCARDs per queue, a few
+   head ids (LRANGE 0 head_probe-1), ZCOUNT/ZREVRANGEBYSCORE above the cursor of the finished and failed
+   registries, HGETALL and SMEMBERS of executions per worker;
+3. details: HMGET of the sampled and head job hashes, XREVRANGE COUNT 1 of the failed jobs' results streams.
+Round trip 3 is skipped when there is nothing to look up.
+
+Cursors. A registry's score is the time the job entered it (whole seconds) plus the ttl, so with a constant
+ttl per registry the order of scores is the order of finishes and `ZCOUNT key (cursor (+inf` counts exactly
+the entries added since the cycle that returned `cursor`. Two refinements:
+- Entries added in the same second share one score. When the newest score's jobs ended less than `settle_s`
+  ago (Redis clock vs the jobs' ended_at), more jobs may still land on that score, so that score is held
+  back: it is neither counted nor sampled, and the cursor stays at the highest score below it; the next
+  cycle counts it.
+  If more than `sample_jobs` entries share the newest score the hold-back is skipped (it cannot be counted
+  exactly in one snapshot).
+- `+inf` scores (result_ttl/failure_ttl of -1) never expire and all look the same, so they are excluded from
+  new_finished/new_failed and from samples (they stay in the completed/failed totals) and never become a
+  cursor: a cursor is always finite.
+Without a previous cursor the reading is a baseline: new_* are 0 and the cursor is the highest finite score
+(0.0 for an empty registry), so a restarted collector that passes its stored cursors never counts twice.
+A queue's first reading is such a baseline too, so jobs that finished before a new queue was first seen
+are not counted as new.
+A cursor above every score (Redis flushed, ttl lowered) counts nothing until new scores pass it.
+
+Timeouts: `new_timeouts` is the number of sampled failed jobs whose traceback ends in JobTimeoutException,
+scaled by new_failed / sampled failed jobs when the sample did not cover all of them. The traceback comes
+from the newest results-stream entry (RQ >= 1.12 writes only there); the job hash's zlib `exc_info` of older
+RQs is read as a fallback unless the client decodes responses (binary zlib cannot be decoded as text).
+
+Workers: a worker in the workers set is alive when its hash exists, has no `death` field, its last
+heartbeat is at most `worker_stale_after_s` old (Redis clock) and, when it reports this host's name, its pid
+exists (`pid_alive=None` turns that check off). Anything else is reported with state "stale".
+"""
+from __future__ import annotations
+
+import math
+import os
+import socket
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from collector.model import Cursor, FinishedJob, QueueReading, RedisReading, WorkerReading
+from collector.roundtrips import counting
+from collector.rq_layout import (
+    RQLayout,
+    decode_job_exc_info,
+    decode_result_exc_string,
+    is_timeout,
+    job_id_of_execution,
+    parse_int,
+    parse_timestamp_s,
+    text,
+)
+
+LIBRARY = "rq"
+DEFAULT_SAMPLE_JOBS = 500
+DEFAULT_HEAD_PROBE = 5
+DEFAULT_SETTLE_S = 2.0
+DEFAULT_WORKER_STALE_AFTER_S = 480.0
+EMPTY_REGISTRY_CURSOR = 0.0
+STALE_STATE = "stale"
+JOB_TIME_FIELDS = ("status", "enqueued_at", "started_at", "ended_at")
+_COUNTS = ("waiting", "active", "scheduled", "deferred", "failed", "completed")
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+@dataclass
+class _RegistryTop:
+    """A finished or failed registry as seen in the snapshot: entries above the cursor, newest first."""
+
+    failed: bool
+    cursor: float | None
+    total_above: int
+    entries: list[tuple[str, float]]
+    limit: int
+
+
+@dataclass
+class _Details:
+    """What round trip 3 found: head enqueue times, sampled job times and failure tracebacks by job id."""
+
+    head_times: dict[str, float | None]
+    job_times: dict[str, tuple[float | None, float | None, float | None] | None]
+    failure_texts: dict[str, str | None]
+
+    def ended_at_s(self, job_id: str) -> float | None:
+        times = self.job_times.get(job_id)
+        return times[2] if times else None
+
+    def sample(self, job_id: str, *, failed: bool) -> FinishedJob | None:
+        """A sampled job with its times; None when its hash is gone."""
+        times = self.job_times.get(job_id)
+        if times is None:
+            return None
+        enqueued_at_s, started_at_s, ended_at_s = times
+        timed_out = failed and is_timeout(self.failure_texts.get(job_id))
+        return FinishedJob(job_id=job_id, failed=failed, timed_out=timed_out, enqueued_at_s=enqueued_at_s,
+                           started_at_s=started_at_s, ended_at_s=ended_at_s)
+
+
+class RQReader:
+    """Reads RQ's state from one Redis without changing it."""
+
+    library = LIBRARY
+
+    def __init__(self, client: redis.Redis, *, key_prefix: str = "rq", sample_jobs: int = DEFAULT_SAMPLE_JOBS,
+                 head_probe: int = DEFAULT_HEAD_PROBE, settle_s: float = DEFAULT_SETTLE_S,
+                 worker_stale_after_s: float = DEFAULT_WORKER_STALE_AFTER_S, hostname: str | None = None,
+                 pid_alive: Callable[[int], bool] | None = pid_alive) -> None:
+        self.client = counting(client)
+        self.layout = RQLayout(key_prefix)
+        self.sample_jobs = max(0, sample_jobs)
+        self.head_probe = max(1, head_probe)
+        self.settle_s = settle_s
+        self.worker_stale_after_s = worker_stale_after_s
+        self.hostname = hostname if hostname is not None else socket.gethostname()
+        self.pid_alive = pid_alive
+        self._raw_replies = not client.connection_pool.connection_kwargs.get("decode_responses", False)
+
+    def read(self, cursors: Mapping[str, Cursor]) -> RedisReading:
+        """One cycle: every queue's counts, new finishes since its cursor, and every registered worker."""
+        trips_before = self.client.round_trips
+        queue_names, worker_keys = self._discover()
+        read_at_s, counts, heads, tops, worker_replies = self._snapshot(queue_names, worker_keys, cursors)
+        details = self._details(heads, tops)
+        queues = [self._queue_reading(name, counts[name], heads[name], tops[name], details, read_at_s)
+                  for name in queue_names]
+        workers = [self._worker_reading(key, hash_reply, executions, read_at_s)
+                   for key, (hash_reply, executions) in zip(worker_keys, worker_replies)]
+        return RedisReading(read_at_s=read_at_s, queues=queues, workers=workers,
+                            round_trips=self.client.round_trips - trips_before)
+
+    def _discover(self) -> tuple[list[str], list[str]]:
+        """Round trip 1: queue names and worker keys."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.smembers(self.layout.queues_set)
+        pipe.smembers(self.layout.workers_set)
+        queue_keys, worker_keys = (_ok(reply, set()) for reply in pipe.execute(raise_on_error=False))
+        names = {self.layout.queue_name(text(key) or "") for key in queue_keys}
+        return sorted(name for name in names if name), sorted(text(key) or "" for key in worker_keys)
+
+    def _snapshot(self, queue_names: Sequence[str], worker_keys: Sequence[str],
+                  cursors: Mapping[str, Cursor]):
+        """Round trip 2: one atomic snapshot of counts, heads, registry tops and workers, with TIME."""
+        layout = self.layout
+        pipe = self.client.pipeline(transaction=True)
+        pipe.time()
+        plans: dict[str, list[tuple[str, bool, float | None]]] = {}
+        for name in queue_names:
+            pipe.llen(layout.queue(name))
+            for key in (layout.started(name), layout.scheduled(name), layout.deferred(name),
+                        layout.failed(name), layout.finished(name)):
+                pipe.zcard(key)
+            pipe.lrange(layout.queue(name), 0, self.head_probe - 1)
+            cursor = cursors.get(name) or Cursor()
+            plans[name] = [(layout.finished(name), False, _finite(cursor.finished_score)),
+                           (layout.failed(name), True, _finite(cursor.failed_score))]
+            for key, _, score in plans[name]:
+                if score is None:
+                    pipe.zrevrangebyscore(key, "(+inf", "-inf", start=0, num=1, withscores=True)
+                else:
+                    pipe.zcount(key, f"({score!r}", "(+inf")
+                    pipe.zrevrangebyscore(key, "(+inf", f"({score!r}", start=0, num=self._fetch_limit(),
+                                          withscores=True)
+        for key in worker_keys:
+            pipe.hgetall(key)
+            pipe.smembers(layout.worker_executions(layout.worker_name(key)))
+        replies = iter(pipe.execute(raise_on_error=False))
+
+        seconds, micros = _ok(next(replies), (0, 0))
+        read_at_s = int(seconds) + int(micros) / 1e6
+        counts: dict[str, dict[str, int]] = {}
+        heads: dict[str, list[str]] = {}
+        tops: dict[str, list[_RegistryTop]] = {}
+        for name in queue_names:
+            counts[name] = {field: int(_ok(next(replies), 0)) for field in _COUNTS}
+            heads[name] = [job_id for job_id in (text(j) for j in _ok(next(replies), [])) if job_id]
+            tops[name] = []
+            for _, failed_registry, score in plans[name]:
+                if score is None:
+                    tops[name].append(_RegistryTop(failed_registry, None, 0, _entries(next(replies)), 1))
+                else:
+                    total = int(_ok(next(replies), 0))
+                    tops[name].append(_RegistryTop(failed_registry, score, total, _entries(next(replies)),
+                                                   self._fetch_limit()))
+        worker_replies = [(_ok(next(replies), {}), _ok(next(replies), set())) for _ in worker_keys]
+        return read_at_s, counts, heads, tops, worker_replies
+
+    def _details(self, heads: Mapping[str, list[str]], tops: Mapping[str, list[_RegistryTop]]) -> _Details:
+        """Round trip 3: enqueued_at of head jobs, times of sampled jobs, tracebacks of sampled failures."""
+        layout = self.layout
+        head_ids = sorted({job_id for ids in heads.values() for job_id in ids})
+        sampled: dict[str, bool] = {}
+        for registry_tops in tops.values():
+            for top in registry_tops:
+                if top.cursor is None:
+                    continue
+                for job_id, _ in top.entries:
+                    sampled[job_id] = sampled.get(job_id, False) or top.failed
+        if not head_ids and not sampled:
+            return _Details({}, {}, {})
+        failure_fields = JOB_TIME_FIELDS + (("exc_info",) if self._raw_replies else ())
+        pipe = self.client.pipeline(transaction=False)
+        for job_id in head_ids:
+            pipe.hget(layout.job(job_id), "enqueued_at")
+        ordered = sorted(sampled.items())
+        for job_id, failed in ordered:
+            pipe.hmget(layout.job(job_id), failure_fields if failed else JOB_TIME_FIELDS)
+            if failed:
+                pipe.xrevrange(layout.results(job_id), "+", "-", count=1)
+        replies = iter(pipe.execute(raise_on_error=False))
+        head_times = {job_id: parse_timestamp_s(_ok(next(replies), None)) for job_id in head_ids}
+        job_times: dict[str, tuple[float | None, float | None, float | None] | None] = {}
+        failure_texts: dict[str, str | None] = {}
+        for job_id, failed in ordered:
+            fields = _ok(next(replies), None) or []
+            job_times[job_id] = _job_times(fields)
+            if failed:
+                latest = _ok(next(replies), None) or []
+                failure_texts[job_id] = _failure_text(latest, fields[4] if len(fields) > 4 else None)
+        return _Details(head_times, job_times, failure_texts)
+
+    def _queue_reading(self, name: str, counts: Mapping[str, int], head_ids: Sequence[str],
+                       registry_tops: Sequence[_RegistryTop], details: _Details,
+                       read_at_s: float) -> QueueReading:
+        """Counts, oldest waiting job and the registry progress of one queue."""
+        head_times = [details.head_times.get(job_id) for job_id in head_ids]
+        oldest_s = next((at_s for at_s in head_times if at_s is not None), None)
+        finished_top, failed_top = registry_tops
+        new_finished, finished_cursor, finished_ids = self._advance(finished_top, details, read_at_s)
+        new_failed, failed_cursor, failed_ids = self._advance(failed_top, details, read_at_s)
+        samples = [job for job in (details.sample(j, failed=False) for j in finished_ids) if job]
+        failed_samples = [job for job in (details.sample(j, failed=True) for j in failed_ids) if job]
+        timeouts = sum(1 for job in failed_samples if job.timed_out)
+        if failed_samples and new_failed > len(failed_samples):
+            timeouts = round(timeouts * new_failed / len(failed_samples))
+        return QueueReading(
+            queue_name=name, library=LIBRARY, oldest_enqueued_at_s=oldest_s,
+            cursor=Cursor(finished_score=finished_cursor, failed_score=failed_cursor),
+            new_finished=new_finished, new_failed=new_failed, new_timeouts=timeouts,
+            sampled_jobs=samples + failed_samples, **counts,
+        )
+
+    def _advance(self, top: _RegistryTop, details: _Details,
+                 read_at_s: float) -> tuple[int, float, list[str]]:
+        """New entries counted, the new cursor and the ids to sample; a still-open newest score waits."""
+        if top.cursor is None:
+            return 0, (top.entries[0][1] if top.entries else EMPTY_REGISTRY_CURSOR), []
+        if not top.entries:
+            return 0, top.cursor, []
+        newest = top.entries[0][1]
+        at_newest = [job_id for job_id, score in top.entries if score == newest]
+        below = [(job_id, score) for job_id, score in top.entries if score != newest]
+        saturated = not below and len(top.entries) >= top.limit
+        if not saturated and self._still_open(at_newest, details, read_at_s):
+            cursor = below[0][1] if below else top.cursor
+            sampled = [job_id for job_id, _ in below][:self.sample_jobs]
+            return top.total_above - len(at_newest), cursor, sampled
+        return top.total_above, newest, [job_id for job_id, _ in top.entries][:self.sample_jobs]
+
+    def _still_open(self, job_ids: Sequence[str], details: _Details, read_at_s: float) -> bool:
+        """Whether jobs sharing the newest score ended so recently that more may still get that score."""
+        if self.settle_s <= 0:
+            return False
+        ended = [s for s in (details.ended_at_s(j) for j in job_ids) if s is not None]
+        return bool(ended) and max(ended) >= read_at_s - self.settle_s
+
+    def _worker_reading(self, key: str, hash_reply: Mapping[Any, Any], executions: Any,
+                        read_at_s: float) -> WorkerReading:
+        """One registered worker; a gone, dead, silent or vanished-process worker is stale, never alive."""
+        data = {text(k) or "": text(v) for k, v in (hash_reply or {}).items()}
+        pid = parse_int(data.get("pid"))
+        hostname = data.get("hostname") or None
+        last_heartbeat_s = parse_timestamp_s(data.get("last_heartbeat"))
+        alive = (bool(data) and "death" not in data and last_heartbeat_s is not None
+                 and read_at_s - last_heartbeat_s <= self.worker_stale_after_s)
+        if alive and pid and self.pid_alive is not None and hostname and hostname == self.hostname:
+            alive = self.pid_alive(pid)
+        running = sorted(job_id_of_execution(member) for member in (executions or ()))
+        return WorkerReading(
+            name=self.layout.worker_name(key), library=LIBRARY,
+            queues=[q for q in (data.get("queues") or "").split(",") if q],
+            pid=pid, hostname=hostname,
+            state=(data.get("state") or "?") if alive else STALE_STATE, alive=alive,
+            successful_jobs=parse_int(data.get("successful_job_count")) or 0,
+            failed_jobs=parse_int(data.get("failed_job_count")) or 0,
+            birth_at_s=parse_timestamp_s(data.get("birth")), last_heartbeat_at_s=last_heartbeat_s,
+            current_job_id=data.get("current_job") or (running[0] if running else None),
+        )
+
+    def _fetch_limit(self) -> int:
+        return max(1, self.sample_jobs)
+
+
+def _ok(reply: Any, default: Any) -> Any:
+    """A pipeline reply, or the default when the command failed (e.g. a key of the wrong type)."""
+    return default if isinstance(reply, Exception) or reply is None else reply
+
+
+def _finite(score: float | None) -> float | None:
+    """A usable cursor score (None for a missing or non-finite one)."""
+    if score is None or not math.isfinite(score):
+        return None
+    return float(score)
+
+
+def _entries(reply: Any) -> list[tuple[str, float]]:
+    """(job id, score) pairs of a ZREVRANGEBYSCORE WITHSCORES reply."""
+    return [(text(member) or "", float(score)) for member, score in _ok(reply, [])]
+
+
+def _job_times(fields: Sequence[Any]) -> tuple[float | None, float | None, float | None] | None:
+    """(enqueued_at, started_at, ended_at) of an HMGET reply, None when the job hash is gone."""
+    if len(fields) < 4 or all(value is None for value in fields[:4]):
+        return None
+    return parse_timestamp_s(fields[1]), parse_timestamp_s(fields[2]), parse_timestamp_s(fields[3])
+
+
+def _failure_text(latest: Sequence[Any], exc_info: Any) -> str | None:
+    """The traceback of a failed job: its newest result's exc_string, else the job hash's exc_info."""
+    for _, payload in latest[:1]:
+        fields = {text(k): v for k, v in (payload or {}).items()}
+        decoded = decode_result_exc_string(fields.get("exc_string"))
+        if decoded:
+            return decoded
+    return decode_job_exc_info(exc_info)

@@ -18,6 +18,7 @@ from collector.memory import host_memory, process_memory
 from collector.model import Cursor, RedisReading, WorkerReading
 from queuewatch.settings import Settings
 from storage.engine import StorageError
+from storage.recycle import recycle_verdict
 from storage.retention import purge
 from storage.writer import CycleRecord, OpenAlertRow, record_outage, write_cycle
 from storage.cursors import latest_cursors
@@ -31,7 +32,7 @@ REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingErro
 class Reader(Protocol):
     """A queue backend: reads one library's state from Redis."""
 
-    def read(self, cursors: dict[str, Cursor]) -> RedisReading: ...
+    def read(self, cursors: dict[str, Cursor], *, unseen: Cursor = ...) -> RedisReading: ...
 
 
 @dataclass
@@ -63,12 +64,15 @@ class Collector:
             self.last_sampled_at_s[queue_name] = resume.sampled_at_s
         self.windows: dict[str, QueueWindow] = {}
         self._last_purge_s = 0.0
+        # After a first stored cycle, a queue that appears is new since then: all its registry entries count.
+        self._has_baseline = bool(self.cursors)
 
     def run_cycle(self) -> CycleResult:
         """One cycle; Redis errors are recorded as an outage, storage errors raise StorageError."""
         started_s = self.clock()
         try:
-            reading = self.reader.read(dict(self.cursors))
+            unseen = Cursor(0.0, 0.0) if self._has_baseline else Cursor()
+            reading = self.reader.read(dict(self.cursors), unseen=unseen)
         except REDIS_ERRORS as exc:
             error = f"Redis unreachable: {exc}"
             log.warning("cycle skipped: %s", error)
@@ -101,6 +105,7 @@ class Collector:
             self.cursors[queue.queue_name] = queue.cursor
             self.last_sampled_at_s[queue.queue_name] = now_s
         self.windows.update(windows)
+        self._has_baseline = True
         for change in changes:
             if change.kind != "updated":
                 log.info("alert %s %s (%s, %s)", change.alert_id, change.kind, change.severity, change.value)
@@ -116,7 +121,9 @@ class Collector:
             memory = None
             if worker.alive and worker.pid and worker.hostname == self.hostname:
                 memory = process_memory(worker.pid, limits.memory_hard_limit_mb)
-            reasons = recycle_reasons(worker, memory, now_s, limits)
+            uptime_s = now_s - worker.birth_at_s if worker.birth_at_s is not None else None
+            should_recycle, reason = recycle_verdict(worker.jobs_processed, uptime_s,
+                                                     memory["rss_mb"] if memory else None, limits)
             rows.append({
                 "sampled_at_s": now_s, "worker_name": worker.name, "library": worker.library,
                 "queues": ",".join(worker.queues), "pid": worker.pid, "hostname": worker.hostname,
@@ -127,7 +134,7 @@ class Collector:
                 "rss_mb": None, "heap_used_mb": None, "heap_total_mb": None, "external_mb": None,
                 "array_buffers_mb": None, "memory_percentage": None,
                 **(memory or {}),
-                "should_recycle": bool(reasons), "recycle_reason": "; ".join(reasons) or None,
+                "should_recycle": should_recycle, "recycle_reason": reason,
             })
             if memory:
                 for queue_name in worker.queues:
@@ -169,17 +176,3 @@ def backoff_s(interval_s: float, failures: int, cap_s: float) -> float:
     if failures <= 0:
         return interval_s
     return min(cap_s, interval_s * 2 ** min(failures, 16))
-
-
-def recycle_reasons(worker: WorkerReading, memory: dict | None, now_s: float, limits) -> list[str]:
-    """The spec's recycle rules: job count, uptime, hard memory limit."""
-    reasons = []
-    if worker.jobs_processed >= limits.recycle_after_jobs:
-        reasons.append(f"Job limit reached: {worker.jobs_processed} jobs >= {int(limits.recycle_after_jobs)}")
-    if worker.birth_at_s is not None and now_s - worker.birth_at_s >= limits.recycle_after_uptime_s:
-        hours = (now_s - worker.birth_at_s) / 3600
-        reasons.append(f"Uptime limit reached: {hours:.1f}h >= {limits.recycle_after_uptime_s / 3600:g}h")
-    if memory and memory["rss_mb"] > limits.memory_hard_limit_mb:
-        reasons.append(f"Critical memory limit exceeded: {memory['rss_mb']:.0f}MB > "
-                       f"{limits.memory_hard_limit_mb:.0f}MB")
-    return reasons

@@ -136,10 +136,15 @@ class RQReader:
         self.pid_alive = pid_alive
         self._raw_replies = not client.connection_pool.connection_kwargs.get("decode_responses", False)
 
-    def read(self, cursors: Mapping[str, Cursor]) -> RedisReading:
-        """One cycle: every queue's counts, new finishes since its cursor, and every registered worker."""
+    def read(self, cursors: Mapping[str, Cursor], *, unseen: Cursor = Cursor()) -> RedisReading:
+        """One cycle: every queue's counts, new finishes since its cursor, and every registered worker.
+
+        `unseen` is the cursor of a queue missing from `cursors`: the default makes its reading a baseline;
+        Cursor(0.0, 0.0) counts everything in its registries (a queue that appeared since the last cycle).
+        """
         trips_before = self.client.round_trips
         queue_names, worker_keys = self._discover()
+        cursors = {name: cursors.get(name) or unseen for name in queue_names}
         read_at_s, counts, heads, tops, worker_replies = self._snapshot(queue_names, worker_keys, cursors)
         details = self._details(heads, tops)
         queues = [self._queue_reading(name, counts[name], heads[name], tops[name], details, read_at_s)

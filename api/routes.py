@@ -109,9 +109,7 @@ def acknowledge(request: Request, alertId: str = Path(..., min_length=1, max_len
     row = acknowledge_alert(_state(request).engine, alertId, user.email, time.time())
     if row is None:
         raise ApiError("ALERT_NOT_FOUND", details={"alertId": alertId})
-    alert = queries_alerts.alert_dict(row)
-    _state(request).events.publish("alert:acknowledged", alert)
-    return {"success": True, "alert": alert}
+    return {"success": True, "alert": queries_alerts.alert_dict(row)}
 
 
 @router.get("/workers/memory", response_model=schemas.WorkerMemorySummary, response_model_exclude_none=True,

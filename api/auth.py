@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from fastapi import Request, Response
+from fastapi import Depends, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import ApiError
 from api.ratelimit import Decision
@@ -28,16 +29,14 @@ class RateLimited(Exception):
         self.retry_after_s = retry_after_s
 
 
-def _bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+bearer_scheme = HTTPBearer(auto_error=False, description="An API token from `queuewatch tokens create EMAIL`")
 
 
-def require_admin(request: Request, response: Response) -> User:
+def require_admin(request: Request, response: Response,
+                  credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme)) -> User:
     """Authenticate the bearer token, count the request against the caller's budget, insist on ADMIN."""
     state = request.app.state
-    token = _bearer(request)
+    token = credentials.credentials.strip() if credentials else None
     user = user_for_token(state.engine, token) if token else None
     key = f"user:{user.id}" if user else f"anonymous:{request.client.host if request.client else '-'}"
     decision = state.limiter.hit(key)

@@ -1,11 +1,12 @@
 """GET /metrics in the Prometheus text format; access set by QUEUEWATCH_METRICS_ACCESS (admin, public, off)."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import func, select
 
-from api.auth import require_admin
+from api.auth import bearer_scheme, require_admin
 from api.errors import ApiError
 from api.exposition import alert_families, queue_families, worker_families
 from storage.queries_latest import latest_snapshots
@@ -39,12 +40,13 @@ class _StoredState:
 
 
 @router.get("/metrics", include_in_schema=False)
-def metrics(request: Request, response: Response) -> Response:
+def metrics(request: Request, response: Response,
+            credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme)) -> Response:
     access = request.app.state.settings.metrics_access
     if access == "off":
         raise ApiError("NOT_FOUND")
     if access == "admin":
-        require_admin(request, response)
+        require_admin(request, response, credentials)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_StoredState(request.app.state))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST, headers=dict(response.headers))

@@ -1,0 +1,141 @@
+"""Plotly figures built from the query DataFrames (pure: no streamlit, no database)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+CHART_HEIGHT_PX = 300
+DEPTH_SERIES = (("waiting", "Waiting", "#1f77b4"), ("active", "Active", "#2ca02c"),
+                ("delayed", "Delayed", "#9467bd"), ("failed", "Failed", "#d62728"))
+PERCENTILE_SERIES = (("p50", "p50", "#2ca02c"), ("p95", "p95", "#ff7f0e"), ("p99", "p99", "#d62728"))
+OUTAGE_COLOUR = "rgba(214, 39, 40, 0.12)"
+
+
+def _layout(figure: go.Figure, title: str, y_title: str) -> go.Figure:
+    figure.update_layout(
+        title={"text": title, "x": 0.0, "xanchor": "left"}, height=CHART_HEIGHT_PX,
+        margin={"l": 10, "r": 10, "t": 40, "b": 10}, hovermode="x unified",
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
+        yaxis={"title": {"text": y_title}, "rangemode": "tozero"}, uirevision="keep-zoom",
+    )
+    return figure
+
+
+def with_gaps(series: pd.DataFrame, width_s: float | None = None) -> pd.DataFrame:
+    """The series with an empty row after every gap wider than three buckets, so lines break across gaps."""
+    if len(series) < 2 or "bucket_start_s" not in series:
+        return series
+    starts = series["bucket_start_s"].astype("float64").to_numpy()
+    steps = np.diff(starts)
+    typical = float(np.median(steps)) if len(steps) else 0.0
+    limit = 3 * max(width_s or 0.0, typical)
+    gap_after = np.nonzero(steps > limit)[0]
+    if not len(gap_after) or limit <= 0:
+        return series
+    fillers = pd.DataFrame({"bucket_start_s": starts[gap_after] + typical})
+    fillers["time"] = pd.to_datetime(fillers["bucket_start_s"], unit="s", utc=True)
+    combined = pd.concat([series, fillers], ignore_index=True)
+    return combined.sort_values("bucket_start_s", kind="stable").reset_index(drop=True)
+
+
+def shade_outages(figure: go.Figure, outages: pd.DataFrame | None) -> go.Figure:
+    """Shade each collector outage (Redis unreachable) on a time chart."""
+    if outages is None or outages.empty:
+        return figure
+    for span in outages.itertuples():
+        figure.add_vrect(x0=span.start, x1=span.end, fillcolor=OUTAGE_COLOUR, line_width=0, layer="below",
+                         annotation_text="outage", annotation_position="top left",
+                         annotation_font_size=10)
+    return figure
+
+
+def _lines(series: pd.DataFrame, columns: tuple[tuple[str, str, str], ...], title: str, y_title: str,
+           outages: pd.DataFrame | None, suffix: str = "") -> go.Figure:
+    data = with_gaps(series, series.attrs.get("bucket_width_s"))
+    figure = go.Figure()
+    for column, name, colour in columns:
+        figure.add_trace(go.Scatter(x=data["time"], y=data[column], name=name, mode="lines",
+                                    line={"color": colour, "width": 1.8},
+                                    hovertemplate=f"%{{y:,.2f}}{suffix}<extra>{name}</extra>"))
+    return shade_outages(_layout(figure, title, y_title), outages)
+
+
+def depth_figure(series: pd.DataFrame, outages: pd.DataFrame | None = None) -> go.Figure:
+    """Waiting, active, delayed and failed jobs over time (bucket maximum)."""
+    return _lines(series, DEPTH_SERIES, "Queue depth", "jobs", outages)
+
+
+def throughput_figure(series: pd.DataFrame, outages: pd.DataFrame | None = None) -> go.Figure:
+    """Jobs ended per minute over time."""
+    return _lines(series, (("jobs_per_minute", "Jobs/min", "#1f77b4"),), "Throughput", "jobs / min", outages)
+
+
+def rates_figure(series: pd.DataFrame, outages: pd.DataFrame | None = None) -> go.Figure:
+    """Error and timeout rates (%) over time."""
+    columns = (("error_rate_pct", "Error rate", "#d62728"), ("timeout_rate_pct", "Timeout rate", "#ff7f0e"))
+    return _lines(series, columns, "Error and timeout rates", "% of jobs ended", outages, "%")
+
+
+def latency_figure(series: pd.DataFrame, kind: str = "processing",
+                   outages: pd.DataFrame | None = None) -> go.Figure:
+    """p50/p95/p99 of processing or wait time (ms) over time, from merged sketches."""
+    if kind not in ("processing", "wait"):
+        raise ValueError(f"kind must be 'processing' or 'wait', got {kind!r}")
+    columns = tuple((f"{p}_{kind}_ms", name, colour) for p, name, colour in PERCENTILE_SERIES)
+    title = "Processing time" if kind == "processing" else "Wait time (enqueued → started)"
+    return _lines(series, columns, title, "ms", outages, " ms")
+
+
+def histogram_figure(histogram: pd.DataFrame) -> go.Figure:
+    """Execution-time histogram from the merged sketch of the range."""
+    figure = go.Figure()
+    if not histogram.empty:
+        centres = (histogram["lower_ms"] + histogram["upper_ms"]) / 2
+        figure.add_trace(go.Bar(x=centres, y=histogram["count"],
+                                width=histogram["upper_ms"] - histogram["lower_ms"],
+                                marker={"color": "#1f77b4"}, name="jobs",
+                                customdata=np.stack([histogram["lower_ms"], histogram["upper_ms"]], axis=-1),
+                                hovertemplate="%{customdata[0]:,.0f}–%{customdata[1]:,.0f} ms: %{y:,} jobs"
+                                              "<extra></extra>"))
+        ratio = histogram["upper_ms"].iloc[-1] / max(histogram["lower_ms"].iloc[0], 1e-9)
+        if histogram["lower_ms"].iloc[0] > 0 and ratio > 20:
+            figure.update_xaxes(type="log")
+    figure = _layout(figure, "Execution time distribution", "jobs")
+    figure.update_layout(hovermode="closest", bargap=0.02, showlegend=False)
+    figure.update_xaxes(title={"text": "processing time (ms)"})
+    return figure
+
+
+def worker_memory_figure(series: pd.DataFrame, soft_limit_mb: float, hard_limit_mb: float) -> go.Figure:
+    """RSS per worker over time (bucket peak) with the soft and hard memory limits as horizontal lines."""
+    figure = go.Figure()
+    for worker_name, rows in series.groupby("worker_name", sort=True):
+        rows = with_gaps(rows.reset_index(drop=True), series.attrs.get("bucket_width_s"))
+        figure.add_trace(go.Scatter(x=rows["time"], y=rows["rss_mb"], name=str(worker_name), mode="lines",
+                                    hovertemplate="%{y:,.0f} MB<extra>%{fullData.name}</extra>"))
+    figure = _layout(figure, "Worker memory (RSS)", "MB")
+    figure.add_hline(y=soft_limit_mb, line={"color": "#ff7f0e", "dash": "dash", "width": 1.5},
+                     annotation_text=f"soft limit {soft_limit_mb:.0f} MB", annotation_position="top left")
+    figure.add_hline(y=hard_limit_mb, line={"color": "#d62728", "dash": "dash", "width": 1.5},
+                     annotation_text=f"hard limit {hard_limit_mb:.0f} MB", annotation_position="top left")
+    top = max([hard_limit_mb * 1.1] + ([float(series["rss_mb"].max()) * 1.05] if not series.empty else []))
+    figure.update_yaxes(range=[0, top])
+    return figure
+
+
+def host_memory_figure(series: pd.DataFrame) -> go.Figure:
+    """Host memory over time: used, cached, workers' RSS and the collector, against the total."""
+    figure = go.Figure()
+    lines = (("used_mb", "used", "#1f77b4", None), ("cached_mb", "cached", "#aec7e8", None),
+             ("workers_rss_mb", "workers RSS", "#ff7f0e", None),
+             ("collector_rss_mb", "collector", "#2ca02c", None),
+             ("total_mb", "total", "#7f7f7f", "dot"))
+    for hostname, rows in series.groupby("hostname", sort=True):
+        rows = with_gaps(rows.reset_index(drop=True), series.attrs.get("bucket_width_s"))
+        prefix = f"{hostname} " if series["hostname"].nunique() > 1 else ""
+        for column, name, colour, dash in lines:
+            figure.add_trace(go.Scatter(x=rows["time"], y=rows[column], name=f"{prefix}{name}", mode="lines",
+                                        line={"color": colour, "dash": dash, "width": 1.6},
+                                        hovertemplate="%{y:,.0f} MB<extra>%{fullData.name}</extra>"))
+    return _layout(figure, "Host memory", "MB")

@@ -1,0 +1,152 @@
+"""Streamlit building blocks the pages are made of: empty state, metric tiles, tables, alert cards."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+from pandas.io.formats.style import Styler
+from sqlalchemy import Engine
+
+from dashboard.formatting import (
+    EMPTY_STATE, fmt_age, fmt_figure, fmt_iso, fmt_ms, fmt_utc, severity_markdown, status_style,
+)
+from storage.writer import acknowledge_alert
+
+STALE_AFTER_S = 120.0
+
+
+def coloured(table: pd.DataFrame, column: str) -> pd.DataFrame | Styler:
+    """The table with its status column coloured by status."""
+    return table.style.map(status_style, subset=[column]) if not table.empty else table
+
+
+def empty_state(detail: str | None = None) -> None:
+    """The message shown while the database holds no snapshots."""
+    st.info(EMPTY_STATE + (f"\n\n{detail}" if detail else ""), icon=":material/info:")
+
+
+def freshness_note(newest_s: float | None, now_s: float) -> None:
+    """A caption with the newest snapshot's age, a warning when the collector seems stopped."""
+    if newest_s is None:
+        return
+    age_s = now_s - newest_s
+    if age_s > STALE_AFTER_S:
+        st.warning(f"The newest snapshot is from {fmt_utc(newest_s)} ({fmt_age(age_s)}). "
+                   "Is `queuewatch collect` running?", icon=":material/pause_circle:")
+    else:
+        st.caption(f"Newest snapshot {fmt_utc(newest_s)} ({fmt_age(age_s)})")
+
+
+def summary_tiles(summary: dict[str, Any]) -> None:
+    """DashboardSummary as two rows of metric tiles."""
+    first = st.columns(5)
+    first[0].metric("Queues", summary["totalQueues"], border=True)
+    first[1].metric("Healthy", summary["healthyQueues"], border=True)
+    first[2].metric("Warning", summary["warningQueues"], border=True)
+    first[3].metric("Critical", summary["criticalQueues"], border=True)
+    first[4].metric("Open alerts", summary["activeAlerts"], border=True,
+                    help="Unresolved alerts that nobody has acknowledged yet.")
+    second = st.columns(5)
+    second[0].metric("Waiting", f"{summary['totalWaiting']:,}", border=True)
+    second[1].metric("Active", f"{summary['totalActive']:,}", border=True)
+    second[2].metric("Failed", f"{summary['totalFailed']:,}", border=True)
+    second[3].metric("Avg jobs/min", f"{summary['avgJobsPerMinute']:,.1f}", border=True,
+                     help="Mean of the queues' jobs per minute over the last 60 s.")
+    second[4].metric("Avg error rate", f"{summary['avgErrorRate']:.2f}%", border=True,
+                     help="Mean of the queues' error rates over the last 5 min.")
+
+
+def queue_table(table: pd.DataFrame) -> None:
+    """The overview's queue table."""
+    st.dataframe(coloured(table, "Status"), hide_index=True, width="stretch", column_config={
+        "Issues": st.column_config.TextColumn(width="medium"),
+        "Jobs/min": st.column_config.NumberColumn(format="%.1f"),
+        "Error %": st.column_config.NumberColumn(format="%.2f"),
+        "Timeout %": st.column_config.NumberColumn(format="%.2f"),
+        "p95 (ms)": st.column_config.NumberColumn(format="%.0f"),
+        "Oldest waiting (s)": st.column_config.NumberColumn(format="%.1f"),
+        "Last seen (s ago)": st.column_config.NumberColumn(format="%.0f"),
+    })
+
+
+def timing_tiles(timing: dict[str, Any]) -> None:
+    """Whole-range processing and wait percentiles (merged sketches) as metric tiles."""
+    processing, wait = timing["processing"], timing["wait"]
+    first = st.columns(4)
+    first[0].metric("Jobs timed", f"{processing['sampleCount']:,}", border=True,
+                    help="Jobs that ended in the range and whose timings the collector sampled.")
+    first[1].metric("Processing p50", fmt_ms(processing["p50"]), border=True)
+    first[2].metric("Processing p95", fmt_ms(processing["p95"]), border=True)
+    first[3].metric("Processing p99", fmt_ms(processing["p99"]), border=True)
+    second = st.columns(4)
+    second[0].metric("Processing avg", fmt_ms(processing["avg"]), border=True)
+    second[1].metric("Wait p50", fmt_ms(wait["p50"]), border=True)
+    second[2].metric("Wait p95", fmt_ms(wait["p95"]), border=True)
+    second[3].metric("Wait p99", fmt_ms(wait["p99"]), border=True)
+
+
+def worker_tiles(summary: dict[str, Any]) -> None:
+    """WorkerMemorySummary figures as metric tiles."""
+    tiles = st.columns(4)
+    tiles[0].metric("Workers reporting", summary["totalWorkers"], border=True)
+    tiles[1].metric("Jobs processed", f"{summary['totalJobsProcessed']:,}", border=True)
+    tiles[2].metric("Average RSS", f"{summary['averageMemoryUsage']:,.0f} MB", border=True,
+                    help="Mean RSS of the workers whose memory is measured (those on the collector's host).")
+    tiles[3].metric("Need recycling", summary["workersNeedingRecycle"], border=True)
+
+
+def worker_table(table: pd.DataFrame) -> None:
+    """The workers table."""
+    st.dataframe(coloured(table, "State"), hide_index=True, width="stretch", column_config={
+        "Started": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
+        "Last heartbeat": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
+        "RSS (MB)": st.column_config.NumberColumn(format="%.0f"),
+        "Recycle reason": st.column_config.TextColumn(width="large"),
+    })
+
+
+def _acknowledge(engine: Engine, alert_id: str, user: str) -> None:
+    row = acknowledge_alert(engine, alert_id, user, time.time())
+    if row is None:
+        st.toast(f"Alert {alert_id} no longer exists.", icon=":material/warning:")
+    else:
+        st.toast(f"Acknowledged by `{row['acknowledged_by']}` at {fmt_utc(row['acknowledged_at_s'])}",
+                 icon=":material/check_circle:")
+
+
+def alert_card(alert: dict[str, Any], engine: Engine, user: str) -> None:
+    """One open alert: what, since when, and an Acknowledge button or who acknowledged it and when."""
+    with st.container(border=True):
+        text, action = st.columns([4, 1], vertical_alignment="center")
+        text.markdown(f"{severity_markdown(alert['severity'])} · **{alert['queueName']}** · "
+                      f"**{alert['type']}**  \n"
+                      f"{alert['message']} — value {fmt_figure(alert['value'])}, "
+                      f"threshold {fmt_figure(alert['threshold'])}  \n"
+                      f"Opened {fmt_iso(alert['timestamp'])} · `{alert['id']}`")
+        if alert["acknowledged"]:
+            action.markdown(f":green[:material/check_circle:] Acknowledged by "
+                            f"`{alert.get('acknowledgedBy', '?')}`  \n"
+                            f"{fmt_iso(alert.get('acknowledgedAt'))}")
+        else:
+            action.button("Acknowledge", key=f"ack-{alert['id']}", on_click=_acknowledge,
+                          args=(engine, alert["id"], user), type="primary",
+                          help=f"Mark this alert as seen by {user}")
+
+
+def alert_history_table(table: pd.DataFrame) -> None:
+    """The alert history table."""
+    times = {name: st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss")
+             for name in ("Opened", "Resolved", "Acknowledged at")}
+    st.dataframe(coloured(table, "Severity"), hide_index=True, width="stretch", column_config={
+        **times, "Message": st.column_config.TextColumn(width="medium"),
+        "Value": st.column_config.NumberColumn(format="%.2f"),
+        "Threshold": st.column_config.NumberColumn(format="%.2f")})
+
+
+def alert_events_table(table: pd.DataFrame) -> None:
+    """The alert events table."""
+    st.dataframe(coloured(table, "Severity"), hide_index=True, width="stretch", column_config={
+        "At": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
+        "Value": st.column_config.NumberColumn(format="%.2f")})

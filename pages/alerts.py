@@ -1,0 +1,58 @@
+"""Alerts: open alerts with an Acknowledge button (refreshed every 3 s), then the history with its events."""
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from dashboard import components, context, ranges, tables
+from storage import queries
+
+ACKNOWLEDGED_FILTERS = {"Any": None, "Not acknowledged": False, "Acknowledged": True}
+
+st.title("Alerts")
+engine = context.engine()
+user = context.current_user()
+with context.storage_errors():
+    names = queries.queue_names(engine)
+if not names:
+    components.empty_state()
+    st.stop()
+
+severity_column, queue_column, acknowledged_column = st.columns(3)
+severity = severity_column.selectbox("Severity", ["All", "critical", "warning"], key="alerts_severity")
+queue = queue_column.selectbox("Queue", ["All", *names], key="alerts_queue")
+acknowledged = acknowledged_column.selectbox("Acknowledged", list(ACKNOWLEDGED_FILTERS),
+                                             key="alerts_acknowledged")
+filters = {"severity": None if severity == "All" else severity,
+           "queue_name": None if queue == "All" else queue,
+           "acknowledged": ACKNOWLEDGED_FILTERS[acknowledged]}
+
+
+@st.fragment(run_every=context.ALERTS_REFRESH_S)
+def open_alerts(filters: dict) -> None:
+    """Open alerts matching the filters, critical first."""
+    with context.storage_errors():
+        alerts = queries.list_alerts(engine, open_only=True, **filters)
+    st.subheader(f"Open alerts ({len(alerts)})")
+    if not alerts:
+        st.success("No open alerts match these filters.", icon=":material/check_circle:")
+    for alert in alerts:
+        components.alert_card(alert, engine, user)
+    st.caption(f"Acting as `{user}`.")
+
+
+open_alerts(filters)
+
+st.subheader("History")
+choice = ranges.range_picker("alerts_range", default="24 h")
+since_s, until_s = choice.bounds(time.time())
+with context.storage_errors():
+    history = queries.alert_history(engine, since_s=since_s, until_s=until_s, **filters)
+    events = queries.alert_events_frame(engine, since_s=since_s, until_s=until_s)
+if history.empty:
+    st.info("No alerts in this range.")
+else:
+    components.alert_history_table(tables.alert_history_table(history))
+with st.expander(f"Alert events ({len(events)})"):
+    components.alert_events_table(tables.alert_events_table(events))

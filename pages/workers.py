@@ -1,0 +1,53 @@
+"""Workers & memory: latest state of every worker with recycle flags, RSS against the limits, host memory."""
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from dashboard import charts, components, context, ranges, tables
+from dashboard.ranges import RangeChoice
+from storage import queries
+
+st.title("Workers & memory")
+engine = context.engine()
+limits = context.thresholds().default
+choice = ranges.range_picker("workers_range", default="1 h")
+
+
+@st.fragment(run_every=context.MEMORY_REFRESH_S)
+def live_workers(choice: RangeChoice) -> None:
+    """Worker tiles and table, worker RSS and host memory charts."""
+    since_s, until_s = choice.bounds(time.time())
+    with context.storage_errors():
+        workers = queries.worker_table(engine, context.thresholds(), seen_since_s=since_s)
+        if workers.empty and queries.newest_sample_at_s(engine) is None:
+            components.empty_state()
+            return
+        summary = queries.worker_memory_summary(engine, context.thresholds())
+        memory = queries.worker_memory_series(engine, since_s, until_s)
+        host = queries.host_memory_series(engine, since_s, until_s)
+    components.worker_tiles(summary)
+    st.subheader("Workers")
+    if workers.empty:
+        st.info("No workers were registered in this range.")
+    else:
+        components.worker_table(tables.worker_display_table(workers))
+        st.caption("State *stale*: heartbeat expired; *gone*: no longer registered. Recycling follows the "
+                   f"job limit ({limits.recycle_after_jobs:.0f}), uptime "
+                   f"({limits.recycle_after_uptime_s / 3600:g} h) and hard memory limit "
+                   f"({limits.memory_hard_limit_mb:.0f} MB). RSS is measured for workers on the collector's "
+                   "host only.")
+    left, right = st.columns(2)
+    if memory.empty:
+        left.info("No worker memory measured in this range (workers on other hosts are not measured).")
+    else:
+        left.plotly_chart(charts.worker_memory_figure(memory, limits.memory_soft_limit_mb,
+                                                      limits.memory_hard_limit_mb))
+    if host.empty:
+        right.info("No host memory recorded in this range.")
+    else:
+        right.plotly_chart(charts.host_memory_figure(host))
+
+
+live_workers(choice)

@@ -1,0 +1,115 @@
+"""Alert reads: the spec's Alert shape with filters, alert history including resolved alerts, alert events."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import pandas as pd
+from sqlalchemy import Engine, and_, or_, select, true
+
+from storage.queries_common import frame, is_missing, iso_utc, reading, utc_times
+from storage.schema import alert_events, alerts
+
+ALERT_HISTORY_COLUMNS = [
+    "id", "queue_name", "alert_type", "severity", "message", "value", "threshold", "opened_at_s",
+    "updated_at_s", "resolved_at_s", "acknowledged", "acknowledged_by", "acknowledged_at_s",
+]
+
+
+def alert_dict(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The spec's Alert for one alerts row; acknowledgedBy/acknowledgedAt only once acknowledged."""
+    alert: dict[str, Any] = {
+        "id": str(row["id"]),
+        "severity": str(row["severity"]),
+        "queueName": str(row["queue_name"]),
+        "type": str(row["alert_type"]),
+        "message": str(row["message"]),
+        "value": float(row["value"]),
+        "threshold": float(row["threshold"]),
+        "timestamp": iso_utc(row["opened_at_s"]),
+        "acknowledged": bool(row["acknowledged"]),
+    }
+    if alert["acknowledged"]:
+        if not is_missing(row.get("acknowledged_by")):
+            alert["acknowledgedBy"] = str(row["acknowledged_by"])
+        if not is_missing(row.get("acknowledged_at_s")):
+            alert["acknowledgedAt"] = iso_utc(row["acknowledged_at_s"])
+    return alert
+
+
+def _conditions(*, severity: str | None, queue_name: str | None, acknowledged: bool | None, open_only: bool,
+                since_s: float | None, until_s: float | None):
+    condition = true()
+    if open_only:
+        condition = and_(condition, alerts.c.resolved_at_s.is_(None))
+    if severity:
+        condition = and_(condition, alerts.c.severity == severity)
+    if queue_name:
+        condition = and_(condition, alerts.c.queue_name == queue_name)
+    if acknowledged is not None:
+        condition = and_(condition, alerts.c.acknowledged.is_(acknowledged))
+    if until_s is not None:
+        condition = and_(condition, alerts.c.opened_at_s <= until_s)
+    if since_s is not None:
+        condition = and_(condition, or_(alerts.c.resolved_at_s.is_(None), alerts.c.resolved_at_s >= since_s))
+    return condition
+
+
+def list_alerts(engine: Engine, *, severity: str | None = None, queue_name: str | None = None,
+                acknowledged: bool | None = False, open_only: bool = True, since_s: float | None = None,
+                until_s: float | None = None, limit: int = 500) -> list[dict[str, Any]]:
+    """Alerts in the spec's shape, critical first, then newest; by default open, unacknowledged (as the spec).
+
+    acknowledged=None returns both; open_only=False adds resolved alerts whose lifetime overlaps the range.
+    """
+    statement = (select(alerts)
+                 .where(_conditions(severity=severity, queue_name=queue_name, acknowledged=acknowledged,
+                                    open_only=open_only, since_s=since_s, until_s=until_s))
+                 .order_by((alerts.c.severity == "critical").desc(), alerts.c.opened_at_s.desc(), alerts.c.id)
+                 .limit(limit))
+    with reading(engine) as conn:
+        return [alert_dict(row) for row in conn.execute(statement).mappings()]
+
+
+def get_alert(engine: Engine, alert_id: str) -> dict[str, Any] | None:
+    """One alert in the spec's shape; None if the id is unknown."""
+    with reading(engine) as conn:
+        row = conn.execute(select(alerts).where(alerts.c.id == alert_id)).mappings().first()
+    return alert_dict(row) if row is not None else None
+
+
+def alert_history(engine: Engine, *, since_s: float | None = None, until_s: float | None = None,
+                  severity: str | None = None, queue_name: str | None = None,
+                  acknowledged: bool | None = None, open_only: bool = False,
+                  limit: int = 5000) -> pd.DataFrame:
+    """Alerts (open and resolved) whose lifetime overlaps the range, newest first, with state and times."""
+    statement = (select(*[alerts.c[name] for name in ALERT_HISTORY_COLUMNS])
+                 .where(_conditions(severity=severity, queue_name=queue_name, acknowledged=acknowledged,
+                                    open_only=open_only, since_s=since_s, until_s=until_s))
+                 .order_by(alerts.c.opened_at_s.desc(), alerts.c.id).limit(limit))
+    with reading(engine) as conn:
+        rows = frame(conn, statement, ALERT_HISTORY_COLUMNS)
+    rows["acknowledged"] = rows["acknowledged"].astype(bool)
+    rows["state"] = ["open" if is_missing(at) else "resolved" for at in rows["resolved_at_s"]]
+    for name in ("opened", "updated", "resolved", "acknowledged"):
+        rows[f"{name}_at"] = utc_times(rows[f"{name}_at_s"])
+    return rows
+
+
+def alert_events_frame(engine: Engine, *, alert_id: str | None = None, since_s: float | None = None,
+                       until_s: float | None = None, limit: int = 5000) -> pd.DataFrame:
+    """Alert events (opened, escalated, deescalated, acknowledged, resolved), newest first."""
+    e = alert_events
+    condition = true()
+    if alert_id is not None:
+        condition = and_(condition, e.c.alert_id == alert_id)
+    if since_s is not None:
+        condition = and_(condition, e.c.at_s >= since_s)
+    if until_s is not None:
+        condition = and_(condition, e.c.at_s <= until_s)
+    columns = ["alert_id", "at_s", "event", "severity", "value", "actor"]
+    statement = (select(*[e.c[name] for name in columns]).where(condition)
+                 .order_by(e.c.at_s.desc(), e.c.id.desc()).limit(limit))
+    with reading(engine) as conn:
+        rows = frame(conn, statement, columns)
+    rows["at"] = utc_times(rows["at_s"])
+    return rows

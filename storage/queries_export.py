@@ -1,0 +1,173 @@
+"""Exports: snapshots under the spec's QueueMetrics names, worker memory and alerts, as DataFrames or CSV."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import IO, Iterator, Sequence
+
+import pandas as pd
+from sqlalchemy import Engine, and_, func, select
+
+from storage.fields import EXTRA_SNAPSHOT_FIELDS, QUEUE_METRICS_FIELDS, ZERO_WHEN_UNKNOWN
+from storage.queries_alerts import alert_history
+from storage.queries_common import iso_utc_series, reading
+from storage.schema import queue_snapshots, worker_snapshots
+
+EXPORT_CHUNK_ROWS = 50_000
+SNAPSHOT_EXPORT_FIELDS: tuple[tuple[str, str], ...] = QUEUE_METRICS_FIELDS + EXTRA_SNAPSHOT_FIELDS
+WORKER_EXPORT_FIELDS: tuple[tuple[str, str], ...] = (
+    ("timestamp", "sampled_at_s"), ("workerId", "worker_name"), ("queueName", "queues"),
+    ("hostname", "hostname"),
+    ("pid", "pid"), ("state", "state"), ("alive", "alive"), ("jobsProcessed", "jobs_processed"),
+    ("successfulJobs", "successful_jobs"), ("failedJobs", "failed_jobs"), ("startTime", "birth_at_s"),
+    ("lastHeartbeat", "last_heartbeat_at_s"), ("heapUsed", "heap_used_mb"), ("heapTotal", "heap_total_mb"),
+    ("external", "external_mb"), ("rss", "rss_mb"), ("arrayBuffers", "array_buffers_mb"),
+    ("percentage", "memory_percentage"), ("shouldRecycle", "should_recycle"),
+    ("recycleReason", "recycle_reason"),
+)
+ALERT_EXPORT_FIELDS: tuple[tuple[str, str], ...] = (
+    ("id", "id"), ("severity", "severity"), ("queueName", "queue_name"), ("type", "alert_type"),
+    ("message", "message"), ("value", "value"), ("threshold", "threshold"), ("timestamp", "opened_at_s"),
+    ("acknowledged", "acknowledged"), ("acknowledgedBy", "acknowledged_by"),
+    ("acknowledgedAt", "acknowledged_at_s"), ("updatedAt", "updated_at_s"), ("resolvedAt", "resolved_at_s"),
+    ("state", "state"),
+)
+_TIME_COLUMNS = frozenset({"sampled_at_s", "birth_at_s", "last_heartbeat_at_s", "opened_at_s",
+                           "acknowledged_at_s", "updated_at_s", "resolved_at_s"})
+
+
+def _renamed(rows: pd.DataFrame, fields: Sequence[tuple[str, str]],
+             zero_when_unknown: frozenset[str] = frozenset()) -> pd.DataFrame:
+    """Columns under the export names, times as ISO 8601 UTC, unknown figures of `zero_when_unknown` as 0."""
+    out = pd.DataFrame(index=rows.index)
+    for name, column in fields:
+        values = rows[column]
+        if column in _TIME_COLUMNS:
+            values = iso_utc_series(values)
+        elif name in zero_when_unknown:
+            values = values.astype("float64").fillna(0.0)
+        out[name] = values
+    return out.reset_index(drop=True)
+
+
+def _empty(fields: Sequence[tuple[str, str]]) -> pd.DataFrame:
+    return pd.DataFrame(columns=[name for name, _ in fields])
+
+
+def _snapshot_condition(queue_names: Sequence[str] | None, since_s: float, until_s: float):
+    t = queue_snapshots
+    condition = and_(t.c.sampled_at_s >= since_s, t.c.sampled_at_s <= until_s)
+    if queue_names:
+        condition = and_(condition, t.c.queue_name.in_(list(queue_names)))
+    return condition
+
+
+def iter_snapshot_exports(engine: Engine, queue_names: Sequence[str] | None, since_s: float, until_s: float,
+                          *, chunk_rows: int = EXPORT_CHUNK_ROWS,
+                          limit: int | None = None) -> Iterator[pd.DataFrame]:
+    """Snapshots of the queues (all if None) in the range, by time then queue, in chunks of export columns."""
+    t = queue_snapshots
+    columns = list(dict.fromkeys(column for _, column in SNAPSHOT_EXPORT_FIELDS))
+    statement = (select(*[t.c[c] for c in columns]).where(_snapshot_condition(queue_names, since_s, until_s))
+                 .order_by(t.c.sampled_at_s, t.c.queue_name).limit(limit))
+    with reading(engine) as conn:
+        result = conn.execution_options(yield_per=chunk_rows).execute(statement)
+        for part in result.partitions(chunk_rows):
+            yield _renamed(pd.DataFrame(part, columns=columns), SNAPSHOT_EXPORT_FIELDS, ZERO_WHEN_UNKNOWN)
+
+
+def snapshots_export(engine: Engine, queue_names: Sequence[str] | None, since_s: float, until_s: float, *,
+                     limit: int | None = None) -> pd.DataFrame:
+    """Snapshots as one DataFrame: the spec's QueueMetrics columns in order, then EXTRA_SNAPSHOT_FIELDS."""
+    parts = list(iter_snapshot_exports(engine, queue_names, since_s, until_s, limit=limit))
+    return pd.concat(parts, ignore_index=True) if parts else _empty(SNAPSHOT_EXPORT_FIELDS)
+
+
+def export_counts(engine: Engine, queue_names: Sequence[str] | None, since_s: float,
+                  until_s: float) -> dict[str, int]:
+    """Rows each export of the range would hold: snapshots and alerts of these queues, worker rows."""
+    w = worker_snapshots
+    with reading(engine) as conn:
+        snapshots = conn.execute(select(func.count()).select_from(queue_snapshots)
+                                 .where(_snapshot_condition(queue_names, since_s, until_s))).scalar_one()
+        in_range = and_(w.c.sampled_at_s >= since_s, w.c.sampled_at_s <= until_s)
+        workers = conn.execute(select(func.count()).select_from(w).where(in_range)).scalar_one()
+    alert_rows = alert_history(engine, since_s=since_s, until_s=until_s, limit=1_000_000)
+    if queue_names:
+        alert_rows = alert_rows[alert_rows["queue_name"].isin(list(queue_names))]
+    return {"snapshots": int(snapshots), "workers": int(workers), "alerts": int(len(alert_rows))}
+
+
+def worker_memory_export(engine: Engine, since_s: float, until_s: float, *,
+                         worker_names: Sequence[str] | None = None) -> pd.DataFrame:
+    """Every worker row in the range under MemoryStats-style names, with the recycle flags stored then."""
+    t = worker_snapshots
+    condition = and_(t.c.sampled_at_s >= since_s, t.c.sampled_at_s <= until_s)
+    if worker_names:
+        condition = and_(condition, t.c.worker_name.in_(list(worker_names)))
+    columns = [column for _, column in WORKER_EXPORT_FIELDS]
+    statement = (select(*[t.c[c] for c in columns]).where(condition)
+                 .order_by(t.c.sampled_at_s, t.c.worker_name))
+    with reading(engine) as conn:
+        rows = pd.DataFrame(conn.execute(statement).fetchall(), columns=columns)
+    if rows.empty:
+        return _empty(WORKER_EXPORT_FIELDS)
+    rows["alive"] = rows["alive"].astype(bool)
+    rows["should_recycle"] = rows["should_recycle"].astype(bool)
+    return _renamed(rows, WORKER_EXPORT_FIELDS)
+
+
+def alerts_export(engine: Engine, since_s: float, until_s: float) -> pd.DataFrame:
+    """Alerts whose lifetime overlaps the range (open and resolved) under the spec's Alert names."""
+    rows = alert_history(engine, since_s=since_s, until_s=until_s, limit=1_000_000)
+    if rows.empty:
+        return _empty(ALERT_EXPORT_FIELDS)
+    return _renamed(rows, ALERT_EXPORT_FIELDS)
+
+
+def to_csv_text(rows: pd.DataFrame) -> str:
+    """CSV text of a DataFrame (no index)."""
+    return rows.to_csv(index=False)
+
+
+def _frames(engine: Engine, kind: str, queues: Sequence[str] | None, since_s: float,
+            until_s: float) -> Iterator[pd.DataFrame]:
+    if kind == "snapshots":
+        parts = iter_snapshot_exports(engine, queues, since_s, until_s)
+        first = next(parts, None)
+        yield first if first is not None else _empty(SNAPSHOT_EXPORT_FIELDS)
+        yield from parts
+    elif kind == "workers":
+        yield worker_memory_export(engine, since_s, until_s)
+    elif kind == "alerts":
+        rows = alerts_export(engine, since_s, until_s)
+        yield rows[rows["queueName"].isin(list(queues))] if queues else rows
+    else:
+        raise ValueError(f"unknown export kind {kind!r} (expected snapshots, workers or alerts)")
+
+
+def write_csv(engine: Engine, out: str | Path | IO[str], *, kind: str = "snapshots",
+              queues: Sequence[str] | None = None, since_s: float, until_s: float) -> int:
+    """Write an export as CSV to a path or a text stream, snapshots in chunks; returns the rows written."""
+    stream: IO[str]
+    if isinstance(out, (str, Path)):
+        stream = open(out, "w", newline="", encoding="utf-8")
+    else:
+        stream = out
+    written = 0
+    try:
+        for index, part in enumerate(_frames(engine, kind, queues, since_s, until_s)):
+            part.to_csv(stream, index=False, header=index == 0)
+            written += len(part)
+    finally:
+        if stream is not out:
+            stream.close()
+    return written
+
+
+def export_csv_text(engine: Engine, *, kind: str = "snapshots", queues: Sequence[str] | None = None,
+                    since_s: float, until_s: float) -> str:
+    """The same export as CSV text (for download buttons)."""
+    buffer = io.StringIO()
+    write_csv(engine, buffer, kind=kind, queues=queues, since_s=since_s, until_s=until_s)
+    return buffer.getvalue()

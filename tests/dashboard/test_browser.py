@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from storage.engine import make_engine
+from storage.schema import alerts
+from tests.conftest import REPO_ROOT, free_port
+from tests.seed import write_seed_file
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+USER = "browser-ops@example.com"
+SCREENSHOTS = Path(os.environ.get("QUEUEWATCH_SCREENSHOTS", "/tmp"))
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(),
+                       reason=f"{CHROMIUM} is not installed (apt-get install chromium)"),
+]
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            output = proc.stdout.read() if proc.stdout else ""
+            raise RuntimeError(f"streamlit exited with {proc.returncode}: {output}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError("streamlit did not become healthy")
+
+
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory):
+    """A real `streamlit run app.py` on a seeded database; yields (base URL, database URL)."""
+    db_path = tmp_path_factory.mktemp("browser") / "queuewatch.db"
+    write_seed_file(db_path, time.time(), hours=1.0)
+    db_url = f"sqlite:///{db_path}"
+    port = free_port()
+    env = {**os.environ, "QUEUEWATCH_DB_URL": db_url, "QUEUEWATCH_DASHBOARD_USER": USER}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+         "--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc)
+        yield url, db_url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def page(dashboard):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1500, "height": 2000})
+        yield context.new_page()
+        browser.close()
+
+
+def _acknowledged_by(db_url: str) -> list[tuple[str, str]]:
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(
+                select(alerts.c.id, alerts.c.acknowledged_by).where(alerts.c.acknowledged.is_(True)))]
+    finally:
+        engine.dispose()
+
+
+def test_dashboard_in_a_real_browser(dashboard, page):
+    url, db_url = dashboard
+    page.goto(url)
+    page.get_by_role("heading", name="Queue overview").wait_for(timeout=30_000)
+    page.get_by_text("Open alerts").first.wait_for(timeout=30_000)
+    page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=30_000)
+    page.get_by_text("thumbnails").first.wait_for(state="attached", timeout=30_000)
+    page.screenshot(path=str(SCREENSHOTS / "queuewatch-overview.png"), full_page=True)
+
+    page.get_by_role("link", name="Queue detail").click()
+    page.get_by_role("heading", name="Queue detail").wait_for(timeout=30_000)
+    page.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=30_000)
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 6", timeout=30_000)
+    assert page.locator(".js-plotly-plot").count() >= 6
+    page.screenshot(path=str(SCREENSHOTS / "queuewatch-queue-detail.png"), full_page=True)
+
+    page.get_by_role("link", name="Workers & memory").click()
+    page.get_by_role("heading", name="Workers & memory").wait_for(timeout=30_000)
+    page.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=30_000)
+    page.screenshot(path=str(SCREENSHOTS / "queuewatch-workers.png"), full_page=True)
+
+    page.get_by_role("link", name="Alerts").click()
+    page.get_by_role("heading", name="Alerts", exact=True).wait_for(timeout=30_000)
+    buttons = page.get_by_role("button", name="Acknowledge")
+    buttons.first.wait_for(timeout=30_000)
+    assert buttons.count() == 5
+    assert _acknowledged_by(db_url) == []
+    buttons.first.click()
+    deadline = time.monotonic() + 20
+    while not _acknowledged_by(db_url) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    acknowledged = _acknowledged_by(db_url)
+    assert len(acknowledged) == 1 and acknowledged[0][1] == USER
+    assert "thumbnails-memory_usage" in acknowledged[0][0]  # critical alerts come first
+    page.get_by_text(f"Acknowledged by {USER}").first.wait_for(timeout=20_000)
+    page.screenshot(path=str(SCREENSHOTS / "queuewatch-alerts.png"), full_page=True)
+
+    page.get_by_role("link", name="Export").click()
+    page.get_by_role("button", name="Snapshots CSV").wait_for(timeout=30_000)
+    with page.expect_download(timeout=30_000) as download:
+        page.get_by_role("button", name="Snapshots CSV").click()
+    header = Path(download.value.path()).read_text().splitlines()[0]
+    assert header.startswith("queueName,waiting,active,delayed,failed,completed,jobsPerMinute")
+    page.screenshot(path=str(SCREENSHOTS / "queuewatch-export.png"), full_page=True)

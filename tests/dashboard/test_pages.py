@@ -1,0 +1,179 @@
+from __future__ import annotations
+
+import time
+from datetime import date
+
+import pandas as pd
+import pytest
+from sqlalchemy import select
+from streamlit.testing.v1 import AppTest
+
+from dashboard import charts, ranges, tables
+from storage import queries
+from storage.engine import make_engine
+from storage.schema import alerts
+from tests.conftest import REPO_ROOT
+from tests.seed import copy_database, write_seed_file
+
+APP = str(REPO_ROOT / "app.py")
+PAGES = ("pages/overview.py", "pages/queue_detail.py", "pages/workers.py", "pages/alerts.py",
+         "pages/export.py")
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    path = tmp_path_factory.mktemp("seed") / "template.db"
+    write_seed_file(path, time.time(), hours=1.0)
+    return path
+
+
+@pytest.fixture
+def seeded_url(template, tmp_path, monkeypatch):
+    url = copy_database(template, tmp_path / "seeded.db")
+    monkeypatch.setenv("QUEUEWATCH_DB_URL", url)
+    return url
+
+
+def _app() -> AppTest:
+    return AppTest.from_file(APP, default_timeout=60).run()
+
+
+def _metrics(at: AppTest) -> dict[str, str]:
+    return {metric.label: metric.value for metric in at.metric}
+
+
+def _texts(elements) -> str:
+    return "\n".join(str(element.value) for element in elements)
+
+
+def test_overview_shows_the_summary(seeded_url):
+    at = _app()
+    assert not at.exception
+    metrics = _metrics(at)
+    assert metrics["Queues"] == "3" and metrics["Critical"] == "1" and metrics["Open alerts"] == "5"
+    assert int(metrics["Waiting"].replace(",", "")) > 260 and metrics["Active"] == "9"
+    table = at.dataframe[0].value
+    assert table["Queue"].tolist() == ["thumbnails", "reports", "emails"]  # critical first
+
+
+def test_every_page_renders_on_a_seeded_database(seeded_url):
+    at = _app()
+    for page in PAGES:
+        at.switch_page(page).run()
+        assert not at.exception, page
+        assert not at.error, (page, _texts(at.error))
+    at.switch_page("pages/queue_detail.py").run()
+    assert len(at.get("plotly_chart")) == 6
+    assert _metrics(at)["Jobs timed"] != "0"
+    at.switch_page("pages/workers.py").run()
+    assert len(at.get("plotly_chart")) == 2
+    workers = at.dataframe[0].value
+    assert any("stale" in state for state in workers["State"])
+    assert workers.set_index("Worker").loc["worker-asset-2", "Should recycle"]
+    at.switch_page("pages/export.py").run()
+    assert [b.key for b in at.download_button] == ["export_snapshots", "export_workers", "export_alerts"]
+
+
+def test_queue_detail_follows_the_queue_and_range(seeded_url):
+    at = _app()
+    at.switch_page("pages/queue_detail.py").run()
+    at.selectbox(key="queue_detail_queue").set_value("reports").run()
+    at.radio(key="queue_detail_range").set_value("7 d").run()
+    assert not at.exception
+    assert len(at.get("plotly_chart")) == 6
+    at.radio(key="queue_detail_range").set_value("Custom").run()
+    assert not at.exception
+
+
+def test_acknowledge_button_acknowledges_in_the_database(seeded_url, monkeypatch):
+    monkeypatch.setenv("QUEUEWATCH_DASHBOARD_USER", "ops@example.com")
+    at = _app()
+    at.switch_page("pages/alerts.py").run()
+    buttons = [b for b in at.button if b.key and b.key.startswith("ack-")]
+    assert len(buttons) == 5
+    alert_id = buttons[0].key.removeprefix("ack-")
+    buttons[0].click().run()
+    assert not at.exception
+    engine = make_engine(seeded_url)
+    with engine.connect() as conn:
+        row = conn.execute(select(alerts).where(alerts.c.id == alert_id)).mappings().one()
+    engine.dispose()
+    assert row["acknowledged"] is True and row["acknowledged_by"] == "ops@example.com"
+    assert abs(row["acknowledged_at_s"] - time.time()) < 120
+    assert f"ack-{alert_id}" not in [b.key for b in at.button]
+    assert "Acknowledged by `ops@example.com`" in _texts(at.markdown)
+
+
+def test_alert_filters(seeded_url):
+    at = _app()
+    at.switch_page("pages/alerts.py").run()
+    at.selectbox(key="alerts_severity").set_value("critical").run()
+    assert [b.key for b in at.button if b.key and b.key.startswith("ack-")] == [
+        b.key for b in at.button if b.key and "thumbnails-memory_usage" in b.key]
+    at.selectbox(key="alerts_severity").set_value("All")
+    at.selectbox(key="alerts_queue").set_value("reports").run()
+    assert len([b for b in at.button if b.key and b.key.startswith("ack-")]) == 2
+    assert not at.exception
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_empty_database_shows_the_empty_state(page, tmp_path, monkeypatch):
+    monkeypatch.setenv("QUEUEWATCH_DB_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    at = _app()
+    at.switch_page(page).run()
+    assert not at.exception and not at.error
+    assert "No snapshots yet" in _texts(at.info)
+    assert "queuewatch collect" in _texts(at.info)
+
+
+def test_unusable_database_shows_an_error_not_a_traceback(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("QUEUEWATCH_DB_URL", f"sqlite:///{blocker / 'sub' / 'q.db'}")
+    at = _app()
+    assert not at.exception
+    assert "can't be opened" in _texts(at.error)
+
+
+def test_ranges():
+    assert ranges.range_bounds("6 h", 10_000.0) == (10_000.0 - 6 * 3600, 10_000.0)
+    since_s, until_s = ranges.range_bounds("Custom", 2e9, date(2025, 10, 18), date(2025, 10, 19))
+    assert (since_s, until_s) == (1_760_745_600.0, 1_760_918_400.0)
+    assert ranges.RangeChoice("1 h").bounds(7200.0) == (3600.0, 7200.0)
+    with pytest.raises(ValueError):
+        ranges.range_bounds("3 weeks", 0.0)
+
+
+def test_charts_are_built_from_frames(template):
+    engine = make_engine(f"sqlite:///{template}")
+    now_s = time.time()
+    series = queries.queue_series(engine, "thumbnails", now_s - 3600, now_s)
+    gaps = queries.outages(engine, now_s - 3600, now_s)
+    depth = charts.depth_figure(series, gaps)
+    assert [t.name for t in depth.data] == ["Waiting", "Active", "Delayed", "Failed"]
+    assert len(depth.layout.shapes) == len(gaps) == 1
+    assert len(charts.with_gaps(series, series.attrs["bucket_width_s"])) == len(series) + 1
+    assert [t.name for t in charts.latency_figure(series, "wait").data] == ["p50", "p95", "p99"]
+    timing = queries.range_timing(engine, "thumbnails", now_s - 3600, now_s)
+    histogram = charts.histogram_figure(timing["histogram"])
+    assert sum(histogram.data[0].y) > 0
+    memory = charts.worker_memory_figure(queries.worker_memory_series(engine, now_s - 3600, now_s), 512, 1024)
+    assert sorted(shape.y0 for shape in memory.layout.shapes) == [512, 1024]
+    empty = charts.depth_figure(pd.DataFrame(columns=series.columns))
+    assert len(empty.data) == 4
+    engine.dispose()
+
+
+def test_overview_table_orders_by_severity():
+    latest = pd.DataFrame([
+        {"queue_name": "a", "status": "healthy", "current": True, "issues": "[]", "waiting": 1, "active": 0,
+         "delayed": 0, "failed": 0, "jobs_per_minute": 1.0, "error_rate_pct": 0.0, "timeout_rate_pct": 0.0,
+         "p95_processing_ms": None, "oldest_waiting_ms": 0.0, "sampled_at_s": 100.0},
+        {"queue_name": "b", "status": "critical", "current": True, "issues": '["Queue depth above critical"]',
+         "waiting": 2000, "active": 0, "delayed": 0, "failed": 0, "jobs_per_minute": 1.0,
+         "error_rate_pct": 0.0, "timeout_rate_pct": 0.0, "p95_processing_ms": 10.0, "oldest_waiting_ms": 0.0,
+         "sampled_at_s": 100.0},
+    ])
+    table = tables.overview_table(latest, 110.0)
+    assert table["Queue"].tolist() == ["b", "a"] and table["Issues"][0] == "Queue depth above critical"
+    assert table["Last seen (s ago)"].tolist() == [10.0, 10.0]

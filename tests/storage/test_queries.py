@@ -1,0 +1,344 @@
+from __future__ import annotations
+
+import csv
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from collector.health import Thresholds, ThresholdSet
+from collector.sketch import Sketch, merge_blobs
+from storage import queries, queries_sketch
+from storage.engine import make_engine
+from storage.fields import EXTRA_SNAPSHOT_FIELDS, QUEUE_METRICS_FIELDS
+from storage.writer import acknowledge_alert
+from tests.conftest import REPO_ROOT
+from tests.seed import copy_database, write_seed_file
+
+NOW_S = 1_760_875_200.0  # 2025-10-19T12:00:00Z
+HOUR_S = 3600.0
+ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+METRIC_NAMES = [name for name, _ in QUEUE_METRICS_FIELDS]
+ALERT_KEYS = ["id", "severity", "queueName", "type", "message", "value", "threshold", "timestamp",
+              "acknowledged"]
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    path = tmp_path_factory.mktemp("seed") / "template.db"
+    return path, write_seed_file(path, NOW_S, hours=1.0)
+
+
+@pytest.fixture
+def seeded(template, tmp_path):
+    path, result = template
+    engine = make_engine(copy_database(path, tmp_path / "seeded.db"))
+    yield engine, result
+    engine.dispose()
+
+
+def _lower_quantile(values, q):
+    return float(np.quantile(np.asarray(values), q, method="lower"))
+
+
+def test_iso_times_and_bucket_widths():
+    assert queries.iso_utc(NOW_S) == "2025-10-19T12:00:00.000Z"
+    assert queries.iso_utc(NOW_S + 0.0126) == "2025-10-19T12:00:00.013Z"
+    assert queries.iso_utc(None) is None
+    for span_s in (60, 3600, 6 * HOUR_S, 86400, 7 * 86400, 400 * 86400):
+        width = queries.bucket_width_s(span_s)
+        assert np.ceil(span_s / width) + 1 <= queries.MAX_POINTS
+    assert queries.bucket_width_s(7 * 86400) == 600
+
+
+def test_queue_list_and_unknown_queue(seeded):
+    engine, _ = seeded
+    listing = queries.queue_list(engine)
+    assert listing["queue_name"].tolist() == ["emails", "reports", "thumbnails"]
+    assert set(listing["library"]) == {"rq"} and set(listing["last_seen_at_s"]) == {NOW_S}
+    assert queries.queue_exists(engine, "emails") and not queries.queue_exists(engine, "no-such-queue")
+    assert queries.queue_series(engine, "no-such-queue", NOW_S - HOUR_S, NOW_S).empty
+    timing = queries.range_timing(engine, "no-such-queue", NOW_S - HOUR_S, NOW_S)
+    assert timing["processing"]["sampleCount"] == 0 and timing["histogram"].empty
+    assert queries.current_queue_metrics(engine, "no-such-queue") is None
+    assert queries.queue_metrics_history(engine, "no-such-queue") == []
+
+
+def test_queue_metrics_has_the_spec_fields_in_order(seeded):
+    engine, _ = seeded
+    metrics = queries.current_queue_metrics(engine, "reports")
+    assert list(metrics) == METRIC_NAMES
+    assert metrics["timestamp"] == "2025-10-19T12:00:00.000Z" and ISO_MS.match(metrics["timestamp"])
+    assert metrics["waiting"] == 260 and isinstance(metrics["waiting"], int)
+    assert metrics["jobsPerMinute"] == pytest.approx(24.0)
+    row = {column: None for _, column in QUEUE_METRICS_FIELDS}
+    row.update(queue_name="idle", waiting=0, active=0, delayed=0, failed=0, completed=0, jobs_per_minute=0.0,
+               error_rate_pct=0.0, timeout_rate_pct=0.0, oldest_waiting_ms=0.0, memory_usage_mb=0.0,
+               memory_percentage=0.0, sampled_at_s=NOW_S)
+    idle = queries.queue_metrics(row)
+    assert [idle[k] for k in ("avgProcessingTimeMs", "p50ProcessingTimeMs", "p95ProcessingTimeMs",
+                              "p99ProcessingTimeMs")] == [0.0] * 4
+    history = queries.queue_metrics_history(engine, "reports", limit=5)
+    assert len(history) == 5 and history[0]["timestamp"] > history[-1]["timestamp"]
+
+
+def test_health_statuses(seeded):
+    engine, _ = seeded
+    health = {h["queueName"]: h for h in queries.health_statuses(engine)}
+    assert list(health["emails"]) == ["queueName", "healthy", "status", "issues", "metrics", "timestamp"]
+    assert health["emails"]["healthy"] is True and health["emails"]["status"] == "healthy"
+    assert health["reports"]["status"] == "warning" and health["reports"]["healthy"] is False
+    assert "Queue depth above warning threshold (260 > 200)" in health["reports"]["issues"]
+    assert health["thumbnails"]["status"] == "critical"
+    assert "Worker memory usage above critical threshold (1850MB > 1024MB)" in health["thumbnails"]["issues"]
+
+
+def test_dashboard_summary(seeded):
+    engine, seed = seeded
+    summary = queries.dashboard_summary(engine)
+    assert list(summary) == ["totalQueues", "healthyQueues", "warningQueues", "criticalQueues",
+                             "totalWaiting", "totalActive", "totalFailed", "activeAlerts", "avgJobsPerMinute",
+                             "avgErrorRate", "timestamp"]
+    assert (summary["totalQueues"], summary["healthyQueues"], summary["warningQueues"],
+            summary["criticalQueues"]) == (3, 1, 1, 1)
+    assert summary["totalWaiting"] == sum(seed.waiting[q][-1] for q in seed.queues)
+    assert summary["totalActive"] == 2 + 3 + 4
+    assert summary["avgJobsPerMinute"] == pytest.approx((60 + 24 + 120) / 3, abs=0.01)
+    assert summary["avgErrorRate"] == pytest.approx(10 / 3, abs=0.01)
+    assert summary["timestamp"] == "2025-10-19T12:00:00.000Z"
+    open_alerts = queries.list_alerts(engine)
+    assert summary["activeAlerts"] == len(open_alerts) == 5
+    acknowledge_alert(engine, open_alerts[0]["id"], "ops@example.com", NOW_S + 1)
+    assert queries.dashboard_summary(engine)["activeAlerts"] == 4
+
+
+def test_downsampling_caps_points_and_keeps_sums(seeded):
+    engine, seed = seeded
+    snapshots = len(seed.sampled_at_s["thumbnails"])
+    intervals = sum(len(values) for values in seed.processing_ms["thumbnails"]) / 20
+    for max_points in (10, 50, 2000):
+        series = queries.queue_series(engine, "thumbnails", NOW_S - HOUR_S, NOW_S, max_points=max_points)
+        assert 0 < len(series) <= max_points
+        assert series["samples"].sum() == snapshots
+        assert series["finished_delta"].sum() == 18 * intervals
+        assert series["failed_delta"].sum() == 2 * intervals
+    week = queries.queue_series(engine, "thumbnails", NOW_S - 7 * 86400, NOW_S)
+    assert week.attrs["bucket_width_s"] == 600 and len(week) <= 2000
+    spike = queries.queue_series(engine, "reports", NOW_S - HOUR_S, NOW_S, max_points=10)
+    assert spike["waiting"].max() == 1500  # depths are the bucket's peak
+
+
+def test_throughput_and_rates_come_from_summed_deltas(seeded):
+    engine, seed = seeded
+    series = queries.queue_series(engine, "thumbnails", NOW_S - HOUR_S, NOW_S, max_points=13)
+    ended = series["finished_delta"] + series["failed_delta"]
+    assert np.allclose(series["jobs_per_minute"], ended / series["interval_s"] * 60.0)
+    assert np.allclose(series["jobs_per_minute"], 120.0)  # 20 jobs per 10 s, the gap's jobs counted after it
+    assert np.allclose(series["error_rate_pct"], series["failed_delta"] / ended * 100.0)
+    assert np.allclose(series["error_rate_pct"], 10.0) and np.allclose(series["timeout_rate_pct"], 5.0)
+    after_outage = series[series["interval_s"] > series["samples"] * 10.0 + 1e-6]
+    assert len(after_outage) == 1 and seed.outage is not None
+    assert after_outage.iloc[0]["finished_delta"] > 18 * after_outage.iloc[0]["samples"]
+
+
+def test_bucket_percentiles_merge_sketches(seeded):
+    engine, seed = seeded
+    series = queries.queue_series(engine, "emails", NOW_S - HOUR_S, NOW_S, max_points=20)
+    width = series.attrs["bucket_width_s"]
+    checked = 0
+    for row in series.itertuples():
+        raw = seed.raw_processing("emails", row.bucket_start_s, row.bucket_start_s + width - 1e-6)
+        if len(raw) < 100:
+            continue
+        for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
+            assert getattr(row, f"{name}_processing_ms") == pytest.approx(_lower_quantile(raw, q), rel=0.0101)
+        assert row.avg_processing_ms == pytest.approx(np.mean(raw), rel=1e-9)
+        checked += 1
+    assert checked >= 10
+
+
+def test_range_percentiles_equal_raw_percentiles_within_one_percent(seeded):
+    engine, seed = seeded
+    since_s, until_s = NOW_S - 40 * 60, NOW_S
+    raw = seed.raw_processing("reports", since_s, until_s)
+    figures = queries.range_percentiles(engine, "reports", since_s, until_s)["processing"]
+    assert figures["sampleCount"] == len(raw)
+    assert figures["min"] == pytest.approx(min(raw)) and figures["max"] == pytest.approx(max(raw))
+    assert figures["avg"] == pytest.approx(np.mean(raw), rel=1e-9)
+    for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
+        assert figures[name] == pytest.approx(_lower_quantile(raw, q), rel=0.0101)
+        assert figures[name] == pytest.approx(float(np.quantile(raw, q)), rel=0.015)
+
+
+def test_vectorised_merging_equals_merge_blobs():
+    rng = np.random.default_rng(3)
+    blobs, groups = [], []
+    for index in range(400):
+        values = rng.lognormal(5, 1.5, int(rng.integers(0, 30)))
+        values[:2] = 0.0 if index % 9 == 0 else values[:2]
+        blobs.append(Sketch().extend(values).to_bytes() if len(values) else (None if index % 2 else b""))
+        groups.append(index // 37)
+    summary = queries_sketch.grouped_summary(blobs, groups, [0.0, 0.5, 0.95, 0.99, 1.0])
+    for group, row in summary.iterrows():
+        expected = merge_blobs(b for b, g in zip(blobs, groups) if g == group)
+        assert row["count"] == expected.count and row["min"] == expected.min and row["max"] == expected.max
+        assert row["mean"] == pytest.approx(expected.mean, rel=1e-12)
+        for q in (0.0, 0.5, 0.95, 0.99, 1.0):
+            assert row[f"q{q:g}"] == expected.quantile(q)
+    merged, expected = queries_sketch.merge_all(blobs), merge_blobs(blobs)
+    assert (merged.buckets, merged.count, merged.min, merged.max) == (expected.buckets, expected.count,
+                                                                     expected.min, expected.max)
+    assert queries_sketch.grouped_summary([None, b""], [1, 2], [0.5]).empty
+    assert queries_sketch.merge_all([]).count == 0
+
+
+def test_execution_histogram_counts_every_job(seeded):
+    engine, seed = seeded
+    timing = queries.range_timing(engine, "thumbnails", NOW_S - HOUR_S, NOW_S, bins=30)
+    histogram = timing["histogram"]
+    assert len(histogram) == 30
+    jobs = sum(len(values) for values in seed.processing_ms["thumbnails"])
+    assert histogram["count"].sum() == timing["processing"]["sampleCount"] == jobs
+    assert np.allclose(histogram["lower_ms"].iloc[1:].to_numpy(), histogram["upper_ms"].iloc[:-1].to_numpy())
+
+
+def test_outages_are_merged_into_spans(seeded):
+    engine, seed = seeded
+    spans = queries.outages(engine, NOW_S - HOUR_S, NOW_S)
+    assert len(spans) == 1
+    span = spans.iloc[0]
+    assert span["failed_cycles"] == 2 and "Redis unreachable" in span["error"]
+    assert span["started_at_s"] == pytest.approx(seed.outage[0])
+    assert span["ended_at_s"] > seed.outage[1] - 10
+    assert queries.outages(engine, NOW_S - 60, NOW_S).empty
+
+
+def test_recycle_rule():
+    limits = ThresholdSet()
+    assert queries.recycle_reasons(999, 3600.0, 500.0, limits) == []
+    assert queries.recycle_verdict(1243, None, None, limits) == (True, "Job limit reached: 1243 jobs >= 1000")
+    assert queries.recycle_reasons(0, 4.5 * 3600, None, limits) == ["Uptime limit reached: 4.5h >= 4h"]
+    assert queries.recycle_reasons(0, None, 1850.0, limits) == [
+        "Critical memory limit exceeded: 1850MB > 1024MB"]
+    assert queries.recycle_reasons(0, None, 1024.0, limits) == []
+
+
+def test_worker_table_states_and_recycle_flags(seeded):
+    engine, _ = seeded
+    workers = queries.worker_table(engine, Thresholds()).set_index("worker_name")
+    assert workers.loc["worker-old-1", "status"] == "stale"
+    assert workers.loc["worker-gone-1", "status"] == "gone"
+    assert workers.loc["worker-emails-1", "status"] == "busy"
+    assert not workers.loc["worker-emails-1", "should_recycle"]
+    assert workers.loc["worker-reports-1", "recycle_reason"] == "Job limit reached: 1243 jobs >= 1000"
+    assert workers.loc["worker-asset-2", "recycle_reason"] == (
+        "Uptime limit reached: 5.0h >= 4h; Critical memory limit exceeded: 1850MB > 1024MB")
+    recent = queries.worker_table(engine, Thresholds(), seen_since_s=NOW_S - 600)
+    assert "worker-gone-1" not in set(recent["worker_name"])
+    summary = queries.worker_memory_summary(engine, Thresholds())
+    assert summary["totalWorkers"] == 4 and summary["workersNeedingRecycle"] == 2
+    assert summary["averageMemoryUsage"] == pytest.approx((300 + 600 + 1850) / 3, abs=0.1)
+    asset = next(w for w in summary["workers"] if w["workerId"] == "worker-asset-2")
+    assert list(asset) == ["workerId", "queueName", "jobsProcessed", "startTime", "lastMemoryCheck",
+                           "shouldRecycle", "recycleReason"]
+    assert list(asset["lastMemoryCheck"]) == ["heapUsed", "heapTotal", "external", "rss", "arrayBuffers",
+                                              "percentage", "timestamp"]
+    assert asset["lastMemoryCheck"]["rss"] == 1850.0
+    assert "recycleReason" not in next(w for w in summary["workers"] if w["workerId"] == "worker-emails-1")
+
+
+def test_memory_series(seeded):
+    engine, _ = seeded
+    memory = queries.worker_memory_series(engine, NOW_S - HOUR_S, NOW_S, max_points=30)
+    assert set(memory["worker_name"]) == {"worker-emails-1", "worker-reports-1", "worker-asset-2",
+                                          "worker-gone-1"}
+    assert memory.groupby("worker_name").size().max() <= 30
+    assert memory.loc[memory["worker_name"] == "worker-asset-2", "rss_mb"].eq(1850.0).all()
+    host = queries.host_memory_series(engine, NOW_S - HOUR_S, NOW_S, max_points=30)
+    assert 0 < len(host) <= 30 and host["total_mb"].eq(16000.0).all()
+
+
+def test_alert_filters_and_shape(seeded):
+    engine, _ = seeded
+    open_unacknowledged = queries.list_alerts(engine)
+    assert len(open_unacknowledged) == 5 and open_unacknowledged[0]["severity"] == "critical"
+    assert all(list(a) == ALERT_KEYS for a in open_unacknowledged)
+    assert all(ISO_MS.match(a["timestamp"]) for a in open_unacknowledged)
+    assert {a["queueName"] for a in queries.list_alerts(engine, severity="critical")} == {"thumbnails"}
+    reports = queries.list_alerts(engine, queue_name="reports")
+    assert {a["type"] for a in reports} == {"queue_depth", "memory_usage"}
+    depth = next(a for a in open_unacknowledged if a["type"] == "queue_depth")
+    acknowledge_alert(engine, depth["id"], "ops@example.com", NOW_S + 5)
+    acknowledged = queries.list_alerts(engine, acknowledged=True)
+    assert [a["id"] for a in acknowledged] == [depth["id"]]
+    assert acknowledged[0]["acknowledgedBy"] == "ops@example.com"
+    assert acknowledged[0]["acknowledgedAt"] == "2025-10-19T12:00:05.000Z"
+    assert len(queries.list_alerts(engine, acknowledged=None)) == 5
+    assert len(queries.list_alerts(engine)) == 4
+    history = queries.list_alerts(engine, acknowledged=None, open_only=False)
+    assert len(history) == 6
+    resolved = queries.alert_history(engine, since_s=NOW_S - HOUR_S, until_s=NOW_S)
+    spike = resolved[resolved["state"] == "resolved"]
+    assert len(spike) == 1 and spike.iloc[0]["severity"] == "critical" and spike.iloc[0]["value"] == 1500
+    events = queries.alert_events_frame(engine, alert_id=spike.iloc[0]["id"])
+    assert events["event"].tolist() == ["resolved", "opened"]
+    assert queries.get_alert(engine, depth["id"])["acknowledged"] is True
+    assert queries.get_alert(engine, "alert-0-nope-queue_depth") is None
+
+
+def test_snapshot_export_uses_the_spec_names(seeded, tmp_path):
+    engine, seed = seeded
+    rows = queries.snapshots_export(engine, ["emails", "reports"], NOW_S - HOUR_S, NOW_S)
+    names = METRIC_NAMES + [name for name, _ in EXTRA_SNAPSHOT_FIELDS]
+    assert list(rows.columns) == names
+    assert list(rows.columns[:len(METRIC_NAMES)]) == METRIC_NAMES
+    assert len(rows) == len(seed.sampled_at_s["emails"]) + len(seed.sampled_at_s["reports"])
+    assert set(rows["queueName"]) == {"emails", "reports"} and rows["timestamp"].str.match(ISO_MS).all()
+    out = tmp_path / "snapshots.csv"
+    written = queries.write_csv(engine, out, kind="snapshots", queues=["emails"], since_s=NOW_S - HOUR_S,
+                                until_s=NOW_S)
+    with out.open() as handle:
+        reader = csv.reader(handle)
+        assert next(reader) == names
+        assert sum(1 for _ in reader) == written == len(seed.sampled_at_s["emails"])
+    text = queries.export_csv_text(engine, kind="workers", since_s=NOW_S - 60, until_s=NOW_S)
+    assert text.splitlines()[0].startswith("timestamp,workerId,queueName")
+    counts = queries.export_counts(engine, ["emails"], NOW_S - HOUR_S, NOW_S)
+    assert counts["snapshots"] == written and counts["alerts"] == 0 and counts["workers"] > 0
+    preview = queries.snapshots_export(engine, None, NOW_S - HOUR_S, NOW_S, limit=4)
+    assert len(preview) == 4 and list(preview.columns) == names
+    alerts = queries.alerts_export(engine, NOW_S - HOUR_S, NOW_S)
+    assert list(alerts.columns[:9]) == ALERT_KEYS and len(alerts) == 6
+    with pytest.raises(ValueError):
+        queries.write_csv(engine, tmp_path / "x.csv", kind="nope", since_s=0, until_s=1)
+
+
+def test_empty_database_gives_empty_results(engine, tmp_path):
+    assert queries.queue_list(engine).empty and queries.queue_names(engine) == []
+    assert queries.latest_snapshots(engine).empty and queries.health_statuses(engine) == []
+    summary = queries.dashboard_summary(engine)
+    assert summary["totalQueues"] == 0 and summary["activeAlerts"] == 0 and summary["timestamp"] is None
+    assert queries.queue_series(engine, "q", 0, NOW_S).empty
+    assert queries.range_timing(engine, "q", 0, NOW_S)["histogram"].empty
+    assert queries.outages(engine, 0, NOW_S).empty
+    assert queries.worker_table(engine, Thresholds()).empty
+    assert queries.worker_memory_summary(engine, Thresholds())["totalWorkers"] == 0
+    assert queries.worker_memory_series(engine, 0, NOW_S).empty
+    assert queries.host_memory_series(engine, 0, NOW_S).empty
+    assert queries.list_alerts(engine) == [] and queries.alert_history(engine).empty
+    assert queries.alert_events_frame(engine).empty
+    assert list(queries.snapshots_export(engine, None, 0, NOW_S).columns[:17]) == METRIC_NAMES
+    assert queries.worker_memory_export(engine, 0, NOW_S).empty
+    assert queries.alerts_export(engine, 0, NOW_S).empty
+    out = tmp_path / "empty.csv"
+    assert queries.write_csv(engine, out, since_s=0, until_s=NOW_S) == 0
+    assert out.read_text().splitlines()[0].split(",")[:3] == ["queueName", "waiting", "active"]
+
+
+def test_storage_does_not_import_streamlit():
+    code = "import sys, storage.queries, storage.recycle; print('streamlit' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT,
+                            check=True)
+    assert result.stdout.strip() == "False"

@@ -48,8 +48,13 @@ def alert_id(opened_at_s: float, queue_name: str, alert_type: str) -> str:
     return f"alert-{int(opened_at_s)}-{queue_name}-{alert_type}"
 
 
-def plan(open_alerts: Iterable[OpenAlertLike], breaches: Mapping[str, list[Breach]], now_s: float) -> list[AlertChange]:
-    """Changes that bring the open alerts in line with this cycle's breaches (keyed by queue name)."""
+def plan(open_alerts: Iterable[OpenAlertLike], breaches: Mapping[str, list[Breach]], now_s: float, *,
+         resolve_unseen: bool = True) -> list[AlertChange]:
+    """Changes that bring the open alerts in line with this cycle's breaches (keyed by queue name).
+
+    An open alert of a queue that was not evaluated this cycle resolves only when `resolve_unseen` is true
+    (every backend was read, so the queue is gone); otherwise it is left as it is.
+    """
     current = {(a.queue_name, a.alert_type): a for a in open_alerts}
     changes: list[AlertChange] = []
     seen: set[tuple[str, str]] = set()
@@ -69,7 +74,7 @@ def plan(open_alerts: Iterable[OpenAlertLike], breaches: Mapping[str, list[Breac
             else:
                 changes.append(AlertChange("updated", existing.id, **fields))
     for key, existing in current.items():
-        if key not in seen:
+        if key not in seen and (resolve_unseen or existing.queue_name in breaches):
             changes.append(AlertChange("resolved", existing.id, existing.queue_name, existing.alert_type,
                                        existing.severity))
     return changes

@@ -104,6 +104,7 @@ def snapshot_row(
     interval_s: float,
     memory_usage_mb: float,
     thresholds: ThresholdSet,
+    unavailable: frozenset[str] = frozenset(),
 ) -> tuple[dict, list[Breach], QueueWindow]:
     """One queue_snapshots row (without ids), the thresholds it crosses, and the window including it."""
     processing, wait = interval_sketches(reading)
@@ -150,11 +151,14 @@ def snapshot_row(
         "recent_processing_ms": json.dumps(recent_processing_ms(reading)),
         "finished_cursor": reading.cursor.finished_score,
         "failed_cursor": reading.cursor.failed_score,
+        "cursor_state": reading.cursor.state,
     }
-    breaches = evaluate({
+    judged = {
         "waiting": row["waiting"], "errorRate": row["error_rate_pct"], "timeoutRate": row["timeout_rate_pct"],
         "p95ProcessingTimeMs": p95, "memoryUsageMB": memory_usage_mb if memory_usage_mb > 0 else None,
-    }, thresholds)
+    }
+    breaches = evaluate({k: (None if k in unavailable else v) for k, v in judged.items()}, thresholds)
+    row["unavailable"] = ",".join(sorted(unavailable)) or None
     row["status"] = status_of(breaches)
     row["issues"] = json.dumps([b.issue for b in breaches])
     return row, breaches, window

@@ -6,7 +6,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Callable, Protocol, Sequence
 
 import redis
 from sqlalchemy import Engine
@@ -30,9 +30,14 @@ REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingErro
 
 
 class Reader(Protocol):
-    """A queue backend: reads one library's state from Redis."""
+    """A queue backend: reads one library's state from one Redis."""
+
+    library: str
 
     def read(self, cursors: dict[str, Cursor], *, unseen: Cursor = ...) -> RedisReading: ...
+
+
+QueueKey = tuple[str, str]  # (library, queue name)
 
 
 @dataclass
@@ -48,69 +53,88 @@ class CycleResult:
 
 
 class Collector:
-    """Runs cycles against one reader and one database; keeps cursors and rate windows between cycles."""
+    """Runs cycles over one or more readers and one database; keeps cursors and rate windows between cycles."""
 
-    def __init__(self, settings: Settings, engine: Engine, reader: Reader, *,
+    def __init__(self, settings: Settings, engine: Engine, readers: Reader | Sequence[Reader], *,
                  hostname: str | None = None, clock: Callable[[], float] = time.time):
         self.settings = settings
         self.engine = engine
-        self.reader = reader
+        self.readers: list[Reader] = [readers] if not isinstance(readers, Sequence) else list(readers)
         self.hostname = hostname or socket.gethostname()
         self.clock = clock
-        self.cursors: dict[str, Cursor] = {}
-        self.last_sampled_at_s: dict[str, float] = {}
-        for queue_name, resume in latest_cursors(engine).items():
-            self.cursors[queue_name] = Cursor(resume.finished_cursor, resume.failed_cursor)
-            self.last_sampled_at_s[queue_name] = resume.sampled_at_s
-        self.windows: dict[str, QueueWindow] = {}
+        self.cursors: dict[QueueKey, Cursor] = {}
+        self.last_sampled_at_s: dict[QueueKey, float] = {}
+        for library in {reader.library for reader in self.readers}:
+            for queue_name, resume in latest_cursors(engine, library=library).items():
+                key = (library, queue_name)
+                self.cursors[key] = Cursor(resume.finished_cursor, resume.failed_cursor, resume.cursor_state)
+                self.last_sampled_at_s[key] = resume.sampled_at_s
+        self.windows: dict[QueueKey, QueueWindow] = {}
         self._last_purge_s = 0.0
         # After a first stored cycle, a queue that appears is new since then: all its registry entries count.
-        self._has_baseline = bool(self.cursors)
+        self._has_baseline = {reader.library: any(k[0] == reader.library for k in self.cursors)
+                              for reader in self.readers}
+
+    def _read_all(self) -> tuple[list[tuple[str, RedisReading]], list[str]]:
+        """(library, reading) of every reader that answered, and the errors of those that did not."""
+        readings, errors = [], []
+        for reader in self.readers:
+            cursors = {name: cursor for (library, name), cursor in self.cursors.items() if library == reader.library}
+            unseen = Cursor(0.0, 0.0) if self._has_baseline.get(reader.library) else Cursor()
+            try:
+                readings.append((reader.library, reader.read(cursors, unseen=unseen)))
+            except REDIS_ERRORS as exc:
+                errors.append(f"Redis unreachable ({reader.library}): {exc}")
+        return readings, errors
 
     def run_cycle(self) -> CycleResult:
         """One cycle; Redis errors are recorded as an outage, storage errors raise StorageError."""
         started_s = self.clock()
-        try:
-            unseen = Cursor(0.0, 0.0) if self._has_baseline else Cursor()
-            reading = self.reader.read(dict(self.cursors), unseen=unseen)
-        except REDIS_ERRORS as exc:
-            error = f"Redis unreachable: {exc}"
-            log.warning("cycle skipped: %s", error)
-            record_outage(self.engine, started_s, self.clock(), error)
-            return CycleResult(ok=False, error=error)
-        now_s = reading.read_at_s
-        worker_rows, rss_by_queue = self._worker_rows(reading.workers, now_s)
+        readings, errors = self._read_all()
+        if errors:
+            log.warning("cycle %s: %s", "skipped" if not readings else "partial", "; ".join(errors))
+            record_outage(self.engine, started_s, self.clock(), "; ".join(errors))
+        if not readings:
+            return CycleResult(ok=False, error="; ".join(errors))
+        now_s = max(reading.read_at_s for _, reading in readings)
+        workers = [worker for _, reading in readings for worker in reading.workers]
+        worker_rows, rss_by_queue = self._worker_rows(workers, now_s)
         queue_rows: list[dict] = []
         breaches: dict[str, list[Breach]] = {}
-        windows: dict[str, QueueWindow] = {}
-        for queue in reading.queues:
-            thresholds = self.settings.thresholds.for_queue(queue.queue_name)
-            previous_s = self.last_sampled_at_s.get(queue.queue_name)
-            interval_s = now_s - previous_s if previous_s is not None else self.settings.interval_s
-            row, queue_breaches, windows[queue.queue_name] = snapshot_row(
-                queue, self.windows.get(queue.queue_name, QueueWindow()), now_s=now_s,
-                interval_s=max(interval_s, 0.001), memory_usage_mb=rss_by_queue.get(queue.queue_name, 0.0),
-                thresholds=thresholds)
-            queue_rows.append(row)
-            breaches[queue.queue_name] = queue_breaches
+        windows: dict[QueueKey, QueueWindow] = {}
+        for _, reading in readings:
+            for queue in reading.queues:
+                key = (queue.library, queue.queue_name)
+                thresholds = self.settings.thresholds.for_queue(queue.queue_name)
+                previous_s = self.last_sampled_at_s.get(key)
+                interval_s = reading.read_at_s - previous_s if previous_s is not None else self.settings.interval_s
+                row, queue_breaches, windows[key] = snapshot_row(
+                    queue, self.windows.get(key, QueueWindow()), now_s=reading.read_at_s,
+                    interval_s=max(interval_s, 0.001), memory_usage_mb=rss_by_queue.get(queue.queue_name, 0.0),
+                    thresholds=thresholds, unavailable=reading.unavailable)
+                queue_rows.append(row)
+                breaches.setdefault(queue.queue_name, []).extend(queue_breaches)
         workers_rss_mb = sum(r["rss_mb"] or 0.0 for r in worker_rows if r["alive"])
         host_row = {**host_memory(self.hostname, workers_rss_mb), "sampled_at_s": now_s}
-        record = CycleRecord(started_s, self.clock(), reading.round_trips, queue_rows, worker_rows, host_row)
+        round_trips = sum(reading.round_trips for _, reading in readings)
+        record = CycleRecord(started_s, self.clock(), round_trips, queue_rows, worker_rows, host_row)
 
         def plan(open_rows: list[OpenAlertRow]) -> list[alerts.AlertChange]:
-            return alerts.plan(open_rows, breaches, now_s)
+            return alerts.plan(open_rows, breaches, now_s, resolve_unseen=not errors)
 
         changes = write_cycle(self.engine, record, plan)
-        for queue in reading.queues:
-            self.cursors[queue.queue_name] = queue.cursor
-            self.last_sampled_at_s[queue.queue_name] = now_s
+        for library, reading in readings:
+            for queue in reading.queues:
+                key = (queue.library, queue.queue_name)
+                self.cursors[key] = queue.cursor
+                self.last_sampled_at_s[key] = reading.read_at_s
+            self._has_baseline[library] = True
         self.windows.update(windows)
-        self._has_baseline = True
         for change in changes:
             if change.kind != "updated":
                 log.info("alert %s %s (%s, %s)", change.alert_id, change.kind, change.severity, change.value)
         return CycleResult(ok=True, queue_count=len(queue_rows), worker_count=len(worker_rows),
-                           round_trips=reading.round_trips, alert_changes=changes)
+                           round_trips=round_trips, alert_changes=changes, error="; ".join(errors) or None)
 
     def _worker_rows(self, workers: list[WorkerReading], now_s: float) -> tuple[list[dict], dict[str, float]]:
         """Worker rows with memory for live workers on this host, and the largest RSS per queue."""

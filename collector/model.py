@@ -34,6 +34,7 @@ class Cursor:
 
     finished_score: float | None = None
     failed_score: float | None = None
+    state: str | None = None  # backend-specific resume state (stored as text)
 
 
 @dataclass
@@ -84,9 +85,10 @@ class WorkerReading:
 
 @dataclass
 class RedisReading:
-    """Everything one cycle read from one Redis."""
+    """Everything one cycle read from one Redis for one library."""
 
     read_at_s: float
     queues: list[QueueReading]
     workers: list[WorkerReading]
     round_trips: int
+    unavailable: frozenset[str] = frozenset()  # QueueMetrics fields this backend cannot measure now

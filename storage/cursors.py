@@ -13,10 +13,12 @@ RESUME_HORIZON_S = 86400.0
 class ResumePoint(NamedTuple):
     finished_cursor: float | None
     failed_cursor: float | None
+    cursor_state: str | None
     sampled_at_s: float
 
 
-def latest_cursors(engine: Engine, *, library: str = "rq", horizon_s: float = RESUME_HORIZON_S) -> dict[str, ResumePoint]:
+def latest_cursors(engine: Engine, *, library: str = "rq",
+                   horizon_s: float = RESUME_HORIZON_S) -> dict[str, ResumePoint]:
     """Cursors of each queue's newest snapshot within the horizon (older ones would count a stale backlog)."""
     t = queue_snapshots
     with engine.connect() as conn:
@@ -27,7 +29,7 @@ def latest_cursors(engine: Engine, *, library: str = "rq", horizon_s: float = RE
                   .where(and_(t.c.library == library, t.c.sampled_at_s >= newest_s - horizon_s))
                   .group_by(t.c.queue_name).subquery())
         rows = conn.execute(
-            select(t.c.queue_name, t.c.finished_cursor, t.c.failed_cursor, t.c.sampled_at_s)
+            select(t.c.queue_name, t.c.finished_cursor, t.c.failed_cursor, t.c.cursor_state, t.c.sampled_at_s)
             .join(latest, and_(t.c.queue_name == latest.c.queue_name, t.c.sampled_at_s == latest.c.at_s))
             .where(t.c.library == library))
-        return {name: ResumePoint(fin, fail, at_s) for name, fin, fail, at_s in rows}
+        return {name: ResumePoint(fin, fail, state, at_s) for name, fin, fail, state, at_s in rows}

@@ -69,8 +69,9 @@ def _v1_initial(conn: Connection) -> None:
 def _v2_users_and_recent_executions(conn: Connection) -> None:
     schema.metadata.create_all(conn, tables=list(schema.VERSION_2_TABLES))
     columns = {c["name"] for c in inspect(conn).get_columns(schema.queue_snapshots.name)}
-    if "recent_processing_ms" not in columns:  # absent in databases created by version 1
-        conn.execute(text("ALTER TABLE queue_snapshots ADD COLUMN recent_processing_ms TEXT"))
+    for column in ("recent_processing_ms", "cursor_state", "unavailable"):  # absent in databases created by version 1
+        if column not in columns:
+            conn.execute(text(f"ALTER TABLE queue_snapshots ADD COLUMN {column} TEXT"))
 
 
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [

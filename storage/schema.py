@@ -68,6 +68,10 @@ queue_snapshots = Table(
     Column("failed_cursor", Float),
     # version 2: JSON list of this interval's processing times (ms), newest first, at most 100
     Column("recent_processing_ms", Text),
+    # version 2: backend-specific resume state beyond the two scores (e.g. a stream id), opaque text
+    Column("cursor_state", Text),
+    # version 2: comma-separated QueueMetrics fields the backend could not measure (shown as unavailable)
+    Column("unavailable", Text),
     Index("ix_queue_snapshots_queue_time", "queue_name", "sampled_at_s"),
     Index("ix_queue_snapshots_time", "sampled_at_s"),
 )

@@ -15,7 +15,7 @@ from storage import users as user_rows
 
 def add_parsers(commands, add_common) -> None:
     users = commands.add_parser("users", help="manage dashboard and API users")
-    user_commands = users.add_subparsers(dest="action", required=True)
+    user_commands = users.add_subparsers(dest="action", required=True, help="what to do")
     add = user_commands.add_parser("add", help="add a user (password from a prompt, or stdin with --password-stdin)")
     add.add_argument("email", help="the user's email (their login)")
     add.add_argument("--role", default=Role.ADMIN.value, choices=[r.value for r in Role],
@@ -26,7 +26,7 @@ def add_parsers(commands, add_common) -> None:
     disable.add_argument("email", help="the user's email")
 
     tokens = commands.add_parser("tokens", help="manage API tokens")
-    token_commands = tokens.add_subparsers(dest="action", required=True)
+    token_commands = tokens.add_subparsers(dest="action", required=True, help="what to do")
     create = token_commands.add_parser("create", help="create an API token for a user and print it once")
     create.add_argument("email", help="the user's email")
     create.add_argument("--name", help="a label for the token")

@@ -18,15 +18,21 @@ def test_every_setting_is_documented(setting):
     assert f"| {setting.name} |" in README
 
 
-def _subcommands():
-    parser = build_parser()
-    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return action.choices.items()
+def _subcommands(parser=None, prefix="queuewatch"):
+    """(command line, parser) of every command and nested subcommand."""
+    parser = parser or build_parser()
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found.append((f"{prefix} {name}", sub))
+                found.extend(_subcommands(sub, f"{prefix} {name}"))
+    return found
 
 
 @pytest.mark.parametrize("name,parser", _subcommands(), ids=lambda v: v if isinstance(v, str) else "")
 def test_every_command_and_option_is_documented(name, parser):
-    assert f"queuewatch {name}" in README
+    assert name in README
     for action in parser._actions:
         for option in action.option_strings:
             if option.startswith("--") and option != "--help":

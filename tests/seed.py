@@ -101,8 +101,8 @@ def _reading(name: str, profile: QueueProfile, at_s: float, waiting: int, comple
     """One queue's reading; `scale` intervals' worth of jobs after a gap, as the registries hold them."""
     finished, failed, timeouts = profile.finished * scale, profile.failed * scale, profile.timeouts * scale
     count = finished + failed
-    processing = rng.lognormal(math.log(profile.processing_median_ms), profile.processing_sigma, count)
-    wait = rng.exponential(profile.wait_mean_ms, count)
+    processing = rng.lognormal(math.log(profile.processing_median_ms), profile.processing_sigma, count).tolist()
+    wait = rng.exponential(profile.wait_mean_ms, count).tolist()
     jobs = []
     for index in range(count):
         ended = at_s - float(rng.uniform(0.0, INTERVAL_S * scale * 0.9))

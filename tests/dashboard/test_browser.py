@@ -28,12 +28,11 @@ pytestmark = [
 ]
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 60.0) -> None:
+def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            output = proc.stdout.read() if proc.stdout else ""
-            raise RuntimeError(f"streamlit exited with {proc.returncode}: {output}")
+            raise RuntimeError(f"streamlit exited with {proc.returncode}: {log.read_text()[-3000:]}")
         try:
             with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
                 if response.status == 200:
@@ -46,7 +45,8 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 60.0) -> 
 @pytest.fixture(scope="module")
 def dashboard(tmp_path_factory):
     """A real `streamlit run app.py` on a seeded database; yields (base URL, database URL)."""
-    db_path = tmp_path_factory.mktemp("browser") / "queuewatch.db"
+    folder = tmp_path_factory.mktemp("browser")
+    db_path, log = folder / "queuewatch.db", folder / "streamlit.log"
     write_seed_file(db_path, time.time(), hours=1.0)
     db_url = f"sqlite:///{db_path}"
     port = free_port()
@@ -54,11 +54,11 @@ def dashboard(tmp_path_factory):
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
          "--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cwd=REPO_ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(url, proc)
-        yield url, db_url
+        _wait_healthy(url, proc, log)
+        yield url, db_url, log
     finally:
         proc.terminate()
         try:
@@ -88,13 +88,29 @@ def _acknowledged_by(db_url: str) -> list[tuple[str, str]]:
         engine.dispose()
 
 
+def _no_exception(page) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
 def test_dashboard_in_a_real_browser(dashboard, page):
-    url, db_url = dashboard
+    url, db_url, log = dashboard
+    try:
+        _walk_through_the_pages(page, url, db_url)
+    except Exception:
+        page.screenshot(path=str(SCREENSHOTS / "queuewatch-failure.png"), full_page=True)
+        print("page text:", page.inner_text("body")[:3000])
+        print("streamlit log:", log.read_text()[-3000:])
+        raise
+
+
+def _walk_through_the_pages(page, url: str, db_url: str) -> None:
     page.goto(url)
     page.get_by_role("heading", name="Queue overview").wait_for(timeout=30_000)
     page.get_by_text("Open alerts").first.wait_for(timeout=30_000)
     page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=30_000)
     page.get_by_text("thumbnails").first.wait_for(state="attached", timeout=30_000)
+    page.wait_for_timeout(6_000)  # the summary fragment reruns every 5 s
+    _no_exception(page)
     page.screenshot(path=str(SCREENSHOTS / "queuewatch-overview.png"), full_page=True)
 
     page.get_by_role("link", name="Queue detail").click()
@@ -102,11 +118,13 @@ def test_dashboard_in_a_real_browser(dashboard, page):
     page.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=30_000)
     page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 6", timeout=30_000)
     assert page.locator(".js-plotly-plot").count() >= 6
+    _no_exception(page)
     page.screenshot(path=str(SCREENSHOTS / "queuewatch-queue-detail.png"), full_page=True)
 
     page.get_by_role("link", name="Workers & memory").click()
     page.get_by_role("heading", name="Workers & memory").wait_for(timeout=30_000)
     page.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=30_000)
+    _no_exception(page)
     page.screenshot(path=str(SCREENSHOTS / "queuewatch-workers.png"), full_page=True)
 
     page.get_by_role("link", name="Alerts").click()
@@ -123,6 +141,7 @@ def test_dashboard_in_a_real_browser(dashboard, page):
     assert len(acknowledged) == 1 and acknowledged[0][1] == USER
     assert "thumbnails-memory_usage" in acknowledged[0][0]  # critical alerts come first
     page.get_by_text(f"Acknowledged by {USER}").first.wait_for(timeout=20_000)
+    _no_exception(page)
     page.screenshot(path=str(SCREENSHOTS / "queuewatch-alerts.png"), full_page=True)
 
     page.get_by_role("link", name="Export").click()
@@ -131,4 +150,5 @@ def test_dashboard_in_a_real_browser(dashboard, page):
         page.get_by_role("button", name="Snapshots CSV").click()
     header = Path(download.value.path()).read_text().splitlines()[0]
     assert header.startswith("queueName,waiting,active,delayed,failed,completed,jobsPerMinute")
+    _no_exception(page)
     page.screenshot(path=str(SCREENSHOTS / "queuewatch-export.png"), full_page=True)

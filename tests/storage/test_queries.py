@@ -15,7 +15,7 @@ from storage.engine import make_engine
 from storage.fields import EXTRA_SNAPSHOT_FIELDS, QUEUE_METRICS_FIELDS
 from storage.writer import acknowledge_alert
 from tests.conftest import REPO_ROOT
-from tests.seed import copy_database, write_seed_file
+from tests.seed import copy_database, seed_database, write_seed_file
 
 NOW_S = 1_760_875_200.0  # 2025-10-19T12:00:00Z
 HOUR_S = 3600.0
@@ -342,3 +342,20 @@ def test_storage_does_not_import_streamlit():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT,
                             check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_the_same_reads_on_postgres(pg_engine, tmp_path):
+    seed = seed_database(pg_engine, NOW_S, hours=1.0)
+    seeded = (pg_engine, seed)
+    test_queue_list_and_unknown_queue(seeded)
+    test_queue_metrics_has_the_spec_fields_in_order(seeded)
+    test_health_statuses(seeded)
+    test_downsampling_caps_points_and_keeps_sums(seeded)
+    test_throughput_and_rates_come_from_summed_deltas(seeded)
+    test_bucket_percentiles_merge_sketches(seeded)
+    test_range_percentiles_equal_raw_percentiles_within_one_percent(seeded)
+    test_outages_are_merged_into_spans(seeded)
+    test_worker_table_states_and_recycle_flags(seeded)
+    test_memory_series(seeded)
+    test_snapshot_export_uses_the_spec_names(seeded, tmp_path)
+    test_alert_filters_and_shape(seeded)

@@ -1,4 +1,4 @@
-"""Alerts: open alerts with an Acknowledge button (refreshed every 3 s), then the history with its events."""
+"""Alerts: open alerts with an Acknowledge button, then the history and its events (refreshed every 3 s)."""
 from __future__ import annotations
 
 import time
@@ -6,6 +6,7 @@ import time
 import streamlit as st
 
 from dashboard import components, context, ranges, tables
+from dashboard.ranges import RangeChoice
 from storage import queries
 
 ACKNOWLEDGED_FILTERS = {"Any": None, "Not acknowledged": False, "Acknowledged": True}
@@ -46,13 +47,21 @@ open_alerts(filters)
 
 st.subheader("History")
 choice = ranges.range_picker("alerts_range", default="24 h")
-since_s, until_s = choice.bounds(time.time())
-with context.storage_errors():
-    history = queries.alert_history(engine, since_s=since_s, until_s=until_s, **filters)
-    events = queries.alert_events_frame(engine, since_s=since_s, until_s=until_s)
-if history.empty:
-    st.info("No alerts in this range.")
-else:
-    components.alert_history_table(tables.alert_history_table(history))
-with st.expander(f"Alert events ({len(events)})"):
-    components.alert_events_table(tables.alert_events_table(events))
+
+
+@st.fragment(run_every=context.ALERTS_REFRESH_S)
+def alert_history(filters: dict, choice: RangeChoice) -> None:
+    """Alerts open at any time in the range (resolved ones too) and their events."""
+    since_s, until_s = choice.bounds(time.time())
+    with context.storage_errors():
+        history = queries.alert_history(engine, since_s=since_s, until_s=until_s, **filters)
+        events = queries.alert_events_frame(engine, since_s=since_s, until_s=until_s)
+    if history.empty:
+        st.info("No alerts in this range.")
+    else:
+        components.alert_history_table(tables.alert_history_table(history))
+    with st.expander(f"Alert events ({len(events)})"):
+        components.alert_events_table(tables.alert_events_table(events))
+
+
+alert_history(filters, choice)

@@ -141,6 +141,7 @@ def _walk_through_the_pages(page, url: str, db_url: str) -> None:
     assert len(acknowledged) == 1 and acknowledged[0][1] == USER
     assert "thumbnails-memory_usage" in acknowledged[0][0]  # critical alerts come first
     page.get_by_text(f"Acknowledged by {USER}").first.wait_for(timeout=20_000)
+    page.wait_for_timeout(4_000)  # the history fragment reruns every 3 s
     _no_exception(page)
     page.screenshot(path=str(SCREENSHOTS / "queuewatch-alerts.png"), full_page=True)
 

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from dashboard.formatting import (
     EMPTY_STATE, fmt_age, fmt_figure, fmt_iso, fmt_ms, fmt_utc, severity_markdown, status_style,
 )
+from storage.queries_latest import unavailable_of
 from storage.writer import acknowledge_alert
 
 STALE_AFTER_S = 120.0
@@ -69,6 +70,14 @@ def queue_table(table: pd.DataFrame) -> None:
         "Oldest waiting (s)": st.column_config.NumberColumn(format="%.1f"),
         "Last seen (s ago)": st.column_config.NumberColumn(format="%.0f"),
     })
+
+
+def not_measured_note(latest: pd.DataFrame, queue_name: str) -> None:
+    """A caption naming the figures the queue's backend cannot measure (charted as 0)."""
+    rows = latest[latest["queue_name"] == queue_name].to_dict("records") if not latest.empty else []
+    fields = unavailable_of(rows[0]) if rows else []
+    if fields:
+        st.caption(f"Not measured for this queue's backend (shown as 0): {', '.join(fields)}.")
 
 
 def timing_tiles(timing: dict[str, Any]) -> None:

@@ -3,7 +3,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from storage.queries_latest import issues_of
+from storage.queries_latest import issues_of, unavailable_of
+
+# Overview columns that show a QueueMetrics field (blank where the backend cannot measure it).
+METRIC_COLUMNS = {"waiting": "Waiting", "active": "Active", "delayed": "Delayed", "failed": "Failed",
+                  "jobsPerMinute": "Jobs/min", "errorRate": "Error %", "timeoutRate": "Timeout %",
+                  "p95ProcessingTimeMs": "p95 (ms)", "oldestWaitingMs": "Oldest waiting (s)"}
 
 
 def overview_table(latest: pd.DataFrame, now_s: float) -> pd.DataFrame:
@@ -17,10 +22,10 @@ def overview_table(latest: pd.DataFrame, now_s: float) -> pd.DataFrame:
         "Status": [r["status"] if r["current"] else "stale" for r in records],
         "Queue": [r["queue_name"] for r in records],
         "Issues": ["; ".join(issues_of(r)) for r in records],
-        "Waiting": latest["waiting"].astype("int64"),
-        "Active": latest["active"].astype("int64"),
-        "Delayed": latest["delayed"].astype("int64"),
-        "Failed": latest["failed"].astype("int64"),
+        "Waiting": latest["waiting"].astype("Int64"),
+        "Active": latest["active"].astype("Int64"),
+        "Delayed": latest["delayed"].astype("Int64"),
+        "Failed": latest["failed"].astype("Int64"),
         "Jobs/min": latest["jobs_per_minute"].astype("float64"),
         "Error %": latest["error_rate_pct"].astype("float64"),
         "Timeout %": latest["timeout_rate_pct"].astype("float64"),
@@ -28,6 +33,10 @@ def overview_table(latest: pd.DataFrame, now_s: float) -> pd.DataFrame:
         "Oldest waiting (s)": latest["oldest_waiting_ms"].astype("float64") / 1000.0,
         "Last seen (s ago)": (now_s - latest["sampled_at_s"].astype("float64")).clip(lower=0),
     })
+    for index, record in enumerate(records):
+        for field in unavailable_of(record):
+            if field in METRIC_COLUMNS:
+                table.loc[index, METRIC_COLUMNS[field]] = pd.NA
     order = {"critical": 0, "warning": 1, "healthy": 2}
     rank = [order.get(r["status"], 3) if r["current"] else 4 for r in records]
     ordered = table.assign(_rank=rank).sort_values(["_rank", "Queue"])

@@ -21,6 +21,9 @@ requested = st.query_params.get("queue")
 queue = st.selectbox("Queue", names, index=names.index(requested) if requested in names else 0,
                      key="queue_detail_queue")
 choice = ranges.range_picker("queue_detail_range", default="1 h")
+with context.storage_errors():
+    latest = queries.latest_snapshots(engine)
+components.not_measured_note(latest, queue)
 
 
 @st.fragment(run_every=context.QUEUE_REFRESH_S)

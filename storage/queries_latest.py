@@ -44,6 +44,14 @@ def issues_of(row: Mapping[str, Any]) -> list[str]:
     return [str(issue) for issue in json.loads(raw)]
 
 
+def unavailable_of(row: Mapping[str, Any]) -> list[str]:
+    """QueueMetrics fields the backend could not measure for this snapshot (stored comma-separated)."""
+    raw = row.get("unavailable")
+    if is_missing(raw) or not str(raw).strip():
+        return []
+    return [name.strip() for name in str(raw).split(",") if name.strip()]
+
+
 def queue_health(row: Mapping[str, Any]) -> dict[str, Any]:
     """The spec's QueueHealthStatus for one snapshot row."""
     status = str(row["status"])

@@ -101,7 +101,8 @@ def _reading(name: str, profile: QueueProfile, at_s: float, waiting: int, comple
     """One queue's reading; `scale` intervals' worth of jobs after a gap, as the registries hold them."""
     finished, failed, timeouts = profile.finished * scale, profile.failed * scale, profile.timeouts * scale
     count = finished + failed
-    processing = rng.lognormal(math.log(profile.processing_median_ms), profile.processing_sigma, count).tolist()
+    median_log = math.log(profile.processing_median_ms)
+    processing = rng.lognormal(median_log, profile.processing_sigma, count).tolist()
     wait = rng.exponential(profile.wait_mean_ms, count).tolist()
     jobs = []
     for index in range(count):

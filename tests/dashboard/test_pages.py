@@ -174,6 +174,9 @@ def test_overview_table_orders_by_severity():
          "error_rate_pct": 0.0, "timeout_rate_pct": 0.0, "p95_processing_ms": 10.0, "oldest_waiting_ms": 0.0,
          "sampled_at_s": 100.0},
     ])
+    latest["unavailable"] = [None, "delayed,oldestWaitingMs"]
     table = tables.overview_table(latest, 110.0)
     assert table["Queue"].tolist() == ["b", "a"] and table["Issues"][0] == "Queue depth above critical"
     assert table["Last seen (s ago)"].tolist() == [10.0, 10.0]
+    assert pd.isna(table.loc[0, "Delayed"]) and pd.isna(table.loc[0, "Oldest waiting (s)"])
+    assert table.loc[1, "Delayed"] == 0 and table.loc[0, "Waiting"] == 2000

@@ -12,4 +12,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 scripts/setup.sh test
+if [ $# -eq 0 ]; then
+    # The RQ reader against RQ 3.x too (key prefix, executions), in an environment of its own.
+    [ -x .venv-rq3/bin/python ] || "${PYTHON:-python3}" -m venv .venv-rq3
+    .venv-rq3/bin/python -m pip install --quiet -e ".[test]" "rq==3.0.0"
+    .venv-rq3/bin/python -m pytest -q -p no:cacheprovider tests/collector/test_rq_reader.py tests/collector/test_loop.py
+fi
 exec .venv/bin/python -m pytest "$@"

@@ -171,9 +171,15 @@ def _export(settings, args) -> int:
     import time
 
     from storage.engine import make_engine
-    from storage.export import write_csv
+    from storage.queries_export import write_csv
+
+    from storage.queries_latest import queue_exists
 
     engine = make_engine(settings.db_url)
+    unknown = [name for name in args.queues if not queue_exists(engine, name)]
+    if unknown:
+        print(f"queuewatch: unknown queue(s): {', '.join(unknown)}", file=sys.stderr)
+        return 2
     until_s = args.until if args.until is not None else time.time()
     since_s = args.since if args.since is not None else until_s - 86400
     if since_s >= until_s:

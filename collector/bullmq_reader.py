@@ -1,0 +1,470 @@
+"""The BullMQ backend: reads BullMQ queues and worker connections from Redis in three round trips, never writing.
+
+Verified against Python bullmq 3.4.4 and the Lua scripts of Node bullmq 6.7.0 (the same scripts).
+
+Round trips per cycle, whatever the number of queues, jobs or workers:
+1. discovery: CLIENT LIST and one SCAN step (`MATCH <prefix>:*:meta COUNT scan_count TYPE hash`) per prefix;
+2. snapshot, one MULTI/EXEC so that counts, counters, events and TIME agree: per queue LLEN/ZCARD of every
+   state, EXISTS/HMGET of `:meta`, five ZCOUNTs of `:prioritized` (one per tier), a few ids at the head of
+   `:wait`/`:prioritized`/`:active`, the `:metrics:*` counts, the `:events` ids and entries (events source),
+   and ZREVRANGEBYSCORE of `:completed`/`:failed` above the cursor (newest `sample_jobs`);
+3. details: HMGET of the sampled and head job hashes, EXISTS of the active jobs' locks (skipped when empty).
+
+Discovery cost. BullMQ keeps no queue registry: a queue is a `<prefix>:<queue>:meta` hash (written by every
+add and every finish). Only the first read() scans the whole keyspace (ceil(keys / scan_count) round trips,
+O(all keys) on the server); later cycles advance the same SCAN by one step each, so a full pass is spread over
+about keys / scan_count cycles and a queue created meanwhile appears within one pass, or at once when a worker
+connection names it in CLIENT LIST. Passing `queues=` turns scanning off. A known queue whose `:meta` hash is
+gone (obliterated) is dropped; a `:meta` key that is a job hash (a job id ending in ":meta") is ignored.
+
+Throughput (new_finished/new_failed) comes from cumulative sources only, never from the trimmed sets:
+- "metrics": the `count` field of `:metrics:completed`/`:metrics:failed`, incremented atomically with each
+  final completion/failure by workers started with the `metrics` option; O(1) per cycle. A counter that went
+  down (hash recreated) counts as new from zero. Workers without the option are not counted, so each cycle
+  also counts the `:completed`/`:failed` entries above the sample cursors (ZCOUNT, in the same snapshot) and
+  takes the larger figure; when the sets gained more than the counters, the metrics are distrusted for good
+  (Cursor.state) and "auto" moves the queue to events. With removeOnComplete=true that check sees nothing.
+- "events": `completed`/`failed` entries of the `:events` stream after the last id counted (XRANGE, at most
+  `events_per_cycle` entries per queue per cycle, the rest next cycle; O(events since the last cycle)).
+  Retries emit no `failed` entry. The stream is trimmed to about `opts.maxLenEvents` (10000) entries: when
+  more events happen between two cycles the oldest are lost and BullMQExtras.events_gap is set.
+`throughput_source="auto"` uses metrics when the `:metrics:*` hashes exist, else events; "metrics" and "events"
+force one. Switches happen between two cycles on counters and stream ids read in the same snapshot, so nothing
+is counted twice. The resume state (source, counts, last event id) is Cursor.state: a restarted collector that
+passes its stored cursors continues exactly (finishes while it was down are counted on its first cycle, unless
+the stream was trimmed past its id); a queue read without a cursor is a baseline (new_* are 0), and
+`unseen=Cursor(0.0, 0.0)` counts the whole metrics count (or the whole stream) of a queue seen for the first time.
+
+Samples. `:completed`/`:failed` scores are finishedOn (epoch ms, the worker's clock). Cursor.finished_score and
+failed_score are the highest scores sampled; each cycle samples the newest `sample_jobs` entries above them.
+Processing = finishedOn - processedOn; wait = processedOn - (timestamp + delay), so a retried job's wait
+includes its earlier attempts. Jobs removed on completion (`removeOnComplete`) cannot be sampled. Entries that
+land below the cursor (a worker whose clock lags another's, or the same millisecond after the snapshot) are
+counted but never sampled.
+
+Timeouts (BullMQ has none of its own) follow `timeout_rule` (see TimeoutRule): from events, every new failure's
+failedReason is judged (plus the stacktrace of sampled ones); from metrics, the sampled failures are judged and
+scaled by new_failed / sampled failures.
+
+Stalled: BullMQExtras.stalled counts active jobs (the first `sample_jobs`) whose `:lock` key is gone: their
+worker died and the next stalled check will move them back to wait (or fail them with "job stalled more than
+allowable limit").
+
+Workers: BullMQ has no worker registry. CLIENT LIST names Node workers `<prefix>:<base64(queue)>[:w:<name>]`
+(one connection) and Python workers `<prefix>:<queue>[:w:<name>]` (two connections, paired by client id).
+Each worker is reported alive with pid None, its host from the client address (loopback: this host), state
+"idle" while it blocks waiting for jobs, else "busy", and no job counts (BullMQ keeps none per worker).
+
+The first prefix's queues are reported by name; queues of further prefixes as `<prefix>:<name>`.
+"""
+from __future__ import annotations
+
+import math
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from collector.bullmq_layout import (
+    LOOPBACK_HOSTS,
+    NORMAL,
+    BullMQLayout,
+    CounterSnapshot,
+    ThroughputState,
+    TimeoutRule,
+    WorkerClient,
+    advance_throughput,
+    client_host,
+    events_start,
+    is_job_id,
+    ms_to_s,
+    parse_int,
+    priority_tier,
+    text,
+    tier_score_ranges,
+    worker_client,
+)
+from collector.model import Cursor, FinishedJob, QueueReading, RedisReading, WorkerReading
+from collector.roundtrips import counting
+
+LIBRARY = "bullmq"
+DEFAULT_SAMPLE_JOBS = 500
+DEFAULT_HEAD_PROBE = 5
+DEFAULT_SCAN_COUNT = 1000
+DEFAULT_EVENTS_PER_CYCLE = 10_000
+EMPTY_REGISTRY_CURSOR = 0.0
+THROUGHPUT_SOURCES = ("auto", "metrics", "events")
+BASELINE = Cursor()
+UNAVAILABLE = frozenset({"memoryUsageMB"})
+"""Worker pids are unknown to BullMQ, so worker memory cannot be measured."""
+JOB_FIELDS = ("timestamp", "delay", "processedOn", "finishedOn", "failedReason", "stacktrace")
+_STATES = (("llen", "wait"), ("llen", "paused"), ("zcard", "prioritized"), ("llen", "active"),
+           ("zcard", "delayed"), ("zcard", "waiting-children"), ("zcard", "failed"), ("zcard", "completed"))
+
+
+@dataclass
+class BullMQExtras:
+    """What a BullMQ queue shows beyond QueueReading."""
+
+    paused: bool
+    priority_counts: dict[int, int]
+    stalled: int
+    prefix: str
+    throughput_source: str = "events"
+    events_gap: bool = False
+
+
+@dataclass(frozen=True)
+class _Ref:
+    """One queue: the name it is reported under, its BullMQ name and its prefix's layout."""
+
+    name: str
+    queue: str
+    layout: BullMQLayout
+
+    def key(self, suffix: str) -> str:
+        return self.layout.key(self.queue, suffix)
+
+
+@dataclass
+class _Snap:
+    """One queue's replies from the snapshot."""
+
+    ref: _Ref
+    cursor: Cursor
+    prev: ThroughputState | None
+    events_from: str | None
+    counts: dict[str, int] = field(default_factory=dict)
+    exists: bool = False
+    is_job_hash: bool = False
+    paused: bool = False
+    tiers: dict[int, int] = field(default_factory=dict)
+    head_ids: list[str] = field(default_factory=list)
+    active_ids: list[str] = field(default_factory=list)
+    metrics: tuple[int | None, int | None] = (None, None)
+    latest_event_id: str | None = None
+    first_event_id: str | None = None
+    events: list[Any] = field(default_factory=list)
+    tops: tuple[list[tuple[str, float]], list[tuple[str, float]]] = ([], [])
+    set_gains: tuple[int, int] = (0, 0)
+
+
+class BullMQReader:
+    """Reads BullMQ's state from one Redis without changing it."""
+
+    library = LIBRARY
+
+    def __init__(self, client: redis.Redis, *, prefixes: Sequence[str] = ("bull",),
+                 sample_jobs: int = DEFAULT_SAMPLE_JOBS, timeout_rule: TimeoutRule | None = None,
+                 throughput_source: str = "auto", events_per_cycle: int = DEFAULT_EVENTS_PER_CYCLE,
+                 queues: Sequence[str] | None = None, scan_count: int = DEFAULT_SCAN_COUNT,
+                 head_probe: int = DEFAULT_HEAD_PROBE, unprioritized_tier: int = NORMAL,
+                 hostname: str | None = None) -> None:
+        if throughput_source not in THROUGHPUT_SOURCES:
+            raise ValueError(f"throughput_source must be one of {THROUGHPUT_SOURCES}, not {throughput_source!r}")
+        if not prefixes:
+            raise ValueError("at least one prefix is needed")
+        self.client = counting(client)
+        self.layouts = [BullMQLayout(prefix) for prefix in dict.fromkeys(prefixes)]
+        self.sample_jobs = max(0, sample_jobs)
+        self.timeout_rule = timeout_rule or TimeoutRule()
+        self.throughput_source = throughput_source
+        self.events_per_cycle = max(1, events_per_cycle)
+        self.fixed_queues = list(queues) if queues is not None else None
+        self.scan_count = max(1, scan_count)
+        self.head_probe = max(1, head_probe)
+        self.unprioritized_tier = unprioritized_tier
+        self.hostname = hostname if hostname is not None else socket.gethostname()
+        self.known: dict[str, set[str]] = {layout.prefix: set(self.fixed_queues or ()) for layout in self.layouts}
+        self._scan_cursors: dict[str, int] | None = None
+        self.last_extras: dict[str, BullMQExtras] = {}
+
+    def read(self, cursors: Mapping[str, Cursor], *, unseen: Cursor = BASELINE) -> RedisReading:
+        """One cycle: every queue's counts, finishes since its cursor, and every worker connection.
+
+        `unseen` is the cursor of a queue missing from `cursors`: the default makes its reading a baseline;
+        Cursor(0.0, 0.0) counts everything its counters, stream and sets hold (a queue that appeared since).
+        """
+        trips_before = self.client.round_trips
+        if self._scan_cursors is None and self.fixed_queues is None:
+            self._full_scan()
+        clients = self._discover()
+        refs = self._refs(clients)
+        read_at_s, snaps = self._snapshot([(ref, cursors.get(ref.name) or unseen) for ref in refs])
+        snaps = [snap for snap in snaps if self._keep(snap)]
+        head_times, jobs, locks = self._details(snaps)
+        queues, extras = [], {}
+        for snap in snaps:
+            reading, extras[snap.ref.name] = self._queue_reading(snap, head_times, jobs, locks)
+            queues.append(reading)
+        self.last_extras = extras
+        return RedisReading(read_at_s=read_at_s, queues=queues, workers=self._workers(clients, read_at_s),
+                            round_trips=self.client.round_trips - trips_before, unavailable=UNAVAILABLE)
+
+    def _full_scan(self) -> None:
+        """Every `:meta` hash under every prefix (first read only: O(all keys))."""
+        for layout in self.layouts:
+            cursor = 0
+            while True:
+                cursor, keys = self.client.scan(cursor, match=layout.meta_pattern, count=self.scan_count,
+                                                _type="hash")
+                self._learn(layout, keys)
+                if int(cursor) == 0:
+                    break
+        self._scan_cursors = {layout.prefix: 0 for layout in self.layouts}
+
+    def _learn(self, layout: BullMQLayout, meta_keys: Sequence[Any]) -> None:
+        for key in meta_keys:
+            queue = layout.queue_of_meta_key(text(key) or "")
+            if queue:
+                self.known[layout.prefix].add(queue)
+
+    def _discover(self) -> list[dict[str, Any]]:
+        """Round trip 1: CLIENT LIST and one SCAN step per prefix."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.client_list()
+        scanning = self.fixed_queues is None and self._scan_cursors is not None
+        if scanning:
+            for layout in self.layouts:
+                pipe.scan(self._scan_cursors[layout.prefix], match=layout.meta_pattern, count=self.scan_count,
+                          _type="hash")
+        replies = pipe.execute(raise_on_error=False)
+        if scanning:
+            for layout, reply in zip(self.layouts, replies[1:]):
+                cursor, keys = _ok(reply, (0, []))
+                self._scan_cursors[layout.prefix] = int(cursor)
+                self._learn(layout, keys)
+        return [entry for entry in _ok(replies[0], []) if isinstance(entry, dict)]
+
+    def _refs(self, clients: Sequence[dict[str, Any]]) -> list[_Ref]:
+        """Known queues plus queues named by worker connections (kept only if their `:meta` exists)."""
+        names = {layout.prefix: set(self.known[layout.prefix]) for layout in self.layouts}
+        if self.fixed_queues is None:
+            for entry in clients:
+                found = self._worker_client(entry)
+                if found:
+                    names[found[0].prefix].add(found[1].queue)
+        first = self.layouts[0].prefix
+        return [_Ref(queue if layout.prefix == first else f"{layout.prefix}:{queue}", queue, layout)
+                for layout in self.layouts for queue in sorted(names[layout.prefix])]
+
+    def _worker_client(self, entry: Mapping[str, Any]) -> tuple[BullMQLayout, WorkerClient] | None:
+        name = text(entry.get("name")) or ""
+        for layout in self.layouts:
+            found = worker_client(name, layout.prefix, self.known[layout.prefix])
+            if found:
+                return layout, found
+        return None
+
+    def _snapshot(self, plans: Sequence[tuple[_Ref, Cursor]]) -> tuple[float, list[_Snap]]:
+        """Round trip 2: one atomic snapshot of every queue, with TIME."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.time()
+        snaps = []
+        probe = max(1, self.sample_jobs)
+        for ref, cursor in plans:
+            prev = ThroughputState.from_text(cursor.state)
+            count_all = prev is None and cursor.finished_score == 0.0 and cursor.failed_score == 0.0
+            snap = _Snap(ref, cursor, prev, events_start(prev, count_all=count_all, source=self.throughput_source))
+            snaps.append(snap)
+            for command, suffix in _STATES:
+                getattr(pipe, command)(ref.key(suffix))
+            pipe.exists(ref.key("meta"))
+            pipe.hmget(ref.key("meta"), ["paused", "timestamp"])
+            for _, low, high in tier_score_ranges():
+                pipe.zcount(ref.key("prioritized"), low, "+inf" if math.isinf(high) else high)
+            pipe.lrange(ref.key("wait"), -self.head_probe, -1)
+            pipe.zrange(ref.key("prioritized"), 0, self.head_probe - 1)
+            pipe.lrange(ref.key("active"), 0, probe - 1)
+            pipe.hget(ref.layout.metrics(ref.queue, "completed"), "count")
+            pipe.hget(ref.layout.metrics(ref.queue, "failed"), "count")
+            pipe.xrevrange(ref.key("events"), "+", "-", count=1)
+            if snap.events_from is not None:
+                pipe.xrange(ref.key("events"), snap.events_from, "+", count=self.events_per_cycle)
+                pipe.xrange(ref.key("events"), "-", "+", count=1)
+            for suffix, score in zip(("completed", "failed"), _scores(snap)):
+                if score is None:
+                    pipe.zrevrangebyscore(ref.key(suffix), "+inf", "-inf", start=0, num=1, withscores=True)
+                else:
+                    pipe.zcount(ref.key(suffix), f"({score!r}", "+inf")
+                    pipe.zrevrangebyscore(ref.key(suffix), "+inf", f"({score!r}", start=0, num=probe,
+                                          withscores=True)
+        replies = iter(pipe.execute(raise_on_error=False))
+        seconds, micros = _ok(next(replies), (0, 0))
+        for snap in snaps:
+            snap.counts = {suffix: int(_ok(next(replies), 0)) for _, suffix in _STATES}
+            snap.exists = bool(_ok(next(replies), 0))
+            paused, job_timestamp = _ok(next(replies), [None, None])
+            snap.paused, snap.is_job_hash = paused is not None, job_timestamp is not None
+            for tier, _, _ in tier_score_ranges():
+                snap.tiers[tier] = int(_ok(next(replies), 0))
+            tail = [text(member) for member in _ok(next(replies), [])]
+            if tail and not is_job_id(tail[-1]):
+                snap.counts["wait"] = max(0, snap.counts["wait"] - 1)
+            snap.head_ids = [job_id for job_id in tail if is_job_id(job_id)]
+            snap.head_ids += [text(member) or "" for member in _ok(next(replies), [])]
+            snap.active_ids = [job_id for job_id in (text(m) for m in _ok(next(replies), [])) if is_job_id(job_id)]
+            snap.metrics = (parse_int(_ok(next(replies), None)), parse_int(_ok(next(replies), None)))
+            snap.latest_event_id = _first_id(_ok(next(replies), []))
+            if snap.events_from is not None:
+                snap.events = list(_ok(next(replies), []))
+                snap.first_event_id = _first_id(_ok(next(replies), []))
+            gains, tops = [], []
+            for score in _scores(snap):
+                gains.append(0 if score is None else int(_ok(next(replies), 0)))
+                tops.append(_entries(next(replies)))
+            snap.set_gains, snap.tops = (gains[0], gains[1]), (tops[0], tops[1])
+        return int(seconds) + int(micros) / 1e6, snaps
+
+    def _keep(self, snap: _Snap) -> bool:
+        """Whether a snapshot is a live queue; forgets gone queues and job hashes that looked like `:meta`."""
+        if self.fixed_queues is not None:
+            return True
+        if snap.exists and not snap.is_job_hash:
+            self.known[snap.ref.layout.prefix].add(snap.ref.queue)
+            return True
+        self.known[snap.ref.layout.prefix].discard(snap.ref.queue)
+        return False
+
+    def _details(self, snaps: Sequence[_Snap]):
+        """Round trip 3: enqueue times of head jobs, sampled job hashes, locks of active jobs."""
+        heads = sorted({(snap.ref, job_id) for snap in snaps for job_id in snap.head_ids if snap.counts["wait"]
+                        or snap.counts["prioritized"]}, key=lambda item: (item[0].name, item[1]))
+        sampled = sorted({(snap.ref, job_id) for snap in snaps for top, score in zip(snap.tops, _scores(snap))
+                          if score is not None for job_id, _ in top[:self.sample_jobs]},
+                         key=lambda item: (item[0].name, item[1]))
+        active = [(snap.ref, job_id) for snap in snaps for job_id in snap.active_ids]
+        if not heads and not sampled and not active:
+            return {}, {}, {}
+        pipe = self.client.pipeline(transaction=False)
+        for ref, job_id in heads:
+            pipe.hmget(ref.layout.job(ref.queue, job_id), ["timestamp", "delay"])
+        for ref, job_id in sampled:
+            pipe.hmget(ref.layout.job(ref.queue, job_id), list(JOB_FIELDS))
+        for ref, job_id in active:
+            pipe.exists(ref.layout.lock(ref.queue, job_id))
+        replies = iter(pipe.execute(raise_on_error=False))
+        head_times = {item: _enqueued_at_s(_ok(next(replies), [None, None])) for item in heads}
+        jobs = {item: dict(zip(JOB_FIELDS, (text(v) for v in _ok(next(replies), [])))) for item in sampled}
+        locks = {item: bool(_ok(next(replies), 1)) for item in active}
+        return head_times, jobs, locks
+
+    def _queue_reading(self, snap: _Snap, head_times: Mapping, jobs: Mapping,
+                       locks: Mapping) -> tuple[QueueReading, BullMQExtras]:
+        """Counts, oldest waiting job, new finishes and extras of one queue."""
+        ref, counts = snap.ref, snap.counts
+        counters = CounterSnapshot(snap.metrics, snap.latest_event_id,
+                                   snap.events if snap.events_from is not None else None, snap.first_event_id,
+                                   snap.set_gains)
+        flow = advance_throughput(snap.prev, counters, source=self.throughput_source, count_all=_counts_all(snap),
+                                  events_cap=self.events_per_cycle)
+        cursors, samples = [], []
+        for failed, top, score in zip((False, True), snap.tops, _scores(snap)):
+            if score is None:
+                cursors.append(top[0][1] if top else EMPTY_REGISTRY_CURSOR)
+                continue
+            cursors.append(max(score, top[0][1]) if top else score)
+            for job_id, _ in top[:self.sample_jobs]:
+                sample = self._sample(job_id, jobs.get((ref, job_id)), failed)
+                if sample:
+                    samples.append(sample)
+        sampled_failures = [job for job in samples if job.failed]
+        if flow.failures is not None:
+            timeouts = sum(1 for job_id, reason in flow.failures
+                           if self.timeout_rule.matches(reason, (jobs.get((ref, job_id)) or {}).get("stacktrace")))
+        else:
+            timeouts = sum(1 for job in sampled_failures if job.timed_out)
+            if sampled_failures and flow.failed > len(sampled_failures):
+                timeouts = round(timeouts * flow.failed / len(sampled_failures))
+            timeouts = min(timeouts, flow.failed)
+        starts = [head_times.get((ref, job_id)) for job_id in snap.head_ids]
+        known_starts = [at_s for at_s in starts if at_s is not None]
+        priority_counts = {tier: count for tier, count in snap.tiers.items()}
+        unprioritized = counts["wait"] + counts["paused"]
+        tier = priority_tier(0, unprioritized=self.unprioritized_tier)
+        priority_counts[tier] = priority_counts.get(tier, 0) + unprioritized
+        reading = QueueReading(
+            queue_name=ref.name, library=LIBRARY,
+            waiting=counts["wait"] + counts["paused"] + counts["prioritized"], active=counts["active"],
+            scheduled=counts["delayed"], deferred=counts["waiting-children"], failed=counts["failed"],
+            completed=counts["completed"], oldest_enqueued_at_s=min(known_starts) if known_starts else None,
+            cursor=Cursor(finished_score=cursors[0], failed_score=cursors[1], state=flow.state.to_text()),
+            new_finished=flow.finished, new_failed=flow.failed, new_timeouts=timeouts, sampled_jobs=samples)
+        stalled = sum(1 for job_id in snap.active_ids if not locks.get((ref, job_id), True))
+        extras = BullMQExtras(paused=snap.paused, priority_counts=priority_counts, stalled=stalled,
+                              prefix=ref.layout.prefix, throughput_source=flow.source, events_gap=flow.events_gap)
+        return reading, extras
+
+    def _sample(self, job_id: str, fields: Mapping[str, str | None] | None, failed: bool) -> FinishedJob | None:
+        """A finished job with its times; None when its hash is gone."""
+        if not fields or all(value is None for value in fields.values()):
+            return None
+        timed_out = failed and self.timeout_rule.matches(fields.get("failedReason"), fields.get("stacktrace"))
+        return FinishedJob(job_id=job_id, failed=failed, timed_out=timed_out,
+                           enqueued_at_s=_enqueued_at_s([fields.get("timestamp"), fields.get("delay")]),
+                           started_at_s=ms_to_s(fields.get("processedOn")),
+                           ended_at_s=ms_to_s(fields.get("finishedOn")))
+
+    def _workers(self, clients: Sequence[Mapping[str, Any]], read_at_s: float) -> list[WorkerReading]:
+        """One reading per worker: Node workers name one connection, Python workers two (paired by id)."""
+        groups: dict[tuple[str, str, str | None, str | None, str], list[Mapping[str, Any]]] = {}
+        for entry in clients:
+            found = self._worker_client(entry)
+            if found:
+                layout, worker = found
+                host = client_host(text(entry.get("addr")))
+                key = (layout.prefix, worker.queue, worker.worker_name, host, worker.flavor)
+                groups.setdefault(key, []).append(entry)
+        first = self.layouts[0].prefix
+        workers = []
+        for (prefix, queue, worker_name, host, flavor), entries in sorted(groups.items(), key=str):
+            entries = sorted(entries, key=lambda e: parse_int(e.get("id")) or 0)
+            size = 2 if flavor == "python" else 1
+            queue_name = queue if prefix == first else f"{prefix}:{queue}"
+            label = f"{queue_name}:w:{worker_name}" if worker_name else queue_name
+            for index in range(0, len(entries), size):
+                group = entries[index:index + size]
+                ages = [parse_int(e.get("age")) or 0 for e in group]
+                idles = [parse_int(e.get("idle")) or 0 for e in group]
+                blocked = any("b" in (text(e.get("flags")) or "") for e in group)
+                workers.append(WorkerReading(
+                    name=f"{label}#{text(group[0].get('id'))}", library=LIBRARY, queues=[queue_name], pid=None,
+                    hostname=self.hostname if host in LOOPBACK_HOSTS else host,
+                    state="idle" if blocked else "busy", alive=True, successful_jobs=0, failed_jobs=0,
+                    birth_at_s=read_at_s - max(ages), last_heartbeat_at_s=read_at_s - min(idles)))
+        return workers
+
+
+def _scores(snap: _Snap) -> tuple[float | None, float | None]:
+    """The finite sample cursors (completed, failed) of a queue; None starts a baseline."""
+    return tuple(score if score is not None and math.isfinite(score) else None  # type: ignore[return-value]
+                 for score in (snap.cursor.finished_score, snap.cursor.failed_score))
+
+
+def _counts_all(snap: _Snap) -> bool:
+    """Whether a queue without resume state was given the count-everything cursor (0.0, 0.0)."""
+    return snap.prev is None and snap.cursor.finished_score == 0.0 and snap.cursor.failed_score == 0.0
+
+
+def _ok(reply: Any, default: Any) -> Any:
+    """A pipeline reply, or the default when the command failed (e.g. a key of the wrong type)."""
+    return default if isinstance(reply, Exception) or reply is None else reply
+
+
+def _first_id(reply: Sequence[Any]) -> str | None:
+    return text(reply[0][0]) if reply else None
+
+
+def _entries(reply: Any) -> list[tuple[str, float]]:
+    """(job id, score) pairs of a ZREVRANGEBYSCORE WITHSCORES reply."""
+    return [(text(member) or "", float(score)) for member, score in _ok(reply, [])]
+
+
+def _enqueued_at_s(fields: Sequence[Any]) -> float | None:
+    """When a job became runnable: its `timestamp` plus its `delay` (ms fields), in epoch seconds."""
+    created_ms = parse_int(fields[0]) if fields else None
+    if not created_ms:
+        return None
+    return (created_ms + (parse_int(fields[1]) or 0)) / 1000.0

@@ -1,0 +1,533 @@
+"""The BullMQ reader against a real redis-server and real Python bullmq workers; the layout without Redis."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from bullmq import FlowProducer, Queue
+
+from collector.bullmq_layout import (
+    STALLED_REASON,
+    BullMQLayout,
+    CounterSnapshot,
+    ThroughputState,
+    TimeoutRule,
+    WorkerClient,
+    advance_throughput,
+    client_host,
+    counter_delta,
+    exception_name,
+    glob_escape,
+    priority_of_score,
+    priority_tier,
+    tally_events,
+    tier_score_ranges,
+    worker_client,
+)
+from collector.bullmq_reader import BullMQReader
+from collector.model import Cursor
+from collector.roundtrips import CountingRedis
+from tests.conftest import REPO_ROOT
+
+READ_COMMANDS = {"time", "scan", "client|list", "llen", "zcard", "exists", "hmget", "zcount", "lrange", "zrange",
+                 "hget", "xrevrange", "xrange", "zrevrangebyscore", "multi", "exec", "client|setinfo", "hello",
+                 "select", "ping", "auth"}
+METRICS = {"metrics": {"maxDataPoints": 60}}
+NODE_DIR = Path(__file__).resolve().parent / "node"
+PYTHON_TRACEBACK = ('Traceback (most recent call last):\n  File "w.py", line 3, in process\n'
+                    "    await asyncio.wait_for(x, 1)\nTimeoutError\n")
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+
+
+def _command(url: str, queue: str, options: dict) -> list[str]:
+    return [sys.executable, "-m", "tests.collector.bullmq_worker", url, queue, json.dumps(options)]
+
+
+def run_worker(url: str, queue: str, *, prefix: str = "bull", **worker_opts) -> None:
+    """Run a real bullmq Worker until the queue has nothing waiting or active."""
+    subprocess.run(_command(url, queue, {"prefix": prefix, "worker": worker_opts}), cwd=REPO_ROOT, env=_env(),
+                   check=True, timeout=60, stdout=subprocess.DEVNULL)
+
+
+def start_worker(url: str, queue: str, **worker_opts) -> subprocess.Popen:
+    """Start a real bullmq Worker that runs until killed; returns once its connections are named."""
+    proc = subprocess.Popen(_command(url, queue, {"burst": False, "worker": worker_opts}), cwd=REPO_ROOT,
+                            env=_env(), stdout=subprocess.PIPE, text=True, start_new_session=True)
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def kill(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+
+
+def add_jobs(url: str, queue: str, jobs: list[tuple[dict, dict]], *, prefix: str = "bull") -> list[str]:
+    """Add (data, opts) jobs with bullmq's own Queue.add; returns their ids."""
+    async def add() -> list[str]:
+        q = Queue(queue, {"connection": url, "prefix": prefix})
+        try:
+            return [(await q.add("job", data, opts)).id for data, opts in jobs]
+        finally:
+            await q.close()
+    return asyncio.run(add())
+
+
+def on_queue(url: str, queue: str, call: str, *args, prefix: str = "bull"):
+    """The result of one bullmq Queue method (getJobCounts, pause, obliterate...)."""
+    async def go():
+        q = Queue(queue, {"connection": url, "prefix": prefix})
+        try:
+            result = getattr(q, call)(*args)
+            return await result if asyncio.iscoroutine(result) or asyncio.isfuture(result) else result
+        finally:
+            await q.close()
+    return asyncio.run(go())
+
+
+def by_name(reading) -> dict:
+    return {q.queue_name: q for q in reading.queues}
+
+
+def cursors_of(reading) -> dict[str, Cursor]:
+    return {q.queue_name: q.cursor for q in reading.queues}
+
+
+def snapshot(client: redis.Redis) -> dict:
+    """Every key's type, serialized value and whether it expires."""
+    return {key: (client.type(key), client.dump(key), client.pttl(key) > 0)
+            for key in client.scan_iter(count=1000)}
+
+
+def wait_until(predicate, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.05)
+
+
+def test_priority_tiers_and_score_ranges():
+    assert [priority_tier(p) for p in (1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 2 ** 21)] == [1, 3, 3, 5, 5, 7, 7, 10, 10,
+                                                                                    10, 10]
+    assert priority_tier(0) == 5 and priority_tier(0, unprioritized=1) == 1
+    ranges = tier_score_ranges()
+    assert [tier for tier, _, _ in ranges] == [1, 3, 5, 7, 10]
+    for priority in (1, 2, 3, 4, 9, 10, 11, 5000):
+        score = priority * 2 ** 32 + 12345
+        [tier] = [tier for tier, low, high in ranges if low <= score <= high]
+        assert tier == priority_tier(priority) and priority_of_score(score) == priority
+    assert ranges[0][1] == 2 ** 32 and ranges[-1][2] == float("inf")
+
+
+def test_timeout_rule():
+    rule = TimeoutRule()
+    assert rule.matches(STALLED_REASON) and rule.matches("upstream call timed out after 2s")
+    assert rule.matches("Request timeout") and rule.matches("connect ETIMEDOUT 10.0.0.1:443")
+    assert rule.matches("", json.dumps([PYTHON_TRACEBACK])) and rule.matches(None, json.dumps(["TimeoutError: x\n at f"]))
+    assert not rule.matches("boom", json.dumps(["Traceback (most recent call last):\nValueError: boom"]))
+    assert not rule.matches("timestamps differ") and not rule.matches(None)
+    custom = TimeoutRule(reason_patterns=(r"^deadline",), exception_names=("DeadlineExceeded",))
+    assert custom.matches("deadline exceeded") and not custom.matches("timed out")
+    assert exception_name(json.dumps(["Traceback...\nbuiltins.TimeoutError"])) == "TimeoutError"
+    assert exception_name("not json") == "not json" and exception_name(None) is None
+
+
+def test_layout_and_parsers():
+    layout = BullMQLayout("{bull}")
+    assert layout.key("a:b", "wait") == "{bull}:a:b:wait" and layout.lock("q", "7") == "{bull}:q:7:lock"
+    assert layout.metrics("q", "failed") == "{bull}:q:metrics:failed"
+    assert layout.queue_of_meta_key("{bull}:a:b:meta") == "a:b" and layout.queue_of_meta_key("bull:a:meta") is None
+    assert BullMQLayout("b[1]*").meta_pattern == r"b\[1\]\*:*:meta" and glob_escape("a?") == r"a\?"
+    known = ["mail", "a:w:b"]
+    node = base64.b64encode(b"mail").decode()
+    assert worker_client("bull:mail", "bull", known) == WorkerClient("mail", None, "python")
+    assert worker_client("bull:a:w:b:w:x", "bull", known) == WorkerClient("a:w:b", "x", "python")
+    assert worker_client(f"bull:{node}:w:n1", "bull", known) == WorkerClient("mail", "n1", "node")
+    assert worker_client(f"bull:{node}:qe", "bull", known) is None
+    fresh = base64.b64encode(b"reports:daily").decode()
+    assert worker_client(f"bull:{fresh}", "bull", []) == WorkerClient("reports:daily", None, "node")
+    assert worker_client(f"bull:{fresh}:qe", "bull", []) is None
+    assert worker_client("bull:plain-q:w:w1", "bull", []) == WorkerClient("plain-q", "w1", "python")
+    assert worker_client("rq:worker:x", "bull", known) is None and worker_client("bull:", "bull", known) is None
+    assert client_host("127.0.0.1:5000") == "127.0.0.1" and client_host("[::1]:5000") == "::1"
+    state = ThroughputState("events", 3, None, "1700000000000-2")
+    assert ThroughputState.from_text(state.to_text()) == state
+    assert ThroughputState.from_text("garbage") is None and ThroughputState.from_text('{"src":"x"}') is None
+    assert (counter_delta(10, 7), counter_delta(3, 7), counter_delta(None, 7), counter_delta(4, None)) == (3, 3, 0, 4)
+    tally = tally_events([(b"1-0", {b"event": b"completed", b"jobId": b"1"}),
+                          (b"2-0", {b"event": b"failed", b"jobId": b"2", b"failedReason": b"boom"}),
+                          (b"3-0", {b"event": b"active", b"jobId": b"3"})])
+    assert (tally.completed, tally.failures, tally.last_id) == (1, [("2", "boom")], "3-0")
+
+
+def test_throughput_switches_and_guards_without_redis():
+    def step(prev, snap, source="auto", count_all=False, cap=100):
+        return advance_throughput(prev, snap, source=source, count_all=count_all, events_cap=cap)
+
+    base = step(None, CounterSnapshot((None, None), "5-0"))
+    assert (base.finished, base.state) == (0, ThroughputState("events", None, None, "5-0"))
+    done = [(f"{i}-0", {"event": "completed"}) for i in (6, 7)] + [("8-0", {"event": "failed", "jobId": "9",
+                                                                              "failedReason": "x"})]
+    counted = step(base.state, CounterSnapshot((2, 1), "8-0", done, "1-0"))
+    assert (counted.finished, counted.failed, counted.failures, counted.source) == (2, 1, [("9", "x")], "events")
+    assert counted.state == ThroughputState("metrics", 2, 1, "8-0") and not counted.events_gap
+    metered = step(counted.state, CounterSnapshot((5, 1), "12-0", set_gains=(3, 0)))
+    assert (metered.finished, metered.failed, metered.source, metered.state.source) == (3, 0, "metrics", "metrics")
+    lagging = step(metered.state, CounterSnapshot((6, 1), "15-0", set_gains=(4, 0)))
+    assert (lagging.finished, lagging.state.source, lagging.state.distrust_metrics) == (4, "events", True)
+    stays = step(lagging.state, CounterSnapshot((6, 1), "16-0", [("16-0", {"event": "completed"})], "15-0"))
+    assert (stays.finished, stays.state.source) == (1, "events")
+    gap = step(stays.state, CounterSnapshot((6, 1), "99-0", [("50-0", {"event": "completed"})], "50-0"))
+    assert gap.events_gap and gap.finished == 1
+    capped = step(base.state, CounterSnapshot((2, 0), "9-0", done[:2], "1-0"), cap=2)
+    assert capped.state == ThroughputState("events", 2, 0, "7-0")
+    gone = step(metered.state, CounterSnapshot((None, None), "20-0"))
+    assert (gone.finished, gone.state) == (0, ThroughputState("events", None, None, "12-0"))
+    reset = step(metered.state, CounterSnapshot((2, 0), "20-0"))
+    assert (reset.finished, reset.failed) == (2, 0)
+    everything = step(None, CounterSnapshot((7, 2), "20-0", done, "1-0"), count_all=True)
+    assert (everything.finished, everything.failed, everything.failures) == (7, 2, None)
+    forced = step(None, CounterSnapshot((None, None), "20-0", done, "1-0"), source="events", count_all=True)
+    assert (forced.finished, forced.failed, forced.state.source) == (2, 1, "events")
+
+
+def test_counts_equal_bullmqs_own(redis_url, redis_client):
+    add_jobs(redis_url, "alpha:with:colons", [({"sleep_s": 0}, {})] * 3 + [({"fail": "boom"}, {})])
+    run_worker(redis_url, "alpha:with:colons")
+    priorities = [1, 2, 3, 5, 6, 8, 10, 50]
+    add_jobs(redis_url, "alpha:with:colons", [({}, {})] * 4 + [({}, {"priority": p}) for p in priorities]
+             + [({}, {"delay": 3_600_000})] * 2)
+    asyncio.run(_add_flow(redis_url))
+    add_jobs(redis_url, "tagged", [({}, {}), ({}, {"priority": 7})], prefix="{bull}")
+    add_jobs(redis_url, "busy", [({"sleep_s": 30}, {}), ({}, {})])
+    worker = start_worker(redis_url, "busy")
+    try:
+        wait_until(lambda: redis_client.llen("bull:busy:active") == 1)
+        reading = BullMQReader(redis_client, prefixes=("bull", "{bull}")).read({})
+        queues = by_name(reading)
+        assert sorted(queues) == ["alpha:with:colons", "busy", "kids", "{bull}:tagged"]
+        for name, got in queues.items():
+            prefix, _, queue = name.rpartition(":") if name.startswith("{") else ("bull", "", name)
+            counts = on_queue(redis_url, queue, "getJobCounts", prefix=prefix)
+            assert (got.waiting, got.active, got.scheduled, got.deferred, got.failed, got.completed) == (
+                counts["waiting"] + counts["prioritized"], counts["active"], counts["delayed"],
+                counts["waiting-children"], counts["failed"], counts["completed"]), name
+    finally:
+        kill(worker)
+    alpha = queues["alpha:with:colons"]
+    assert (alpha.waiting, alpha.scheduled, alpha.deferred, alpha.failed, alpha.completed) == (12, 2, 1, 1, 3)
+    assert queues["busy"].active == 1 and reading.round_trips == 2 + 3
+    per_priority = on_queue(redis_url, "alpha:with:colons", "getCountsPerPriority", [0] + priorities)
+    expected: dict[int, int] = {}
+    for priority, count in per_priority.items():
+        expected[priority_tier(int(priority))] = expected.get(priority_tier(int(priority)), 0) + count
+    reader = BullMQReader(redis_client, prefixes=("bull", "{bull}"))
+    reader.read({})
+    extras = reader.last_extras["alpha:with:colons"]
+    assert {t: c for t, c in extras.priority_counts.items() if c} == expected == {1: 1, 3: 2, 5: 5, 7: 1, 10: 3}
+    assert reader.last_extras["{bull}:tagged"].priority_counts[7] == 1
+    assert reader.last_extras["{bull}:tagged"].prefix == "{bull}" and not extras.paused
+    oldest = int(redis_client.hget("bull:alpha:with:colons:" + redis_client.lindex("bull:alpha:with:colons:wait",
+                                                                                    -1).decode(), "timestamp"))
+    assert alpha.oldest_enqueued_at_s == pytest.approx(oldest / 1000, abs=0.01)
+
+
+async def _add_flow(url: str) -> None:
+    flow = FlowProducer({"connection": url})
+    await flow.add({"name": "parent", "queueName": "alpha:with:colons", "data": {},
+                    "children": [{"name": "child", "queueName": "kids", "data": {}} for _ in range(2)]})
+    await flow.close()
+
+
+def test_paused_queue_is_shown_paused(redis_url, redis_client):
+    add_jobs(redis_url, "held", [({}, {}), ({}, {"priority": 2})])
+    add_jobs(redis_url, "running", [({}, {})])
+    on_queue(redis_url, "held", "pause")
+    reader = BullMQReader(redis_client)
+    reading = by_name(reader.read({}))
+    assert reader.last_extras["held"].paused and not reader.last_extras["running"].paused
+    assert reading["held"].waiting == 2 == sum(on_queue(redis_url, "held", "getJobCounts", "waiting",
+                                                        "prioritized").values())
+    on_queue(redis_url, "held", "resume")
+    reader.read({})
+    assert not reader.last_extras["held"].paused
+
+
+def test_durations_failures_and_timeouts(redis_url, redis_client):
+    durations_s = (0.1, 0.2, 0.3)
+    ok_ids = add_jobs(redis_url, "timing", [({"sleep_s": d}, {}) for d in durations_s])
+    failed_id, wait_for_id, text_id = add_jobs(redis_url, "timing", [
+        ({"fail": "boom"}, {}), ({"wait_for_s": 0.2, "sleep_s": 5}, {}),
+        ({"fail": "upstream call timed out after 2s"}, {})])
+    reader = BullMQReader(redis_client)
+    baseline = reader.read({})
+    assert by_name(baseline)["timing"].cursor.finished_score == 0.0
+    run_worker(redis_url, "timing", **METRICS)
+
+    second = reader.read(cursors_of(baseline))
+    got = by_name(second)["timing"]
+
+    assert (got.new_finished, got.new_failed, got.new_timeouts) == (3, 3, 2)
+    samples = {job.job_id: job for job in got.sampled_jobs}
+    assert set(samples) == {*ok_ids, failed_id, wait_for_id, text_id}
+    for job_id, duration_s in zip(ok_ids, durations_s):
+        assert not samples[job_id].failed
+        assert duration_s * 1000 - 5 <= samples[job_id].processing_ms <= duration_s * 1000 + 150
+        assert 0 <= samples[job_id].wait_ms < 10_000
+    assert samples[wait_for_id].timed_out and samples[text_id].timed_out and not samples[failed_id].timed_out
+    assert samples[wait_for_id].processing_ms == pytest.approx(200, abs=150)
+    assert reader.last_extras["timing"].throughput_source == "events"
+
+    add_jobs(redis_url, "timing", [({"fail": "boom"}, {}), ({"wait_for_s": 0.05, "sleep_s": 1}, {})])
+    run_worker(redis_url, "timing", **METRICS)
+    again = by_name(reader.read(cursors_of(second)))["timing"]
+    assert reader.last_extras["timing"].throughput_source == "metrics"
+    assert (again.new_finished, again.new_failed, again.new_timeouts) == (0, 2, 1)
+
+
+def test_stalled_job_counted_then_failed_as_timeout(redis_url, redis_client):
+    [job_id] = add_jobs(redis_url, "stall", [({"sleep_s": 30}, {})])
+    reader = BullMQReader(redis_client)
+    baseline = reader.read({})
+    worker = start_worker(redis_url, "stall", lockDuration=1000)
+    wait_until(lambda: redis_client.llen("bull:stall:active") == 1)
+    kill(worker)
+    wait_until(lambda: not redis_client.exists(f"bull:stall:{job_id}:lock"), timeout_s=5)
+    stuck = by_name(reader.read(cursors_of(baseline)))["stall"]
+    assert (stuck.active, reader.last_extras["stall"].stalled) == (1, 1)
+
+    run_worker(redis_url, "stall", lockDuration=1000, stalledInterval=200, maxStalledCount=0)
+    failed = by_name(reader.read(cursors_of(baseline)))["stall"]
+    assert (failed.active, failed.new_failed, failed.new_timeouts, reader.last_extras["stall"].stalled) == (
+        0, 1, 1, 0)
+    assert redis_client.hget(f"bull:stall:{job_id}", "failedReason").decode() == STALLED_REASON
+
+
+@pytest.mark.parametrize("metrics", [True, False])
+def test_throughput_survives_remove_on_complete(redis_url, redis_client, metrics):
+    reader = BullMQReader(redis_client)
+    baseline = reader.read({})
+    add_jobs(redis_url, "trim", [({}, {})] * 12)
+    run_worker(redis_url, "trim", removeOnComplete=2 if metrics else True, **(METRICS if metrics else {}))
+    first = reader.read(cursors_of(baseline), unseen=Cursor(0.0, 0.0))
+    add_jobs(redis_url, "trim", [({}, {})] * 5)
+    run_worker(redis_url, "trim", removeOnComplete=2 if metrics else True, **(METRICS if metrics else {}))
+
+    got = by_name(reader.read(cursors_of(first)))["trim"]
+
+    assert by_name(first)["trim"].new_finished == 12 and got.new_finished == 5
+    assert got.completed == (2 if metrics else 0)
+    assert reader.last_extras["trim"].throughput_source == ("metrics" if metrics else "events")
+
+
+def test_cursors_never_double_count_across_cycles_restarts_and_source_switches(redis_url, redis_client):
+    add_jobs(redis_url, "cur", [({}, {})] * 2)
+    run_worker(redis_url, "cur")
+    first = BullMQReader(redis_client).read({}, unseen=Cursor(0.0, 0.0))
+    assert by_name(first)["cur"].new_finished == 2
+
+    add_jobs(redis_url, "cur", [({}, {})] * 5 + [({"fail": "boom"}, {})])
+    run_worker(redis_url, "cur")
+    reader = BullMQReader(redis_client, events_per_cycle=4)
+    cursors, finished, failed, cycles = cursors_of(first), 0, 0, 0
+    while cycles < 50:
+        got = by_name(reader.read(cursors))["cur"]
+        finished, failed, cycles = finished + got.new_finished, failed + got.new_failed, cycles + 1
+        if cursors_of_one(got) == cursors:
+            break
+        cursors = cursors_of_one(got)
+    assert (finished, failed) == (5, 1) and cycles > 5
+
+    restarted = by_name(BullMQReader(redis_client).read(cursors))["cur"]
+    assert (restarted.new_finished, restarted.new_failed) == (0, 0)
+    add_jobs(redis_url, "cur", [({}, {})] * 3)
+    run_worker(redis_url, "cur", **METRICS)
+    switched = BullMQReader(redis_client)
+    counted = by_name(switched.read(cursors_of_one(restarted)))["cur"]
+    assert counted.new_finished == 3 and switched.last_extras["cur"].throughput_source == "events"
+    add_jobs(redis_url, "cur", [({}, {})] * 2)
+    run_worker(redis_url, "cur", **METRICS)
+    later = by_name(switched.read(cursors_of_one(counted)))["cur"]
+    assert later.new_finished == 2 and switched.last_extras["cur"].throughput_source == "metrics"
+    again = by_name(BullMQReader(redis_client).read(cursors_of_one(later)))["cur"]
+    assert (again.new_finished, again.new_failed) == (0, 0)
+
+
+def test_workers_without_metrics_move_the_queue_to_events(redis_url, redis_client):
+    add_jobs(redis_url, "mixed", [({}, {})])
+    reader = BullMQReader(redis_client)
+    readings = [reader.read({})]
+    for count, worker_opts in ((3, METRICS), (4, {}), (2, METRICS), (1, {})):
+        add_jobs(redis_url, "mixed", [({}, {})] * count)
+        run_worker(redis_url, "mixed", **worker_opts)
+        readings.append(reader.read(cursors_of(readings[-1])))
+    assert [by_name(r)["mixed"].new_finished for r in readings[1:]] == [3 + 1, 4, 2, 1]
+    assert reader.last_extras["mixed"].throughput_source == "events"
+
+
+def test_decoded_and_raw_replies_read_the_same(redis_url, redis_client):
+    add_jobs(redis_url, "dec", [({"sleep_s": 0.01}, {}), ({"fail": "timed out"}, {})])
+    run_worker(redis_url, "dec", **METRICS)
+    add_jobs(redis_url, "dec", [({}, {}), ({}, {"priority": 9})])
+    decoded = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        raw, text_ = (BullMQReader(c).read({}, unseen=Cursor(0.0, 0.0)) for c in (redis_client, decoded))
+    finally:
+        decoded.close()
+    assert raw.queues == text_.queues and len(raw.queues[0].sampled_jobs) == 2
+    assert (raw.queues[0].new_finished, raw.queues[0].new_failed, raw.queues[0].new_timeouts) == (1, 1, 1)
+
+
+def cursors_of_one(queue) -> dict[str, Cursor]:
+    return {queue.queue_name: queue.cursor}
+
+
+def test_a_read_changes_nothing(redis_url, redis_client):
+    add_jobs(redis_url, "ro", [({}, {}), ({"fail": "timed out"}, {})])
+    run_worker(redis_url, "ro", **METRICS)
+    add_jobs(redis_url, "ro", [({}, {}), ({}, {"priority": 3}), ({}, {"delay": 600_000})])
+    add_jobs(redis_url, "ro2", [({}, {})])
+    run_worker(redis_url, "ro2")
+    add_jobs(redis_url, "ro2", [({}, {})])
+    on_queue(redis_url, "ro2", "pause")
+    redis_client.lpush("bull:ro:active", "ghost")
+    redis_client.rpush("bull:ro2:wait", "0:legacy-marker")
+    named = redis.Redis.from_url(redis_url)
+    named.client_setname("bull:ro:w:passive")
+    redis_client.execute_command("ACL", "SETUSER", "qw_reader", "on", ">secret", "~*", "&*", "resetchannels",
+                                 "-@all", "+@read", "+multi", "+exec", "+time", "+ping", "+hello", "+select",
+                                 "+client|list")
+    reader_client = redis.Redis.from_url(redis_url, username="qw_reader", password="secret")
+    try:
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            reader_client.set("probe", "1")
+        before = snapshot(redis_client)
+        redis_client.config_resetstat()
+        reader = BullMQReader(reader_client)
+        first = reader.read({})
+        second = reader.read(cursors_of(first), unseen=Cursor(0.0, 0.0))
+        stats = redis_client.info("commandstats")
+        assert snapshot(redis_client) == before
+    finally:
+        reader_client.close()
+        named.close()
+        redis_client.execute_command("ACL", "DELUSER", "qw_reader")
+    used = {name.removeprefix("cmdstat_") for name in stats} - {"info", "config|resetstat", "client|setname"}
+    assert used <= READ_COMMANDS, used - READ_COMMANDS
+    ro, ro2 = by_name(second)["ro"], by_name(second)["ro2"]
+    assert (ro.waiting, ro.active, ro.scheduled, ro.completed, ro.failed) == (2, 1, 1, 1, 1)
+    assert (ro2.waiting, reader.last_extras["ro2"].paused, reader.last_extras["ro"].stalled) == (1, True, 1)
+    assert [w.name.split("#")[0] for w in second.workers] == ["ro:w:passive"]
+
+
+def test_constant_round_trips_for_1_and_20_queues(redis_client):
+    def fill(queue_count: int) -> tuple[int, int]:
+        redis_client.flushall()
+        for i in range(queue_count):
+            base = f"bull:q{i}"
+            redis_client.hset(f"{base}:meta", "opts.maxLenEvents", 10000)
+            redis_client.rpush(f"{base}:wait", "w1")
+            redis_client.hset(f"{base}:w1", mapping={"timestamp": 1000, "delay": 0})
+            redis_client.hset(f"{base}:metrics:completed", "count", 1)
+            for state, job_id in (("completed", "c1"), ("failed", "f1")):
+                redis_client.zadd(f"{base}:{state}", {job_id: 2000})
+                redis_client.hset(f"{base}:{job_id}", mapping={"timestamp": 1000, "processedOn": 1500,
+                                                               "finishedOn": 2000})
+        client = CountingRedis(connection_pool=redis_client.connection_pool)
+        reader = BullMQReader(client)
+        reader.read({})
+        state = ThroughputState("metrics", 0, 0, None).to_text()
+        reading = reader.read({f"q{i}": Cursor(1000.0, 1000.0, state) for i in range(queue_count)})
+        assert len(reading.queues) == queue_count
+        assert all(q.new_finished == 1 and len(q.sampled_jobs) == 2 for q in reading.queues)
+        return reading.round_trips, client.round_trips
+
+    assert fill(1) == fill(20) == (3, 7)
+
+
+def test_workers_are_found_in_client_list(redis_url, redis_client):
+    add_jobs(redis_url, "work:q", [({}, {})])
+    workers = [start_worker(redis_url, "work:q", name="alpha"), start_worker(redis_url, "work:q")]
+    node_name = base64.b64encode(b"node:q").decode()
+    fakes = [redis.Redis.from_url(redis_url) for _ in range(2)]
+    fakes[0].client_setname(f"bull:{node_name}:w:n1")
+    fakes[1].client_setname(f"bull:{node_name}:qe")
+    try:
+        reading = BullMQReader(redis_client).read({})
+    finally:
+        for proc in workers:
+            kill(proc)
+        for fake in fakes:
+            fake.close()
+    found = sorted((w.name.split("#")[0], w.queues, w.hostname, w.alive, w.pid) for w in reading.workers)
+    host = socket.gethostname()
+    assert found == [("node:q:w:n1", ["node:q"], host, True, None), ("work:q", ["work:q"], host, True, None),
+                     ("work:q:w:alpha", ["work:q"], host, True, None)]
+    assert all(w.state in ("idle", "busy") and w.birth_at_s <= reading.read_at_s for w in reading.workers)
+    assert sorted(by_name(reading)) == ["work:q"]
+
+
+def test_discovery_follows_new_gone_and_lookalike_queues(redis_url, redis_client):
+    add_jobs(redis_url, "first", [({}, {})])
+    add_jobs(redis_url, "first", [({}, {"jobId": "odd:meta"})])
+    reader = BullMQReader(redis_client, prefixes=("bull", "{bull}"))
+    assert sorted(by_name(reader.read({}))) == ["first"]
+    add_jobs(redis_url, "late:comer", [({}, {})])
+    add_jobs(redis_url, "x:y", [({}, {})], prefix="{bull}")
+    second = reader.read({})
+    assert sorted(by_name(second)) == ["first", "late:comer", "{bull}:x:y"] and second.round_trips == 3
+    on_queue(redis_url, "first", "obliterate", True)
+    assert sorted(by_name(reader.read({}))) == ["late:comer", "{bull}:x:y"]
+    fixed = BullMQReader(redis_client, queues=["late:comer", "never-used"])
+    reading = fixed.read({})
+    assert sorted(by_name(reading)) == ["late:comer", "never-used"] and reading.round_trips == 3
+
+
+@pytest.fixture(scope="module")
+def node_worker_js() -> Path:
+    """tests/collector/node/worker.js with Node bullmq installed (`npm ci` from the lock file when missing)."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("Node.js and npm are needed for the Node bullmq worker")
+    if not (NODE_DIR / "node_modules" / "bullmq" / "package.json").is_file():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True, timeout=300,
+                       stdout=subprocess.DEVNULL)
+    return NODE_DIR / "worker.js"
+
+
+def test_node_bullmq_worker(redis_url, redis_client, node_worker_js):
+    add_jobs(redis_url, "nodeq", [({"sleep_ms": 50}, {})] * 3 + [({"fail": "request timed out"}, {}),
+                                                                  ({"fail": "boom"}, {})])
+    reader = BullMQReader(redis_client)
+    baseline = reader.read({})
+    options = {"burst": False, "worker": {"name": "n1", **METRICS}}
+    worker = subprocess.Popen(["node", str(node_worker_js), redis_url, "nodeq", json.dumps(options)],
+                              stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert worker.stdout.readline().strip() == "ready"
+        wait_until(lambda: redis_client.zcard("bull:nodeq:completed") + redis_client.zcard("bull:nodeq:failed")
+                   == 5)
+        reading = reader.read(cursors_of(baseline))
+    finally:
+        kill(worker)
+    got = by_name(reading)["nodeq"]
+    counts = on_queue(redis_url, "nodeq", "getJobCounts")
+    assert (got.completed, got.failed, got.waiting, got.active) == (counts["completed"], counts["failed"],
+                                                                    counts["waiting"], counts["active"])
+    assert (got.new_finished, got.new_failed, got.new_timeouts) == (3, 2, 1)
+    assert all(40 <= job.processing_ms <= 250 for job in got.sampled_jobs if not job.failed)
+    [seen] = reading.workers
+    assert (seen.name.split("#")[0], seen.queues, seen.hostname) == ("nodeq:w:n1", ["nodeq"], socket.gethostname())

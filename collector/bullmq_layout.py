@@ -33,7 +33,7 @@ class BullMQLayout:
     prefix: str = DEFAULT_PREFIX
 
     def key(self, queue: str, suffix: str) -> str:
-        """`<prefix>:<queue>:<suffix>` (queue names may contain `:`)."""
+        """`<prefix>:<queue>:<suffix>` (Python bullmq accepts `:` in queue names, Node bullmq 6 refuses it)."""
         return f"{self.prefix}:{queue}:{suffix}"
 
     def job(self, queue: str, job_id: str) -> str:

@@ -1,6 +1,7 @@
 """The BullMQ backend: reads BullMQ queues and worker connections from Redis in three round trips, never writing.
 
-Verified against Python bullmq 3.4.4 and the Lua scripts of Node bullmq 6.7.0 (the same scripts).
+Verified against Python bullmq 3.4.4 and Node bullmq 6.7.0 (the same Lua scripts), on Redis 7.0; needs
+Redis >= 6.2 (SCAN TYPE, exclusive XRANGE ids) and one Redis node (no RedisCluster client).
 
 Round trips per cycle, whatever the number of queues, jobs or workers:
 1. discovery: CLIENT LIST and one SCAN step (`MATCH <prefix>:*:meta COUNT scan_count TYPE hash`) per prefix;
@@ -13,8 +14,8 @@ Round trips per cycle, whatever the number of queues, jobs or workers:
 Discovery cost. BullMQ keeps no queue registry: a queue is a `<prefix>:<queue>:meta` hash (written by every
 add and every finish). Only the first read() scans the whole keyspace (ceil(keys / scan_count) round trips,
 O(all keys) on the server); later cycles advance the same SCAN by one step each, so a full pass is spread over
-about keys / scan_count cycles and a queue created meanwhile appears within one pass, or at once when a worker
-connection names it in CLIENT LIST. Passing `queues=` turns scanning off. A known queue whose `:meta` hash is
+about keys / scan_count cycles and a queue created meanwhile appears within two passes, or at once when a
+worker connection names it in CLIENT LIST. Passing `queues=` turns scanning off. A known queue whose `:meta` hash is
 gone (obliterated) is dropped; a `:meta` key that is a job hash (a job id ending in ":meta") is ignored.
 
 Throughput (new_finished/new_failed) comes from cumulative sources only, never from the trimmed sets:

@@ -1,7 +1,7 @@
 """What every page needs: settings (read once per session), the shared engine, the user, refresh periods."""
 from __future__ import annotations
 
-import os
+import time
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -9,6 +9,7 @@ import streamlit as st
 from sqlalchemy import Engine
 
 from collector.health import Thresholds
+from queuewatch.accounts import User
 from queuewatch.settings import Settings, SettingsError, load_settings
 from storage.engine import StorageError, make_engine
 
@@ -17,8 +18,8 @@ OVERVIEW_REFRESH_S = 5
 QUEUE_REFRESH_S = 10
 ALERTS_REFRESH_S = 3
 MEMORY_REFRESH_S = 15
-DEFAULT_USER = "admin"
-USER_ENV = "QUEUEWATCH_DASHBOARD_USER"
+SESSION_KEY = "queuewatch_session"  # {"user": User, "last_seen_s": float} once logged in
+EXPIRED_KEY = "queuewatch_expired"
 
 
 def settings() -> Settings:
@@ -37,7 +38,40 @@ def _engine_for(db_url: str) -> Engine:
     return make_engine(db_url)
 
 
+def session_user() -> User | None:
+    """The logged-in user, or None (never logged in, logged out, or the session expired)."""
+    session = st.session_state.get(SESSION_KEY)
+    if not session:
+        return None
+    now_s = time.time()
+    if now_s - session["last_seen_s"] > settings().session_ttl_s:
+        st.session_state.pop(SESSION_KEY, None)
+        st.session_state[EXPIRED_KEY] = True
+        return None
+    session["last_seen_s"] = now_s
+    return session["user"]
+
+
 def engine() -> Engine:
+    """The shared engine, for pages: stops the run unless an admin is logged in.
+
+    app.py already shows only the login page without a session; this guards a page script that Streamlit
+    runs on its own (it routes to files under pages/ directly until st.navigation has run once).
+    """
+    user = session_user()
+    if user is None:
+        st.warning("Please log in to continue.")
+        if st.session_state.pop(EXPIRED_KEY, False):
+            st.info("Your session expired. Please log in again.")
+        st.markdown("[Log in](/)")
+        st.stop()
+    if not user.is_admin:
+        st.error("Admin access required")
+        st.stop()
+    return engine_unchecked()
+
+
+def engine_unchecked() -> Engine:
     """The shared engine of the configured database; stops the page with a clear message if it can't open."""
     try:
         return _engine_for(settings().db_url)
@@ -54,8 +88,8 @@ def thresholds() -> Thresholds:
 
 
 def current_user() -> str:
-    """Who acts in this session (acknowledgements); a login will replace this."""
-    return os.environ.get(USER_ENV, "").strip() or DEFAULT_USER
+    """Email of the logged-in user (recorded with acknowledgements)."""
+    return st.session_state[SESSION_KEY]["user"].email
 
 
 @contextmanager

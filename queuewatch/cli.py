@@ -151,7 +151,7 @@ def dashboard_command(settings, host: str, port: int) -> tuple[list[str], dict[s
     env = {**os.environ, "QUEUEWATCH_DB_URL": settings.db_url, "QUEUEWATCH_REDIS_URL": settings.redis_url}
     if settings.config_path:
         env["QUEUEWATCH_CONFIG"] = settings.config_path
-    command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", host,
+    command = [sys.executable, "-m", "dashboard.serve", "run", str(app), "--server.address", host,
                "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
     return command, env
 

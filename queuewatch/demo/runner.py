@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 import queuewatch
+from queuewatch.demo.admin import DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD, ensure_demo_admin
 from queuewatch.demo.embedded_redis import EmbeddedRedis, EmbeddedRedisError, child_popen_options
 from queuewatch.demo.workload import (
     ASSET_QUEUE,
@@ -33,6 +34,7 @@ from queuewatch.demo.workload import (
     WorkloadConfig,
 )
 from queuewatch.settings import Settings
+from storage.engine import StorageError
 
 ALL_COMPONENTS = frozenset({"workers", "workload", "collector", "dashboard"})
 DEMO_INTERVAL_S = 5.0
@@ -354,11 +356,12 @@ def run_demo(settings: Settings, *, redis_url_given: bool = False, dashboard_por
                 if "collector" in wanted:
                     processes.start_collector(redis_url, db_url)
                 if "dashboard" in wanted:
+                    ensure_demo_admin(db_url)
                     processes.start_dashboard(db_url, dashboard_port)
                 _print_banner(say, wanted, dashboard_port, redis_url, server, db_location, processes.log_dir)
                 code = _watch(processes, server, stop, duration_s, say)
                 say("Stopping the demo (workers finish their current job; Ctrl-C again to hurry)...")
-        except (DemoError, EmbeddedRedisError) as exc:
+        except (DemoError, EmbeddedRedisError, StorageError) as exc:
             say(f"queuewatch demo: {exc}")
             return 1
     say("Demo stopped." if code == 0 else "Demo stopped after a failure.")
@@ -388,6 +391,7 @@ def _print_banner(say: functools.partial, components: frozenset[str], dashboard_
     say("queuewatch demo is running")
     if "dashboard" in components:
         say(f"  Dashboard:  http://localhost:{dashboard_port}  (ready a few seconds after start)")
+        say(f"  Log in as:  {DEMO_ADMIN_EMAIL} / {DEMO_ADMIN_PASSWORD}")
     where = (f"embedded redis-server, files in {server.data_dir}" if server
              else "given; demo jobs are added to it")
     say(f"  Redis:      {_redacted(redis_url)}  ({where})")

@@ -7,11 +7,14 @@ import time
 import urllib.request
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import select
 
+from queuewatch.accounts import add_user, issue_token
 from storage.engine import make_engine
 from storage.schema import alerts
+from tests.api.conftest import API, start_api
 from tests.conftest import REPO_ROOT, free_port
 from tests.seed import write_seed_file
 
@@ -19,6 +22,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 USER = "browser-ops@example.com"
+VIEWER = "browser-viewer@example.com"
+PASSWORD = "correct horse battery"
 SCREENSHOTS = Path(os.environ.get("QUEUEWATCH_SCREENSHOTS", "/tmp"))
 
 pytestmark = [
@@ -49,11 +54,14 @@ def dashboard(tmp_path_factory):
     db_path, log = folder / "queuewatch.db", folder / "streamlit.log"
     write_seed_file(db_path, time.time(), hours=1.0)
     db_url = f"sqlite:///{db_path}"
+    engine = make_engine(db_url)
+    add_user(engine, USER, "ADMIN", PASSWORD)
+    add_user(engine, VIEWER, "VIEWER", PASSWORD)
+    engine.dispose()
     port = free_port()
-    env = {**os.environ, "QUEUEWATCH_DB_URL": db_url, "QUEUEWATCH_DASHBOARD_USER": USER}
+    env = {**os.environ, "QUEUEWATCH_DB_URL": db_url}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        [sys.executable, "-m", "queuewatch.cli", "dashboard", "--db", db_url, "--port", str(port)],
         cwd=REPO_ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -88,6 +96,23 @@ def _acknowledged_by(db_url: str) -> list[tuple[str, str]]:
         engine.dispose()
 
 
+def _assert_acknowledged_through_the_api(db_url: str, alert_id: str) -> None:
+    """The admin API (a real server over the same database) reports the alert acknowledged by the user."""
+    engine = make_engine(db_url)
+    token, _ = issue_token(engine, USER)
+    engine.dispose()
+    proc, api_url = start_api(db_url, f"redis://127.0.0.1:{free_port()}/0")  # rate limits fall back to local
+    try:
+        response = httpx.get(api_url + API + "/alerts", params={"acknowledged": "true"},
+                             headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert response.status_code == 200
+    alert = next(a for a in response.json() if a["id"] == alert_id)
+    assert alert["acknowledged"] is True and alert["acknowledgedBy"] == USER and "acknowledgedAt" in alert
+
+
 def _no_exception(page) -> None:
     assert page.locator('[data-testid="stException"]').count() == 0
 
@@ -103,8 +128,24 @@ def test_dashboard_in_a_real_browser(dashboard, page):
         raise
 
 
-def _walk_through_the_pages(page, url: str, db_url: str) -> None:
+def _log_in(page, url: str, email: str, password: str = PASSWORD) -> None:
     page.goto(url)
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Log in").click()
+
+
+def _walk_through_the_pages(page, url: str, db_url: str) -> None:
+    page.goto(url + "/queue_detail")  # no session: only the login page can be reached
+    page.get_by_role("button", name="Log in").wait_for(timeout=30_000)
+    assert page.locator(".js-plotly-plot").count() == 0
+    _log_in(page, url, USER, "not the password")
+    page.get_by_text("Wrong email or password.").wait_for(timeout=30_000)
+    _log_in(page, url, VIEWER)
+    page.get_by_text("Admin access required").first.wait_for(timeout=30_000)
+    page.get_by_role("button", name="Log out").click()
+    page.get_by_role("button", name="Log in").wait_for(timeout=30_000)
+    _log_in(page, url, USER)
     page.get_by_role("heading", name="Queue overview").wait_for(timeout=30_000)
     page.get_by_text("Open alerts").first.wait_for(timeout=30_000)
     page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=30_000)
@@ -139,6 +180,7 @@ def _walk_through_the_pages(page, url: str, db_url: str) -> None:
         time.sleep(0.2)
     acknowledged = _acknowledged_by(db_url)
     assert len(acknowledged) == 1 and acknowledged[0][1] == USER
+    _assert_acknowledged_through_the_api(db_url, acknowledged[0][0])
     assert "thumbnails-memory_usage" in acknowledged[0][0]  # critical alerts come first
     page.get_by_text(f"Acknowledged by {USER}").first.wait_for(timeout=20_000)
     page.wait_for_timeout(4_000)  # the history fragment reruns every 3 s
@@ -153,3 +195,9 @@ def _walk_through_the_pages(page, url: str, db_url: str) -> None:
     assert header.startswith("queueName,waiting,active,delayed,failed,completed,jobsPerMinute")
     _no_exception(page)
     page.screenshot(path=str(SCREENSHOTS / "queuewatch-export.png"), full_page=True)
+
+    page.get_by_role("button", name="Log out").click()
+    page.get_by_role("button", name="Log in").wait_for(timeout=30_000)
+    page.goto(url + "/alerts")
+    page.get_by_role("button", name="Log in").wait_for(timeout=30_000)
+    assert page.get_by_role("button", name="Acknowledge").count() == 0

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import time
 from datetime import date
 
@@ -10,7 +11,9 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard import charts, ranges, tables
 from storage import queries
+from queuewatch.accounts import add_user
 from storage.engine import make_engine
+from storage.users import user_by_email
 from storage.schema import alerts
 from tests.conftest import REPO_ROOT
 from tests.seed import copy_database, write_seed_file
@@ -34,8 +37,27 @@ def seeded_url(template, tmp_path, monkeypatch):
     return url
 
 
-def _app() -> AppTest:
-    return AppTest.from_file(APP, default_timeout=60).run()
+PASSWORD = "correct horse battery"
+
+
+def _ensure_user(db_url: str, email: str, role: str) -> None:
+    engine = make_engine(db_url)
+    if user_by_email(engine, email) is None:
+        add_user(engine, email, role, PASSWORD)
+    engine.dispose()
+
+
+def _log_in(at: AppTest, email: str, password: str = PASSWORD) -> AppTest:
+    at.text_input(key="login-email").input(email)
+    at.text_input(key="login-password").input(password)
+    next(b for b in at.button if b.label == "Log in").click()
+    return at.run()
+
+
+def _app(email: str = "ops@example.com", role: str = "ADMIN") -> AppTest:
+    """The app, logged in as `email` (created with `role` in the configured database if missing)."""
+    _ensure_user(os.environ["QUEUEWATCH_DB_URL"], email, role)
+    return _log_in(AppTest.from_file(APP, default_timeout=60).run(), email)
 
 
 def _metrics(at: AppTest) -> dict[str, str]:
@@ -85,8 +107,7 @@ def test_queue_detail_follows_the_queue_and_range(seeded_url):
     assert not at.exception
 
 
-def test_acknowledge_button_acknowledges_in_the_database(seeded_url, monkeypatch):
-    monkeypatch.setenv("QUEUEWATCH_DASHBOARD_USER", "ops@example.com")
+def test_acknowledge_button_acknowledges_in_the_database(seeded_url):
     at = _app()
     at.switch_page("pages/alerts.py").run()
     buttons = [b for b in at.button if b.key and b.key.startswith("ack-")]
@@ -130,7 +151,7 @@ def test_unusable_database_shows_an_error_not_a_traceback(tmp_path, monkeypatch)
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     monkeypatch.setenv("QUEUEWATCH_DB_URL", f"sqlite:///{blocker / 'sub' / 'q.db'}")
-    at = _app()
+    at = AppTest.from_file(APP, default_timeout=60).run()
     assert not at.exception
     assert "can't be opened" in _texts(at.error)
 
@@ -180,3 +201,42 @@ def test_overview_table_orders_by_severity():
     assert table["Last seen (s ago)"].tolist() == [10.0, 10.0]
     assert pd.isna(table.loc[0, "Delayed"]) and pd.isna(table.loc[0, "Oldest waiting (s)"])
     assert table.loc[1, "Delayed"] == 0 and table.loc[0, "Waiting"] == 2000
+
+
+def test_login_is_required_and_checked(seeded_url):
+    _ensure_user(seeded_url, "ops@example.com", "ADMIN")
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception and not at.metric, "nothing is shown before logging in"
+    _log_in(at, "ops@example.com", "wrong password")
+    assert "Wrong email or password." in _texts(at.error) and not at.metric
+    _log_in(at, "OPS@example.com")
+    assert not at.exception and _metrics(at)["Queues"] == "3"
+    assert "Signed in as ops@example.com (ADMIN)" in _texts(at.caption)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_a_page_run_on_its_own_needs_a_session(seeded_url, page):
+    at = AppTest.from_file(str(REPO_ROOT / page), default_timeout=60).run()
+    assert not at.exception and not at.metric and not at.get("plotly_chart")
+    assert "Please log in to continue." in _texts(at.warning)
+
+
+def test_non_admins_are_refused(seeded_url):
+    at = _app("viewer@example.com", "VIEWER")
+    assert "Admin access required" in _texts(at.error)
+    assert not at.metric
+
+
+def test_sessions_expire(seeded_url, monkeypatch):
+    monkeypatch.setenv("QUEUEWATCH_SESSION_TTL_S", "1")
+    at = _app()
+    assert _metrics(at)["Queues"] == "3"
+    time.sleep(1.5)
+    at.run()
+    assert "Your session expired. Please log in again." in _texts(at.info) and not at.metric
+
+
+def test_an_empty_user_table_explains_how_to_add_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("QUEUEWATCH_DB_URL", f"sqlite:///{tmp_path / 'fresh.db'}")
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert "queuewatch users add EMAIL --role ADMIN" in _texts(at.info)

@@ -6,12 +6,14 @@ missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
+command -v npm >/dev/null || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 scripts/setup.sh test
+npm ci --prefix tests/collector/node --no-audit --no-fund --silent  # a real Node BullMQ worker for the tests
 if [ $# -eq 0 ]; then
     # The RQ reader against RQ 3.x too (key prefix, executions), in an environment of its own.
     [ -x .venv-rq3/bin/python ] || "${PYTHON:-python3}" -m venv .venv-rq3

@@ -1,0 +1,414 @@
+"""The Celery reader against a real redis-server and real Celery workers; the layout and event state without Redis."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from collector.celery_events import (
+    EventListener,
+    EventState,
+    install_publish_timestamp,
+    uninstall_publish_timestamp,
+)
+from collector.celery_layout import (
+    PUBLISHED_AT_HEADER,
+    Bindings,
+    CeleryLayout,
+    decode_events,
+    is_timeout,
+    parse_head,
+    parse_unacked,
+)
+from collector.celery_reader import ALWAYS_UNAVAILABLE, OLDEST_FIELD, TIMING_FIELDS, CeleryReader
+from collector.roundtrips import CountingRedis
+from tests.collector.celery_app import BACKEND_ENV, BROKER_ENV, make_app
+from tests.conftest import REPO_ROOT
+
+HARD_LIMIT_TRACEBACK = ('Traceback (most recent call last):\n  File "billiard/pool.py", line 745, in on_hard_timeout\n'
+                        "    raise TimeLimitExceeded(job._timeout)\n"
+                        "billiard.exceptions.TimeLimitExceeded: TimeLimitExceeded(1,)\n")
+READ_COMMANDS = {"time", "smembers", "llen", "lindex", "hlen", "hrandfield", "scan", "mget", "multi", "exec",
+                 "client|setinfo", "hello", "select", "ping"}
+CUSTOM_OPTIONS = {"global_keyprefix": "qw:", "sep": ":", "priority_steps": [0, 5]}
+
+
+def envelope(body, *, headers: dict | None = None) -> str:
+    """A message the way kombu's Redis transport stores or publishes it (JSON body, base64)."""
+    import base64
+
+    return json.dumps({"body": base64.b64encode(json.dumps(body).encode()).decode(), "content-encoding": "utf-8",
+                       "content-type": "application/json", "headers": headers or {},
+                       "properties": {"body_encoding": "base64", "delivery_info": {}, "priority": 0}})
+
+
+def wait_for(predicate: Callable[[], object], timeout_s: float, what: str) -> object:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+class Totals:
+    """Reads repeatedly and adds up what each queue reported (reads drain the events)."""
+
+    def __init__(self, reader: CeleryReader) -> None:
+        self.reader = reader
+        self.finished: dict[str, int] = {}
+        self.failed: dict[str, int] = {}
+        self.timeouts: dict[str, int] = {}
+        self.jobs: dict[str, list] = {}
+        self.last = None
+
+    def read(self):
+        self.last = self.reader.read({})
+        for q in self.last.queues:
+            self.finished[q.queue_name] = self.finished.get(q.queue_name, 0) + q.new_finished
+            self.failed[q.queue_name] = self.failed.get(q.queue_name, 0) + q.new_failed
+            self.timeouts[q.queue_name] = self.timeouts.get(q.queue_name, 0) + q.new_timeouts
+            self.jobs.setdefault(q.queue_name, []).extend(q.sampled_jobs)
+        return self.last
+
+    def queue(self, name: str):
+        return {q.queue_name: q for q in self.last.queues}[name]
+
+
+@pytest.fixture
+def open_reader() -> Iterator[Callable[..., CeleryReader]]:
+    """Makes readers whose listener threads are stopped at the end of the test."""
+    opened: list[CeleryReader] = []
+
+    def make(client: redis.Redis, **options) -> CeleryReader:
+        reader = CeleryReader(client, **options)
+        opened.append(reader)
+        return reader
+
+    yield make
+    for reader in opened:
+        reader.close()
+
+
+@pytest.fixture
+def start_worker(redis_url) -> Iterator[Callable[..., subprocess.Popen]]:
+    """Starts real `celery worker` processes (killed at the end of the test)."""
+    started: list[subprocess.Popen] = []
+
+    def start(*queues: str, events: bool = True, pool: str = "solo", concurrency: int = 1,
+              backend: bool = False) -> subprocess.Popen:
+        env = {**os.environ, BROKER_ENV: redis_url, BACKEND_ENV: redis_url if backend else "",
+               "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+        command = [str(Path(sys.executable).parent / "celery"), "-A", "tests.collector.celery_app", "worker",
+                   *(["-E"] if events else []), f"--pool={pool}", f"--concurrency={concurrency}",
+                   "-Q", ",".join(queues), "-n", f"w{len(started)}-{uuid.uuid4().hex[:6]}@%h",
+                   "--without-gossip", "--without-mingle", "--loglevel=WARNING"]
+        proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def test_layout_names_and_parsers():
+    default = CeleryLayout()
+    assert default.bucket_keys("q") == ["q", "q\x06\x163", "q\x06\x166", "q\x06\x169"]
+    assert (default.binding_match, default.unacked, default.event_channel_pattern) == (
+        "_kombu.binding.*", "unacked", "/0.celeryev/*")
+    custom = CeleryLayout(global_keyprefix="app[1]:", sep=":", priority_steps=(0, 5), db=3)
+    assert custom.bucket_keys("q") == ["app[1]:q", "app[1]:q:5"]
+    assert custom.binding_match == "app\\[1\\]:_kombu.binding.*"
+    assert custom.event_channel_pattern == "app\\[1\\]:/3.celeryev/*"
+    assert custom.exchange_of("app[1]:_kombu.binding.x.y") == "x.y" and custom.exchange_of("_kombu.binding.x") is None
+    assert CeleryLayout(fanout_prefix=False).event_channel_pattern == "celeryev/*"
+
+    bindings = Bindings.from_tables({
+        "celery": [b"celery\x06\x16\x06\x16celery"], "media": ["video\x06\x16\x06\x16av", "image\x06\x16\x06\x16img"],
+        "celeryev": ["worker.#\x06\x16\x06\x16celeryev.1234"], "celery.pidbox": ["\x06\x16\x06\x16w1@h.celery.pidbox"],
+        "reply.celery.pidbox": ["x\x06\x16\x06\x16y"]})
+    assert bindings.queues == {"celery", "av", "img"}
+    assert bindings.queue_for("", "celery") == "celery" and bindings.queue_for("media", "image") == "img"
+    assert bindings.queue_for(None, "video") == "av" and bindings.queue_for("media", "nope") is None
+
+    heartbeat = {"type": "worker-heartbeat", "hostname": "w@h", "processed": 3}
+    batch = [{"type": "task-started", "uuid": "a"}, {"type": "task-succeeded", "uuid": "a", "runtime": 0.5}]
+    assert decode_events(envelope(heartbeat)) == [heartbeat] and decode_events(envelope(batch)) == batch
+    assert decode_events("not json") == [] and decode_events(envelope("text")) == []
+
+    assert is_timeout("ExceptionWithTraceback()", HARD_LIMIT_TRACEBACK)
+    assert is_timeout("SoftTimeLimitExceeded()") and is_timeout("TimeLimitExceeded(1,)")
+    assert not is_timeout("ValueError('TimeLimitExceeded mentioned')", "ValueError: TimeLimitExceeded mentioned")
+    head = parse_head(envelope([[], {}, {}], headers={"id": "t1", PUBLISHED_AT_HEADER: 1700000000.5}))
+    assert (head.task_id, head.published_at_s) == ("t1", 1700000000.5) and parse_head(None) is None
+    message = json.loads(envelope([[], {}, {}], headers={"id": "t2", "task": "qw.noop",
+                                                         "eta": "2030-01-01T00:00:00+00:00"}))
+    entry = parse_unacked(json.dumps([message, "", "celery"]))
+    assert (entry.task_id, entry.task_name, entry.exchange, entry.routing_key) == ("t2", "qw.noop", "", "celery")
+    assert entry.eta_s == 1893456000.0 and parse_unacked("[1]") is None
+
+
+def test_event_state_counts_each_end_once_and_tells_silent_workers():
+    state = EventState(heartbeat_slack_s=1.0)
+    assert not state.events_live(0.0)
+    state.apply({"type": "worker-online", "hostname": "a@h", "pid": 1, "freq": 2.0, "processed": 0,
+                 "timestamp": 100.0}, 100.0)
+    state.apply({"type": "task-sent", "uuid": "t1", "name": "n", "queue": "q", "timestamp": 99.0}, 100.0)
+    state.apply({"type": "task-started", "uuid": "t1", "hostname": "a@h", "timestamp": 100.5}, 100.5)
+    assert [t.task_id for t in state.in_flight(101.0)] == ["t1"]
+    failed = {"type": "task-failed", "uuid": "t1", "hostname": "a@h", "timestamp": 101.5,
+              "exception": "ExceptionWithTraceback()", "traceback": HARD_LIMIT_TRACEBACK}
+    state.apply(failed, 101.5)
+    state.apply(failed, 101.6)
+    [outcome] = state.drain()
+    assert (outcome.queue, outcome.failed, outcome.timed_out, outcome.sent_at_s) == ("q", True, True, 99.0)
+    assert outcome.finished_job().processing_ms == pytest.approx(1000.0)
+    assert outcome.finished_job().wait_ms == pytest.approx(1500.0)
+    state.apply({"type": "task-succeeded", "uuid": "t2", "hostname": "a@h", "runtime": 0.25,
+                 "timestamp": 102.0}, 102.0)
+    [succeeded] = state.drain()
+    assert succeeded.finished_job().processing_ms == pytest.approx(250.0) and state.route_of("n") == "q"
+    assert state.events_live(102.0) and state.in_flight(102.0) == []
+
+    state.apply({"type": "task-started", "uuid": "lost", "hostname": "a@h", "timestamp": 102.0}, 102.0)
+    state.apply({"type": "worker-heartbeat", "hostname": "a@h", "pid": 1, "freq": 2.0, "active": 0,
+                 "processed": 2, "timestamp": 106.0}, 106.0)
+    assert state.in_flight(106.0) == []  # the heartbeat says nothing runs: the missed end is settled
+
+    state.apply({"type": "worker-online", "hostname": "b@h", "pid": 2, "freq": 2.0, "processed": 0,
+                 "timestamp": 110.0}, 110.0)
+    state.apply({"type": "worker-heartbeat", "hostname": "b@h", "pid": 2, "freq": 2.0, "processed": 4,
+                 "timestamp": 112.0}, 112.0)
+    assert not state.events_live(112.5)  # b processes tasks and sends no task events
+    workers = {w.nodename: (w, alive) for w, alive in state.workers(112.5)}
+    assert workers["b@h"][1] and not workers["a@h"][1]  # a: last heard 106.0, stale after 2 x 2 + 1 s
+    assert state.events_live(112.0 + 6.0)  # b went stale: the live workers all send task events (none left)
+    listener = EventListener(redis.Redis(), "/0.celeryev/*", state)
+    listener._apply({"type": "worker-heartbeat", "hostname": "c@h", "loadavg": 5}, 120.0)  # malformed: skipped
+
+
+@pytest.mark.parametrize("options", [{}, CUSTOM_OPTIONS], ids=["default", "prefix-sep-steps"])
+def test_waiting_counts_include_priority_buckets_and_equal_kombus(redis_url, redis_client, options):
+    app = make_app(redis_url, transport_options=options, send_sent_events=False)
+    noop = app.tasks["qw.noop"]
+    for priority in (None, 0, 2, 4, 5, 7, 9, 9):
+        noop.apply_async(queue="alpha", priority=priority)
+    for _ in range(3):
+        noop.apply_async(queue="beta", priority=6)
+    prefix = options.get("global_keyprefix", "")
+    redis_client.sadd(f"{prefix}_kombu.binding.celeryev", "worker.#\x06\x16\x06\x16celeryev.abc")
+    redis_client.sadd(f"{prefix}_kombu.binding.celery.pidbox", "\x06\x16\x06\x16w@h.celery.pidbox")
+    client = redis.Redis.from_url(redis_url, decode_responses=bool(options))
+    reader = CeleryReader(client, queues=["gamma"], listen=False,
+                          **{key: value for key, value in options.items()})
+
+    reading = reader.read({})
+
+    queues = {q.queue_name: q for q in reading.queues}
+    assert sorted(queues) == ["alpha", "beta", "gamma"]
+    layout = reader.layout
+    with app.connection() as connection:
+        channel = connection.default_channel
+        for name, queue in queues.items():
+            llen_sum = sum(redis_client.llen(key) for key in layout.bucket_keys(name))
+            assert queue.waiting == llen_sum == channel._size(name)
+    assert (queues["alpha"].waiting, queues["beta"].waiting, queues["gamma"].waiting) == (8, 3, 0)
+    buckets = {key: redis_client.llen(key) for key in layout.bucket_keys("alpha")}
+    assert len([n for n in buckets.values() if n]) == (4 if not options else 2)
+    assert reading.round_trips == 3 and ALWAYS_UNAVAILABLE | TIMING_FIELDS <= reading.unavailable
+    assert OLDEST_FIELD in reading.unavailable and reading.workers == []
+    client.close()
+
+
+def test_events_give_run_times_failures_timeouts_active_and_live_workers(redis_url, redis_client, start_worker,
+                                                                         open_reader):
+    reader = open_reader(redis.Redis.from_url(redis_url), result_client=redis_client, heartbeat_slack_s=1.0)
+    reader.start()
+    assert reader.listener.wait_subscribed(5)
+    totals = Totals(reader)
+    worker = start_worker("timing", "bulk", pool="prefork", concurrency=2, backend=True)
+    wait_for(lambda: [w for w in totals.read().workers if w.alive], 30, "a live worker")
+    app = make_app(redis_url, backend_url=redis_url)
+    quiet = make_app(redis_url, backend_url=redis_url, send_sent_events=False)
+    durations_s = {app.tasks["qw.sleep_for"].apply_async((d,), queue="timing").id: d for d in (0.2, 0.4, 0.6)}
+    failed_id = app.tasks["qw.fail"].apply_async(queue="timing").id
+    timeout_id = app.tasks["qw.sleep_for"].apply_async((5,), queue="timing", time_limit=1).id
+    for _ in range(3):
+        quiet.tasks["qw.noop"].apply_async(queue="bulk")
+
+    wait_for(lambda: totals.read() and sum(totals.finished.values()) + sum(totals.failed.values()) >= 8, 30,
+             "eight ended tasks")
+
+    assert (totals.finished["timing"], totals.failed["timing"], totals.timeouts["timing"]) == (3, 2, 1)
+    assert (totals.finished["bulk"], totals.failed["bulk"]) == (3, 0)  # queue from the extended result metadata
+    jobs = {job.job_id: job for job in totals.jobs["timing"]}
+    for task_id, duration_s in durations_s.items():
+        assert not jobs[task_id].failed
+        assert duration_s * 1000 - 5 <= jobs[task_id].processing_ms <= duration_s * 1000 + 150
+        assert jobs[task_id].wait_ms is not None
+    assert jobs[timeout_id].failed and jobs[timeout_id].timed_out
+    assert jobs[timeout_id].processing_ms == pytest.approx(1000, abs=300)
+    assert jobs[failed_id].failed and not jobs[failed_id].timed_out
+    assert totals.last.unavailable == ALWAYS_UNAVAILABLE
+
+    running_id = app.tasks["qw.sleep_for"].apply_async((20,), queue="timing").id
+    wait_for(lambda: totals.read() and totals.queue("timing").active == 1, 10, "one active task")
+    [seen] = wait_for(lambda: [w for w in totals.read().workers
+                               if w.current_job_id == running_id and w.state == "busy"], 10, "a busy heartbeat")
+    assert (seen.alive, seen.pid, seen.hostname) == (True, worker.pid, os.uname().nodename)
+    assert seen.queues == ["bulk", "timing"] and seen.failed_jobs == 2 and seen.jobs_processed == 8
+    assert seen.last_heartbeat_at_s and seen.birth_at_s
+
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait(timeout=10)
+    [dead] = wait_for(lambda: [w for w in totals.read().workers if not w.alive], 2 * 2.0 + 1.0 + 5, "stale worker")
+    assert (dead.name, dead.state, dead.current_job_id) == (seen.name, "stale", None)
+    assert totals.queue("timing").active == 0
+    reader.close()
+    assert not reader.listener.running
+
+
+def test_without_task_events_timing_is_unavailable(redis_url, redis_client, start_worker, open_reader):
+    reader = open_reader(redis.Redis.from_url(redis_url), heartbeat_slack_s=1.0)
+    reader.start()
+    assert reader.listener.wait_subscribed(5)
+    app = make_app(redis_url, send_sent_events=False)
+    app.tasks["qw.noop"].apply_async(queue="unserved")  # bound before the first read's discovery
+    start_worker("plain", events=False)
+    [worker] = wait_for(lambda: reader.read({}).workers, 30, "heartbeats of a worker without -E")
+    assert worker.alive
+    for _ in range(2):
+        app.tasks["qw.noop"].apply_async(queue="plain")
+    wait_for(lambda: any(w.jobs_processed >= 2 for w in reader.read({}).workers), 15, "processed counter")
+    app.tasks["qw.noop"].apply_async(queue="plain", countdown=60)
+    running_id = app.tasks["qw.sleep_for"].apply_async((3,), queue="plain").id
+
+    def reserved():
+        reading = reader.read({})
+        plain = {q.queue_name: q for q in reading.queues}["plain"]
+        return reading if (plain.active, plain.scheduled) == (1, 1) else None
+
+    reading = wait_for(reserved, 10, "a running and an ETA message in unacked")
+    assert redis_client.hlen("unacked") == 2 and running_id
+    assert TIMING_FIELDS | ALWAYS_UNAVAILABLE | {OLDEST_FIELD} <= reading.unavailable
+    queues = {q.queue_name: q for q in reading.queues}
+    assert queues["unserved"].waiting == 1 and queues["unserved"].oldest_enqueued_at_s is None
+    assert all(q.new_finished == q.new_failed == 0 and not q.sampled_jobs for q in reading.queues)
+    [worker] = reading.workers
+    assert worker.alive and worker.jobs_processed >= 2 and worker.failed_jobs == 0
+
+
+def test_oldest_waiting_from_the_publish_time_header(redis_url, redis_client):
+    app = make_app(redis_url, send_sent_events=False)
+    install_publish_timestamp()
+    try:
+        before_s = time.time()
+        app.tasks["qw.noop"].apply_async(queue="stamped", priority=9)
+        app.tasks["qw.noop"].apply_async(queue="stamped")
+        after_s = time.time()
+    finally:
+        uninstall_publish_timestamp()
+    reader = CeleryReader(redis_client, listen=False)
+    reading = reader.read({})
+    [stamped] = reading.queues
+    assert before_s <= stamped.oldest_enqueued_at_s <= after_s and stamped.waiting == 2
+    assert OLDEST_FIELD not in reading.unavailable
+    app.tasks["qw.noop"].apply_async(queue="stamped")
+    assert reader.read({}).queues[0].oldest_enqueued_at_s == stamped.oldest_enqueued_at_s
+    app.tasks["qw.noop"].apply_async(queue="unstamped")
+    reader = CeleryReader(redis_client, listen=False)
+    assert OLDEST_FIELD in reader.read({}).unavailable
+
+
+def snapshot(client: redis.Redis) -> dict:
+    """Every key's type, serialized value and whether it expires."""
+    return {key: (client.type(key), client.dump(key), client.pttl(key) > 0) for key in client.scan_iter(count=1000)}
+
+
+def test_a_read_changes_nothing(redis_url, redis_client):
+    app = make_app(redis_url, send_sent_events=False)
+    app.tasks["qw.noop"].apply_async(queue="ro", priority=6)
+    app.tasks["qw.noop"].apply_async(queue="ro")
+    message = json.loads(envelope([[], {}, {}], headers={"id": "u1", "task": "qw.noop"}))
+    redis_client.hset("unacked", "tag-1", json.dumps([message, "", "ro"]))
+    redis_client.zadd("unacked_index", {"tag-1": time.time()})
+    redis_client.set("celery-task-meta-done-1", json.dumps({"status": "SUCCESS", "queue": "ro", "name": "qw.noop"}))
+    redis_client.execute_command("ACL", "SETUSER", "qw_reader", "on", ">secret", "~*", "&*", "resetchannels", "&*",
+                                 "-@all", "+@read", "+multi", "+exec", "+time", "+ping", "+hello", "+select",
+                                 "+psubscribe", "+punsubscribe")
+    reader_client = redis.Redis.from_url(redis_url, username="qw_reader", password="secret")
+    reader = CeleryReader(reader_client, result_client=reader_client)
+    try:
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            reader_client.set("probe", "1")
+        reader.start()
+        assert reader.listener.wait_subscribed(5)
+        before = snapshot(redis_client)
+        for event in ({"type": "worker-heartbeat", "hostname": "w@h", "pid": 1, "freq": 2.0, "timestamp": 1.0},
+                      [{"type": "task-started", "uuid": "done-1", "hostname": "w@h", "timestamp": 2.0},
+                       {"type": "task-succeeded", "uuid": "done-1", "hostname": "w@h", "runtime": 0.1,
+                        "timestamp": 2.1}]):
+            redis_client.publish("/0.celeryev/task.multi", envelope(event))
+        wait_for(lambda: reader.state.task_events_seen >= 2, 5, "published events")
+        redis_client.config_resetstat()
+        reading = reader.read({})
+        stats = redis_client.info("commandstats")
+        assert snapshot(redis_client) == before
+    finally:
+        reader.close()
+        reader_client.close()
+        redis_client.execute_command("ACL", "DELUSER", "qw_reader")
+    used = {name.removeprefix("cmdstat_") for name in stats} - {"info", "config|resetstat"}
+    assert used <= READ_COMMANDS, used - READ_COMMANDS
+    [ro] = reading.queues
+    assert (ro.waiting, ro.active, ro.new_finished) == (2, 0, 1)  # the finish is placed by its result metadata
+    assert reading.round_trips == 4  # scan, bindings, snapshot, result metadata
+
+
+def test_constant_round_trips_for_1_and_20_queues(redis_url, redis_client):
+    def fill(queue_count: int) -> tuple[int, int]:
+        redis_client.flushall()
+        app = make_app(redis_url, send_sent_events=False)
+        for i in range(queue_count):  # new names: kombu binds a queue once per process (class-level state)
+            app.tasks["qw.noop"].apply_async(queue=f"n{queue_count}-q{i}", priority=i % 10)
+        client = CountingRedis(connection_pool=redis_client.connection_pool)
+        reader = CeleryReader(client, listen=False)
+        first, second = reader.read({}), reader.read({})
+        assert len(first.queues) == len(second.queues) == queue_count
+        assert all(q.waiting == 1 for q in second.queues)
+        assert client.round_trips == first.round_trips + second.round_trips
+        return first.round_trips, second.round_trips
+
+    assert fill(1) == fill(20) == (3, 2)
+
+
+def test_a_new_worker_triggers_discovery_of_new_tables(redis_url, redis_client, open_reader):
+    app = make_app(redis_url, send_sent_events=False)
+    app.tasks["qw.noop"].apply_async(queue="early")
+    reader = open_reader(redis_client, discover_every=0)
+    reader.start()
+    assert reader.listener.wait_subscribed(5)
+    first = reader.read({})
+    app.tasks["qw.noop"].apply_async(queue="late")  # a new binding table: found by the next discovery only
+    second = reader.read({})
+    assert [q.queue_name for q in second.queues] == ["early"] and (first.round_trips, second.round_trips) == (3, 2)
+    heartbeat = {"type": "worker-heartbeat", "hostname": "new@h", "pid": 1, "freq": 2.0, "timestamp": time.time()}
+    redis_client.publish("/0.celeryev/worker.heartbeat", envelope(heartbeat))
+    wait_for(lambda: reader.state.workers(time.time()), 5, "the heartbeat")
+    assert reader.read({}).round_trips == 2
+    third = reader.read({})
+    assert [q.queue_name for q in third.queues] == ["early", "late"] and third.round_trips == 3

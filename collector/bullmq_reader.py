@@ -60,6 +60,8 @@ The first prefix's queues are reported by name; queues of further prefixes as `<
 """
 from __future__ import annotations
 
+import dataclasses
+
 import math
 import socket
 from collections.abc import Mapping, Sequence
@@ -396,6 +398,7 @@ class BullMQReader:
         stalled = sum(1 for job_id in snap.active_ids if not locks.get((ref, job_id), True))
         extras = BullMQExtras(paused=snap.paused, priority_counts=priority_counts, stalled=stalled,
                               prefix=ref.layout.prefix, throughput_source=flow.source, events_gap=flow.events_gap)
+        reading.details = dataclasses.asdict(extras)
         return reading, extras
 
     def _sample(self, job_id: str, fields: Mapping[str, str | None] | None, failed: bool) -> FinishedJob | None:

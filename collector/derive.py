@@ -152,6 +152,7 @@ def snapshot_row(
         "finished_cursor": reading.cursor.finished_score,
         "failed_cursor": reading.cursor.failed_score,
         "cursor_state": reading.cursor.state,
+        "details": json.dumps(reading.details, sort_keys=True) if reading.details else None,
     }
     judged = {
         "waiting": row["waiting"], "errorRate": row["error_rate_pct"], "timeoutRate": row["timeout_rate_pct"],

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class QueueReading:
     new_failed: int = 0
     new_timeouts: int = 0
     sampled_jobs: list[FinishedJob] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)  # library-specific figures (paused, priorities...)
 
     @property
     def delayed(self) -> int:

@@ -106,20 +106,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _collect(settings, args) -> int:
-    import redis
-
     from collector.loop import Collector
-    from collector.rq_reader import RQReader
+    from collector.readers import build_readers, close_readers
     from storage.engine import make_engine
 
     try:
-        client = redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
-    except ValueError as exc:
-        print(f"queuewatch: bad Redis URL {settings.redis_url!r}: {exc}", file=sys.stderr)
+        readers = build_readers(settings)
+    except SettingsError as exc:
+        print(f"queuewatch: {exc}", file=sys.stderr)
         return 2
     engine = make_engine(settings.db_url)
-    reader = RQReader(client, key_prefix=settings.rq_key_prefix, sample_jobs=settings.sample_jobs_per_cycle)
-    collector = Collector(settings, engine, reader)
+    collector = Collector(settings, engine, readers)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -131,7 +128,10 @@ def _collect(settings, args) -> int:
         notifier = WebhookNotifier(engine, settings.webhook_url)
         threading.Thread(target=notifier.run, args=(stop,), name="webhooks", daemon=True).start()
         log.info("sending alert webhooks to %s", _redact(settings.webhook_url))
-    return collector.run(stop, once=args.once)
+    try:
+        return collector.run(stop, once=args.once)
+    finally:
+        close_readers(readers)
 
 
 def _redact(url: str) -> str:

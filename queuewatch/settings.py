@@ -28,7 +28,14 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("redis_url", "QUEUEWATCH_REDIS_URL", DEFAULT_REDIS_URL, "Redis that the RQ workers use."),
+    Setting("redis_url", "QUEUEWATCH_REDIS_URL", DEFAULT_REDIS_URL,
+            "Redis that the workers use; several, comma-separated, are all read."),
+    Setting("libraries", "QUEUEWATCH_LIBRARIES", "rq,bullmq,celery",
+            "Queue libraries to read on every Redis (any of rq, bullmq, celery)."),
+    Setting("bullmq_prefixes", "QUEUEWATCH_BULLMQ_PREFIXES", "bull",
+            "BullMQ key prefixes, comma-separated (hash tags such as {bull} work)."),
+    Setting("celery_queues", "QUEUEWATCH_CELERY_QUEUES", "",
+            "Celery queues to read besides those found in kombu's bindings, comma-separated."),
     Setting("db_url", "QUEUEWATCH_DB_URL", f"sqlite:///{DEFAULT_DB_PATH}",
             "SQLAlchemy URL of the history database (SQLite file by default, PostgreSQL for larger sites)."),
     Setting("interval_s", "QUEUEWATCH_INTERVAL_S", 10.0, "Seconds between two collection cycles."),
@@ -51,6 +58,11 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 METRICS_ACCESS = ("admin", "public", "off")
+LIBRARIES = ("rq", "bullmq", "celery")
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 @dataclass(frozen=True)
@@ -58,6 +70,9 @@ class Settings:
     """Everything the collector, dashboard and CLI need, resolved once."""
 
     redis_url: str = DEFAULT_REDIS_URL
+    libraries: str = "rq,bullmq,celery"
+    bullmq_prefixes: str = "bull"
+    celery_queues: str = ""
     db_url: str = f"sqlite:///{DEFAULT_DB_PATH}"
     interval_s: float = 10.0
     retention_days: float = 7.0
@@ -74,6 +89,14 @@ class Settings:
     @property
     def retention_s(self) -> float:
         return self.retention_days * 86400.0
+
+    @property
+    def redis_urls(self) -> list[str]:
+        return _split(self.redis_url)
+
+    @property
+    def library_names(self) -> list[str]:
+        return _split(self.libraries)
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """Copy with the given non-None values replaced (CLI flags)."""
@@ -104,6 +127,10 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     config_path = values.get("config_path")
     if config_path:
         values["thresholds"] = load_thresholds(Path(config_path))
+    unknown = set(_split(values.get("libraries", "rq"))) - set(LIBRARIES)
+    if unknown or not _split(values.get("libraries", "rq")):
+        raise SettingsError(f"QUEUEWATCH_LIBRARIES must list some of {', '.join(LIBRARIES)}, "
+                            f"got {values.get('libraries')!r}")
     if values.get("metrics_access", "admin") not in METRICS_ACCESS:
         raise SettingsError(f"QUEUEWATCH_METRICS_ACCESS must be one of {', '.join(METRICS_ACCESS)}, "
                             f"got {values['metrics_access']!r}")

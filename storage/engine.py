@@ -66,17 +66,27 @@ def _v1_initial(conn: Connection) -> None:
     schema.metadata.create_all(conn, tables=list(schema.VERSION_1_TABLES))
 
 
+def _add_snapshot_columns(conn: Connection, names: tuple[str, ...]) -> None:
+    """Add TEXT columns to queue_snapshots unless present (tables created later already have them)."""
+    columns = {c["name"] for c in inspect(conn).get_columns(schema.queue_snapshots.name)}
+    for name in names:
+        if name not in columns:
+            conn.execute(text(f"ALTER TABLE queue_snapshots ADD COLUMN {name} TEXT"))
+
+
 def _v2_users_and_recent_executions(conn: Connection) -> None:
     schema.metadata.create_all(conn, tables=list(schema.VERSION_2_TABLES))
-    columns = {c["name"] for c in inspect(conn).get_columns(schema.queue_snapshots.name)}
-    for column in ("recent_processing_ms", "cursor_state", "unavailable"):  # absent in databases created by version 1
-        if column not in columns:
-            conn.execute(text(f"ALTER TABLE queue_snapshots ADD COLUMN {column} TEXT"))
+    _add_snapshot_columns(conn, ("recent_processing_ms", "cursor_state", "unavailable"))
+
+
+def _v3_library_details(conn: Connection) -> None:
+    _add_snapshot_columns(conn, ("details",))
 
 
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _v1_initial),
     (2, _v2_users_and_recent_executions),
+    (3, _v3_library_details),
 ]
 
 

@@ -72,6 +72,8 @@ queue_snapshots = Table(
     Column("cursor_state", Text),
     # version 2: comma-separated QueueMetrics fields the backend could not measure (shown as unavailable)
     Column("unavailable", Text),
+    # version 3: JSON of library-specific figures (BullMQ: paused, priority tiers, stalled, ...)
+    Column("details", Text),
     Index("ix_queue_snapshots_queue_time", "queue_name", "sampled_at_s"),
     Index("ix_queue_snapshots_time", "sampled_at_s"),
 )

@@ -12,11 +12,13 @@ import redis
 from sqlalchemy import Engine
 
 from collector import alerts
+from collector.agents import AGENT_SOURCE, AgentIndex, agent_memory, read_agent_index, with_agents
 from collector.derive import QueueWindow, snapshot_row
 from collector.health import Breach
 from collector.memory import host_memory, process_memory
 from collector.model import Cursor, RedisReading, WorkerReading
 from queuewatch.settings import Settings
+from queuewatch_agent.report import DEFAULT_PREFIX as AGENT_PREFIX
 from storage.engine import StorageError
 from storage.recycle import recycle_verdict
 from storage.retention import purge
@@ -56,8 +58,10 @@ class Collector:
     """Runs cycles over one or more readers and one database; keeps cursors and rate windows between cycles."""
 
     def __init__(self, settings: Settings, engine: Engine, readers: Reader | Sequence[Reader], *,
-                 hostname: str | None = None, clock: Callable[[], float] = time.time):
+                 hostname: str | None = None, clock: Callable[[], float] = time.time,
+                 agents_client: redis.Redis | None = None, agents_prefix: str = AGENT_PREFIX):
         self.settings = settings
+        self.agents_client, self.agents_prefix = agents_client, agents_prefix
         self.engine = engine
         self.readers: list[Reader] = [readers] if not isinstance(readers, Sequence) else list(readers)
         self.hostname = hostname or socket.gethostname()
@@ -137,14 +141,21 @@ class Collector:
                            round_trips=round_trips, alert_changes=changes, error="; ".join(errors) or None)
 
     def _worker_rows(self, workers: list[WorkerReading], now_s: float) -> tuple[list[dict], dict[str, float]]:
-        """Worker rows with memory for live workers on this host, and the largest RSS per queue."""
+        """Worker rows (agent-only workers too) with memory from agent, psutil or None; max RSS per queue."""
+        agents = AgentIndex()
+        if self.agents_client is not None:
+            try:
+                agents = read_agent_index(self.agents_client, now_s, prefix=self.agents_prefix)
+            except redis.RedisError as exc:
+                log.warning("agent reports not read: %s", exc)
         rows: list[dict] = []
         rss_by_queue: dict[str, float] = {}
-        for worker in workers:
+        for worker, report in with_agents(workers, agents):
             limits = self.settings.thresholds.for_queue(worker.queues[0] if worker.queues else "")
-            memory = None
-            if worker.alive and worker.pid and worker.hostname == self.hostname:
-                memory = process_memory(worker.pid, limits.memory_hard_limit_mb)
+            memory = agent_memory(report, limits.memory_hard_limit_mb) if report is not None else None
+            source = AGENT_SOURCE
+            if memory is None and worker.alive and worker.pid and worker.hostname == self.hostname:
+                memory, source = process_memory(worker.pid, limits.memory_hard_limit_mb), "psutil"
             uptime_s = now_s - worker.birth_at_s if worker.birth_at_s is not None else None
             should_recycle, reason = recycle_verdict(worker.jobs_processed, uptime_s,
                                                      memory["rss_mb"] if memory else None, limits)
@@ -154,7 +165,7 @@ class Collector:
                 "state": worker.state, "alive": worker.alive, "jobs_processed": worker.jobs_processed,
                 "successful_jobs": worker.successful_jobs, "failed_jobs": worker.failed_jobs,
                 "birth_at_s": worker.birth_at_s, "last_heartbeat_at_s": worker.last_heartbeat_at_s,
-                "memory_source": "psutil" if memory else None,
+                "memory_source": source if memory else None,
                 "rss_mb": None, "heap_used_mb": None, "heap_total_mb": None, "external_mb": None,
                 "array_buffers_mb": None, "memory_percentage": None,
                 **(memory or {}),

@@ -7,6 +7,7 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from collector.replies import glob_escape, text  # noqa: F401 - re-exported
 
 DEFAULT_PREFIX = "bull"
 PRIORITY_SCORE_STEP = 2 ** 32
@@ -59,20 +60,6 @@ class BullMQLayout:
         if not (meta_key.startswith(head) and meta_key.endswith(tail)) or len(meta_key) <= len(head) + len(tail):
             return None
         return meta_key[len(head):-len(tail)]
-
-
-def glob_escape(value: str) -> str:
-    """A literal string for a Redis glob pattern (`*?[]\\` escaped)."""
-    return re.sub(r"([*?\[\]\\])", r"\\\1", value)
-
-
-def text(value: bytes | str | None) -> str | None:
-    """A Redis reply as str (None stays None)."""
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    return str(value)
 
 
 def parse_int(value: bytes | str | float | None) -> int | None:

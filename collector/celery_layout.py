@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from collector.replies import glob_escape, text  # noqa: F401 - re-exported
 
 DEFAULT_SEP = "\x06\x16"
 DEFAULT_PRIORITY_STEPS = (0, 3, 6, 9)
@@ -30,22 +31,7 @@ EVENT_EXCHANGE = "celeryev"
 PIDBOX_SUFFIX = ".pidbox"
 RESULT_KEY_PREFIX = "celery-task-meta-"
 PUBLISHED_AT_HEADER = "qw_published_at"
-_GLOB_SPECIALS = re.compile(r"([*?\[\]\\])")
 _TIMEOUT_NAME = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?(?:Soft)?TimeLimitExceeded\b")
-
-
-def text(value: Any) -> str | None:
-    """A reply value as text (None stays None)."""
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
-
-
-def glob_escape(literal: str) -> str:
-    """A literal string made safe inside a Redis MATCH/PSUBSCRIBE pattern."""
-    return _GLOB_SPECIALS.sub(r"\\\1", literal)
 
 
 @dataclass(frozen=True)

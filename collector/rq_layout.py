@@ -8,6 +8,7 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from collector.replies import text  # noqa: F401 - re-exported
 
 DEFAULT_PREFIX = "rq"
 PREFIX_ENV_VAR = "RQ_KEY_PREFIX"
@@ -117,15 +118,6 @@ class RQLayout:
     def worker_executions(self, name: str) -> str:
         """SET of a worker's running executions (`<job_id>:<execution_id>`, RQ 3.x)."""
         return f"{self.worker(name)}:executions"
-
-
-def text(value: bytes | str | None) -> str | None:
-    """A Redis reply as str (None stays None)."""
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    return str(value)
 
 
 def parse_timestamp_s(value: bytes | str | None) -> float | None:

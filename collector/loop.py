@@ -118,7 +118,8 @@ class Collector:
                     thresholds=thresholds, unavailable=reading.unavailable)
                 queue_rows.append(row)
                 breaches.setdefault(queue.queue_name, []).extend(queue_breaches)
-        workers_rss_mb = sum(r["rss_mb"] or 0.0 for r in worker_rows if r["alive"])
+        workers_rss_mb = sum(r["rss_mb"] or 0.0 for r in worker_rows
+                             if r["alive"] and r["hostname"] == self.hostname)
         host_row = {**host_memory(self.hostname, workers_rss_mb), "sampled_at_s": now_s}
         round_trips = sum(reading.round_trips for _, reading in readings)
         record = CycleRecord(started_s, self.clock(), round_trips, queue_rows, worker_rows, host_row)

@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _collect(settings, args) -> int:
     from collector.loop import Collector
-    from collector.readers import build_readers, close_readers
+    from collector.readers import build_readers, close_readers, redis_client
     from storage.engine import make_engine
 
     try:
@@ -116,7 +116,8 @@ def _collect(settings, args) -> int:
         print(f"queuewatch: {exc}", file=sys.stderr)
         return 2
     engine = make_engine(settings.db_url)
-    collector = Collector(settings, engine, readers)
+    collector = Collector(settings, engine, readers, agents_client=redis_client(settings.redis_urls[0]),
+                          agents_prefix=settings.agent_prefix)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

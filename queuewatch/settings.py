@@ -47,6 +47,8 @@ SETTINGS: tuple[Setting, ...] = (
             "TOML file with alert thresholds (global and per queue) and memory limits."),
     Setting("sample_jobs_per_cycle", "QUEUEWATCH_SAMPLE_JOBS", 500,
             "Most finished jobs per queue whose timings are read in one cycle."),
+    Setting("agent_prefix", "QUEUEWATCH_AGENT_PREFIX", "queuewatch",
+            "Key prefix under which worker memory agents publish (read on the first Redis URL)."),
     Setting("api_rate_limit_per_minute", "QUEUEWATCH_API_RATE_LIMIT", 300,
             "API requests per minute per user, shared by all API processes through Redis."),
     Setting("metrics_access", "QUEUEWATCH_METRICS_ACCESS", "admin",
@@ -80,6 +82,7 @@ class Settings:
     backoff_cap_s: float = 60.0
     config_path: str | None = None
     sample_jobs_per_cycle: int = 500
+    agent_prefix: str = "queuewatch"
     api_rate_limit_per_minute: int = 300
     metrics_access: str = "admin"
     webhook_url: str | None = None

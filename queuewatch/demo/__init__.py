@@ -1,1 +1,1 @@
-"""`queuewatch demo`: an embedded Redis, real RQ workers and a synthetic workload to watch."""
+"""`queuewatch demo`: an embedded Redis with real RQ, BullMQ and Celery workers and seeded workloads to watch."""

@@ -1,249 +1,37 @@
-"""`queuewatch demo`: embedded Redis, RQ workers, a synthetic workload, the collector and the dashboard."""
+"""`queuewatch demo`: embedded Redis, RQ, BullMQ and Celery workers with seeded workloads, collector, UI."""
 from __future__ import annotations
 
 import functools
 import importlib.util
-import os
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Self, TextIO
+from typing import TextIO
 
-import psutil
 import redis
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-import queuewatch
 from queuewatch.demo.admin import DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD, ensure_demo_admin
-from queuewatch.demo.embedded_redis import EmbeddedRedis, EmbeddedRedisError, child_popen_options
-from queuewatch.demo.workload import (
-    ASSET_QUEUE,
-    EMAIL_QUEUE,
-    NOTIFY_QUEUE,
-    QUEUE_NAMES,
-    REPORT_QUEUE,
-    WEBHOOK_QUEUE,
-    WorkloadConfig,
-)
+from queuewatch.demo.bullmq_workload import BULLMQ_QUEUES, BULLMQ_WORKERS, PAUSED_QUEUE, BullMQConfig
+from queuewatch.demo.celery_app import CELERY_QUEUES, PDF_QUEUE, PDF_TIME_LIMIT_S
+from queuewatch.demo.celery_workload import CELERY_CONCURRENCY, CeleryConfig
+from queuewatch.demo.embedded_redis import EmbeddedRedis, EmbeddedRedisError
+from queuewatch.demo.processes import DEMO_INTERVAL_S, DemoError, DemoProcesses
+from queuewatch.demo.workload import DEMO_WORKERS, QUEUE_NAMES, WorkloadConfig
 from queuewatch.settings import Settings
 from storage.engine import StorageError
 
-ALL_COMPONENTS = frozenset({"workers", "workload", "collector", "dashboard"})
-DEMO_INTERVAL_S = 5.0
-WORKER_GRACE_S = 10.0
-"""Longest a worker may take to finish its current job after SIGTERM (demo jobs run for at most ~7 s)."""
-SERVICE_GRACE_S = 5.0
-COLD_STOP_GRACE_S = 3.0
+RQ_COMPONENTS = frozenset({"workers", "workload"})
+"""RQ workers and the RQ producer (separate, so tests can run either)."""
+ALL_COMPONENTS = frozenset({*RQ_COMPONENTS, "bullmq", "celery", "collector", "dashboard"})
+"""`bullmq`: BullMQ workers and producer; `celery`: the Celery worker and producer."""
 WATCH_EVERY_S = 0.5
-
-
-class DemoError(RuntimeError):
-    """A part of the demo could not be started."""
-
-
-@dataclass(frozen=True)
-class WorkerSpec:
-    """One demo RQ worker: its queues in priority order.
-
-    `simple` runs jobs in the worker process itself (rq's SimpleWorker), so the memory that asset jobs keep
-    shows in the worker's RSS; the others fork a work horse per job, as RQ does by default.
-    """
-
-    role: str
-    queues: tuple[str, ...]
-    simple: bool = False
-    with_scheduler: bool = False
-
-
-DEMO_WORKERS: tuple[WorkerSpec, ...] = (
-    WorkerSpec("mailer-1", (NOTIFY_QUEUE, EMAIL_QUEUE)),
-    WorkerSpec("mailer-2", (EMAIL_QUEUE, WEBHOOK_QUEUE)),
-    WorkerSpec("reports-1", (REPORT_QUEUE, WEBHOOK_QUEUE, EMAIL_QUEUE), with_scheduler=True),
-    WorkerSpec("assets-1", (ASSET_QUEUE,), simple=True),
-    WorkerSpec("assets-2", (REPORT_QUEUE, ASSET_QUEUE), simple=True),
-)
-
-
-@dataclass
-class Child:
-    """A demo subprocess and how to stop it."""
-
-    name: str
-    process: subprocess.Popen
-    log_path: Path
-    stage: int
-    grace_s: float
-    signal_group: bool = False
-    seen: dict[int, psutil.Process] = field(default_factory=dict)
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def log_tail(self, lines: int = 12) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "    (no log)"
-        return "\n".join(f"    {line}" for line in text.splitlines()[-lines:]) or "    (empty log)"
-
-
-def child_env() -> dict[str, str]:
-    """Environment of the demo children: this source tree importable, output unbuffered."""
-    env = dict(os.environ)
-    root = str(Path(queuewatch.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def worker_argv(spec: WorkerSpec, redis_url: str, name: str) -> list[str]:
-    """Command line of one RQ worker."""
-    argv = [sys.executable, "-m", "rq.cli", "worker", "--url", redis_url, "--name", name]
-    if spec.simple:
-        argv += ["--worker-class", "rq.worker.SimpleWorker"]
-    if spec.with_scheduler:
-        argv.append("--with-scheduler")
-    return argv + list(spec.queues)
-
-
-class DemoProcesses:
-    """Starts the demo's subprocesses, tells which died, and stops them all, later stages first."""
-
-    def __init__(self, log_dir: Path, *, hurry: threading.Event | None = None,
-                 env: Mapping[str, str] | None = None) -> None:
-        self.log_dir = Path(log_dir)
-        self.hurry = hurry or threading.Event()
-        self.env = dict(env) if env is not None else child_env()
-        self.children: list[Child] = []
-        self.run_id = os.urandom(2).hex()
-
-    def spawn(self, name: str, argv: Sequence[str], *, stage: int, grace_s: float,
-              signal_group: bool = False) -> Child:
-        """Start one child with its output in `<log_dir>/<name>.log`."""
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.log_dir / f"{name}.log"
-        with open(log_path, "wb") as log:
-            try:
-                process = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                                           **child_popen_options())
-            except OSError as exc:
-                raise DemoError(f"cannot start {name} ({argv[0]}): {exc}") from exc
-        child = Child(name, process, log_path, stage, grace_s, signal_group)
-        self.children.append(child)
-        return child
-
-    def start_workers(self, redis_url: str, specs: Iterable[WorkerSpec] = DEMO_WORKERS) -> list[Child]:
-        """One RQ worker subprocess per spec."""
-        return [self.spawn(f"worker-{spec.role}",
-                           worker_argv(spec, redis_url, f"demo-{spec.role}-{self.run_id}"),
-                           stage=0, grace_s=WORKER_GRACE_S) for spec in specs]
-
-    def start_workload(self, redis_url: str, config: WorkloadConfig) -> Child:
-        """The producer subprocess."""
-        argv = [sys.executable, "-m", "queuewatch.demo.workload", "--redis", redis_url, *config.to_argv()]
-        return self.spawn("workload", argv, stage=1, grace_s=SERVICE_GRACE_S)
-
-    def start_collector(self, redis_url: str, db_url: str, interval_s: float = DEMO_INTERVAL_S) -> Child:
-        """`queuewatch collect` as a subprocess."""
-        argv = [sys.executable, "-m", "queuewatch.cli", "collect", "--redis", redis_url, "--db", db_url,
-                "--interval", f"{interval_s:g}"]
-        return self.spawn("collector", argv, stage=2, grace_s=SERVICE_GRACE_S + interval_s)
-
-    def start_dashboard(self, db_url: str, port: int) -> Child:
-        """`queuewatch dashboard` (which runs streamlit in its own child) as a subprocess."""
-        argv = [sys.executable, "-m", "queuewatch.cli", "dashboard", "--db", db_url, "--port", str(port)]
-        return self.spawn("dashboard", argv, stage=3, grace_s=SERVICE_GRACE_S, signal_group=True)
-
-    def dead(self) -> list[Child]:
-        """Children that have exited."""
-        return [child for child in self.children if not child.alive()]
-
-    def pids(self) -> set[int]:
-        """Process ids of the running children and all their descendants."""
-        found: set[int] = set()
-        for child in self.children:
-            found.add(child.process.pid)
-            found.update(proc.pid for proc in _descendants(child.process.pid))
-        return found
-
-    def stop(self) -> None:
-        """SIGTERM each stage, wait its grace, SIGTERM again, then SIGKILL what is left (descendants too)."""
-        for stage in sorted({child.stage for child in self.children}, reverse=True):
-            group = [child for child in self.children if child.stage == stage]
-            for child in group:
-                _remember_descendants(child)
-                _signal(child, signal.SIGTERM)
-            self._wait(group, max(child.grace_s for child in group))
-            late = [child for child in group if child.alive()]
-            for child in late:
-                _signal(child, signal.SIGTERM)
-            self._wait(late, COLD_STOP_GRACE_S)
-            for child in group:
-                _remember_descendants(child)
-                if child.alive():
-                    _signal(child, signal.SIGKILL)
-                child.process.wait()
-        self._kill_leftovers()
-
-    def _wait(self, group: list[Child], timeout_s: float) -> None:
-        deadline_s = time.monotonic() + timeout_s
-        while any(child.alive() for child in group) and time.monotonic() < deadline_s:
-            if self.hurry.is_set():
-                return
-            time.sleep(0.05)
-
-    def _kill_leftovers(self) -> None:
-        leftovers = [proc for child in self.children for proc in child.seen.values() if _running(proc)]
-        for proc in leftovers:
-            try:
-                proc.kill()
-            except psutil.Error:
-                pass
-        psutil.wait_procs(leftovers, timeout=3)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-
-def _descendants(pid: int) -> list[psutil.Process]:
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.Error:
-        return []
-
-
-def _remember_descendants(child: Child) -> None:
-    if child.alive():
-        child.seen.update((proc.pid, proc) for proc in _descendants(child.process.pid))
-
-
-def _running(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def _signal(child: Child, sig: signal.Signals) -> None:
-    """Signal the child, or its whole process group (for a child that runs children of its own)."""
-    try:
-        if child.signal_group or sig == signal.SIGKILL:
-            os.killpg(child.process.pid, sig)
-        else:
-            child.process.send_signal(sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 class StopRequest:
@@ -325,6 +113,7 @@ def _check_redis(redis_url: str) -> None:
 def run_demo(settings: Settings, *, redis_url_given: bool = False, dashboard_port: int = 8501,
              data_dir: Path = Path("data"), duration_s: float | None = None,
              components: Iterable[str] = ALL_COMPONENTS, workload: WorkloadConfig | None = None,
+             bullmq: BullMQConfig | None = None, celery: CeleryConfig | None = None,
              out: TextIO | None = None) -> int:
     """Run the demo until Ctrl-C, SIGTERM or `duration_s`: 0 on a clean stop, 1 on a failure, 2 on misuse."""
     say = functools.partial(print, file=out or sys.stdout, flush=True)
@@ -353,12 +142,17 @@ def run_demo(settings: Settings, *, redis_url_given: bool = False, dashboard_por
                     processes.start_workers(redis_url)
                 if "workload" in wanted:
                     processes.start_workload(redis_url, workload or WorkloadConfig())
+                if "bullmq" in wanted:
+                    processes.start_bullmq(redis_url, bullmq or BullMQConfig())
+                if "celery" in wanted:
+                    processes.start_celery(redis_url, celery or CeleryConfig())
                 if "collector" in wanted:
                     processes.start_collector(redis_url, db_url)
                 if "dashboard" in wanted:
                     ensure_demo_admin(db_url)
                     processes.start_dashboard(db_url, dashboard_port)
-                _print_banner(say, wanted, dashboard_port, redis_url, server, db_location, processes.log_dir)
+                _print_banner(say, wanted, dashboard_port, redis_url, server, db_location, processes.log_dir,
+                              bullmq or BullMQConfig())
                 code = _watch(processes, server, stop, duration_s, say)
                 say("Stopping the demo (workers finish their current job; Ctrl-C again to hurry)...")
         except (DemoError, EmbeddedRedisError, StorageError) as exc:
@@ -387,7 +181,8 @@ def _watch(processes: DemoProcesses, server: EmbeddedRedis | None, stop: StopReq
 
 
 def _print_banner(say: functools.partial, components: frozenset[str], dashboard_port: int, redis_url: str,
-                  server: EmbeddedRedis | None, db_location: str, log_dir: Path) -> None:
+                  server: EmbeddedRedis | None, db_location: str, log_dir: Path,
+                  bullmq: BullMQConfig) -> None:
     say("queuewatch demo is running")
     if "dashboard" in components:
         say(f"  Dashboard:  http://localhost:{dashboard_port}  (ready a few seconds after start)")
@@ -396,8 +191,21 @@ def _print_banner(say: functools.partial, components: frozenset[str], dashboard_
              else "given; demo jobs are added to it")
     say(f"  Redis:      {_redacted(redis_url)}  ({where})")
     say(f"  Database:   {db_location}")
-    if "workers" in components:
-        say(f"  Workers:    {len(DEMO_WORKERS)} RQ workers on {', '.join(QUEUE_NAMES)}")
+    parts_of = (("RQ", RQ_COMPONENTS), ("BullMQ", {"bullmq"}), ("Celery", {"celery"}))
+    libraries = [name for name, parts in parts_of if components & parts]
+    say(f"  Libraries:  {', '.join(libraries) or 'none (no workers or producers)'}")
+    if components & RQ_COMPONENTS:
+        workers = f"{len(DEMO_WORKERS)} workers" if "workers" in components else "no workers"
+        producer = "seeded producer" if "workload" in components else "no producer"
+        say(f"  RQ:         {workers}, {producer}; queues {', '.join(QUEUE_NAMES)}")
+    if "bullmq" in components:
+        say(f"  BullMQ:     {len(BULLMQ_WORKERS)} asyncio workers (Python bullmq, metrics on), "
+            f"seeded producer; "
+            f"queues {', '.join(BULLMQ_QUEUES)}; {PAUSED_QUEUE} paused for {bullmq.pause_for_s:g} s "
+            f"every {bullmq.pause_every_s:g} s")
+    if "celery" in components:
+        say(f"  Celery:     1 worker (-E, {CELERY_CONCURRENCY} prefork processes), seeded producer; "
+            f"queues {', '.join(CELERY_QUEUES)}; {PDF_QUEUE} time limit {PDF_TIME_LIMIT_S} s")
     if "collector" in components:
         say(f"  Collector:  every {DEMO_INTERVAL_S:g} s")
     say(f"  Logs:       {log_dir}")

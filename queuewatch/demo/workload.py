@@ -13,7 +13,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -22,6 +22,7 @@ from rq import Queue
 from rq.job import Dependency
 
 from queuewatch.demo import jobs
+from queuewatch.demo.profiles import FlagsConfig, JobProfile, draw_outcome, draw_work_ms
 
 EMAIL_QUEUE = "email-campaigns"
 NOTIFY_QUEUE = "notification-delivery"
@@ -40,21 +41,6 @@ SECTIONS = ("summary", "revenue", "churn")
 RETRY_CAP_S = 10.0
 
 
-@dataclass(frozen=True)
-class JobProfile:
-    """One stream of jobs: its queue, arrival rate, log-normal duration and failure mix."""
-
-    name: str
-    queue: str
-    rate_per_s: float
-    median_ms: float
-    spread: float
-    max_ms: float
-    error_pct: float
-    timeout_pct: float = 0.0
-    job_timeout_s: int = 60
-
-
 PROFILES: tuple[JobProfile, ...] = (
     JobProfile("notification", NOTIFY_QUEUE, 3.0, 40, 0.8, 1500, error_pct=3.0),
     JobProfile("campaign-email", EMAIL_QUEUE, 1.0, 120, 0.7, 2500, error_pct=4.0),
@@ -68,7 +54,41 @@ BURST_PROFILE = JobProfile("campaign-burst", EMAIL_QUEUE, 0.0, 50, 0.5, 600, err
 
 
 @dataclass(frozen=True)
-class WorkloadConfig:
+class WorkerSpec:
+    """One demo RQ worker: its queues in priority order.
+
+    `simple` runs jobs in the worker process itself (rq's SimpleWorker), so the memory that asset jobs keep
+    shows in the worker's RSS; the others fork a work horse per job, as RQ does by default.
+    """
+
+    role: str
+    queues: tuple[str, ...]
+    simple: bool = False
+    with_scheduler: bool = False
+
+
+DEMO_WORKERS: tuple[WorkerSpec, ...] = (
+    WorkerSpec("mailer-1", (NOTIFY_QUEUE, EMAIL_QUEUE)),
+    WorkerSpec("mailer-2", (EMAIL_QUEUE, WEBHOOK_QUEUE)),
+    WorkerSpec("reports-1", (REPORT_QUEUE, WEBHOOK_QUEUE, EMAIL_QUEUE), with_scheduler=True),
+    WorkerSpec("assets-1", (ASSET_QUEUE,), simple=True),
+    WorkerSpec("assets-2", (REPORT_QUEUE, ASSET_QUEUE), simple=True),
+)
+
+
+def worker_argv(spec: WorkerSpec, redis_url: str, name: str) -> list[str]:
+    """Command line of one RQ worker."""
+    argv = [sys.executable, "-m", "rq.cli", "worker", "--url", redis_url, "--name", name]
+    if spec.simple:
+        argv += ["--worker-class", "rq.worker.SimpleWorker"]
+    if spec.with_scheduler:
+        argv.append("--with-scheduler")
+    return argv + list(spec.queues)
+
+
+
+@dataclass(frozen=True)
+class WorkloadConfig(FlagsConfig):
     """Knobs of the producer; the defaults open a queue-depth alert within the first minute."""
 
     seed: int = 7
@@ -81,25 +101,6 @@ class WorkloadConfig:
     memory_low_mb: float = 16.0
     memory_high_mb: float = 72.0
     memory_period_s: float = 300.0
-
-    def to_argv(self) -> list[str]:
-        """Command-line flags that reproduce this configuration."""
-        argv: list[str] = []
-        for spec in fields(self):
-            argv += [f"--{spec.name.replace('_', '-')}", str(getattr(self, spec.name))]
-        return argv
-
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        """One flag per field, typed like the field's default."""
-        for spec in fields(cls):
-            default = spec.default
-            parser.add_argument(f"--{spec.name.replace('_', '-')}", dest=spec.name, type=type(default),
-                                default=default, help=f"default {default}")
-
-    @classmethod
-    def from_namespace(cls, args: argparse.Namespace) -> WorkloadConfig:
-        return cls(**{spec.name: getattr(args, spec.name) for spec in fields(cls)})
 
 
 class Workload:
@@ -182,19 +183,10 @@ class Workload:
         return self.rng.expovariate(rate_per_s * self.config.rate_scale)
 
     def _outcome(self, profile: JobProfile) -> str:
-        roll_pct = self.rng.uniform(0.0, 100.0)
-        if roll_pct < profile.timeout_pct:
-            return "timeout"
-        if roll_pct < profile.timeout_pct + profile.error_pct:
-            return "error"
-        return "ok"
+        return draw_outcome(self.rng, profile)
 
     def _work_ms(self, profile: JobProfile, outcome: str) -> float:
-        if outcome == "timeout":
-            return profile.job_timeout_s * 1000.0 + self.rng.uniform(500.0, 2000.0)
-        duration_ms = self.rng.lognormvariate(math.log(profile.median_ms), profile.spread)
-        ceiling_ms = min(profile.max_ms, profile.job_timeout_s * 1000.0 * 0.9)
-        return round(min(duration_ms, ceiling_ms), 1)
+        return draw_work_ms(self.rng, profile, outcome)
 
     def _next_serial(self) -> int:
         self._serial += 1

@@ -15,8 +15,10 @@ import pytest
 import redis
 
 from queuewatch.demo.embedded_redis import EmbeddedRedis, embedded_redis, redis_server_binary
-from queuewatch.demo.runner import DEMO_WORKERS, DemoProcesses, resolve_db_url, run_demo, worker_argv
+from queuewatch.demo.processes import DemoProcesses
+from queuewatch.demo.runner import resolve_db_url, run_demo
 from queuewatch.demo.workload import (
+    DEMO_WORKERS,
     EMAIL_QUEUE,
     PROFILES,
     QUEUE_NAMES,
@@ -24,25 +26,13 @@ from queuewatch.demo.workload import (
     SCHEDULED_QUEUES,
     Workload,
     WorkloadConfig,
+    worker_argv,
 )
 from queuewatch.settings import Settings
+from tests.demo.helpers import Output, alive, demo_children_of, running
 
 RUN_S = 20.0
 WORKERS_ONLY = {"workers", "workload"}
-
-
-def _running(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return _running(psutil.Process(pid))
-    except psutil.Error:
-        return False
 
 
 def _failure_text(client: redis.Redis, job_id: str) -> str:
@@ -57,30 +47,6 @@ def _failure_text(client: redis.Redis, job_id: str) -> str:
     return "\n".join(texts)
 
 
-class _Output(io.StringIO):
-    """stdout stand-in that tells when the banner has been printed."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.banner = threading.Event()
-
-    def write(self, text: str) -> int:
-        if "Press Ctrl-C to stop" in text:
-            self.banner.set()
-        return super().write(text)
-
-
-def _demo_children_of(pid: int, marker: str) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.Process(pid).children(recursive=True):
-        try:
-            if marker in " ".join(proc.cmdline()):
-                found.append(proc)
-        except psutil.Error:
-            pass
-    return found
-
-
 def test_embedded_redis_starts_answers_and_stops(tmp_path):
     with EmbeddedRedis(tmp_path / "redis") as server:
         url = server.url
@@ -89,7 +55,7 @@ def test_embedded_redis_starts_answers_and_stops(tmp_path):
         assert client.ping()
         assert url.startswith("redis://127.0.0.1:")
         assert psutil.pid_exists(pid)
-    assert not _alive(pid)
+    assert not alive(pid)
     with pytest.raises(redis.ConnectionError):
         redis.Redis.from_url(url, socket_connect_timeout=1).ping()
 
@@ -139,41 +105,54 @@ def test_workers_and_workload_run_real_jobs_and_leave_nothing_behind(tmp_path):
     assert peak["deferred"] >= 1
     assert peak["email_waiting"] > 200, "the burst did not push the queue past the depth warning"
 
-    leftovers = [pid for pid in seen_pids if _alive(pid)]
+    leftovers = [pid for pid in seen_pids if alive(pid)]
     assert leftovers == []
-    assert {proc.pid for proc in psutil.Process().children(recursive=True) if _running(proc)} <= before
+    assert {proc.pid for proc in psutil.Process().children(recursive=True) if running(proc)} <= before
 
 
 def test_run_demo_prints_where_things_are_and_stops_on_ctrl_c(tmp_path):
-    out = _Output()
+    out = Output()
+    seen: set[int] = set()
 
     def press_ctrl_c() -> None:
-        if out.banner.wait(30):
-            time.sleep(3)
-            os.kill(os.getpid(), signal.SIGINT)
+        if not out.banner.wait(30):
+            return
+        deadline_s = time.monotonic() + 20
+        while time.monotonic() < deadline_s:
+            if len(demo_children_of(os.getpid(), "queuewatch.demo.celery_app")) >= 3:
+                break
+            time.sleep(0.2)
+        time.sleep(2)
+        seen.update(proc.pid for proc in psutil.Process().children(recursive=True))
+        os.kill(os.getpid(), signal.SIGINT)
 
     threading.Thread(target=press_ctrl_c, daemon=True).start()
     settings = Settings(db_url=f"sqlite:///{tmp_path / 'queuewatch.db'}")
-    code = run_demo(settings, data_dir=tmp_path, duration_s=60, components=WORKERS_ONLY, out=out)
+    everything_but_the_ui = WORKERS_ONLY | {"bullmq", "celery"}
+    code = run_demo(settings, data_dir=tmp_path, duration_s=60, components=everything_but_the_ui, out=out)
 
     text = out.getvalue()
     assert code == 0, text
     assert "Redis:      redis://127.0.0.1:" in text
     assert str(tmp_path / "queuewatch.db") in text
+    assert "Libraries:  RQ, BullMQ, Celery" in text
+    assert "image-resize, search-indexing" in text and "billing, pdf-render" in text
     assert "Press Ctrl-C to stop" in text
     assert "Demo stopped." in text
-    assert _demo_children_of(os.getpid(), "queuewatch.demo") == []
-    assert _demo_children_of(os.getpid(), "rq.cli") == []
-    assert _demo_children_of(os.getpid(), str(tmp_path)) == []
+    assert len(seen) >= len(DEMO_WORKERS) + 2 + 2 + 3 + 1
+    assert [pid for pid in seen if alive(pid)] == []
+    assert demo_children_of(os.getpid(), "queuewatch.demo") == []
+    assert demo_children_of(os.getpid(), "rq.cli") == []
+    assert demo_children_of(os.getpid(), str(tmp_path)) == []
 
 
 def test_run_demo_reports_a_child_that_dies_and_stops_the_rest(tmp_path):
-    out = _Output()
+    out = Output()
 
     def kill_a_worker() -> None:
         if out.banner.wait(30):
             time.sleep(1)
-            for proc in _demo_children_of(os.getpid(), "demo-mailer-1-"):
+            for proc in demo_children_of(os.getpid(), "demo-mailer-1-"):
                 proc.kill()
 
     threading.Thread(target=kill_a_worker, daemon=True).start()
@@ -183,8 +162,8 @@ def test_run_demo_reports_a_child_that_dies_and_stops_the_rest(tmp_path):
     text = out.getvalue()
     assert code == 1, text
     assert "worker-mailer-1 exited unexpectedly" in text
-    assert _demo_children_of(os.getpid(), "rq.cli") == []
-    assert _demo_children_of(os.getpid(), str(tmp_path)) == []
+    assert demo_children_of(os.getpid(), "rq.cli") == []
+    assert demo_children_of(os.getpid(), str(tmp_path)) == []
 
 
 def test_run_demo_uses_a_given_redis_and_says_when_it_is_unreachable(tmp_path):

@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_accounts.add_parsers(commands, _add_common)
 
-    demo = commands.add_parser("demo", help="run Redis, RQ workers with a demo workload, collector and dashboard")
+    demo = commands.add_parser("demo", help="run Redis, RQ, BullMQ and Celery workers with a demo workload, "
+                                            "the collector and the dashboard")
     _add_common(demo)
     demo.add_argument("--port", type=int, default=8501, help="dashboard port (default 8501)")
     demo.add_argument("--duration", dest="duration_s", type=float, help="stop after this many seconds")

@@ -113,6 +113,7 @@ def test_workers_and_workload_run_real_jobs_and_leave_nothing_behind(tmp_path):
 def test_run_demo_prints_where_things_are_and_stops_on_ctrl_c(tmp_path):
     out = Output()
     seen: set[int] = set()
+    before = {proc.pid for proc in psutil.Process().children(recursive=True)}  # e.g. the session's redis-server
 
     def press_ctrl_c() -> None:
         if not out.banner.wait(30):
@@ -123,7 +124,7 @@ def test_run_demo_prints_where_things_are_and_stops_on_ctrl_c(tmp_path):
                 break
             time.sleep(0.2)
         time.sleep(2)
-        seen.update(proc.pid for proc in psutil.Process().children(recursive=True))
+        seen.update(proc.pid for proc in psutil.Process().children(recursive=True) if proc.pid not in before)
         os.kill(os.getpid(), signal.SIGINT)
 
     threading.Thread(target=press_ctrl_c, daemon=True).start()

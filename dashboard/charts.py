@@ -5,11 +5,17 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from storage.fields import QUEUE_METRICS_FIELDS
+
 CHART_HEIGHT_PX = 300
 DEPTH_SERIES = (("waiting", "Waiting", "#1f77b4"), ("active", "Active", "#2ca02c"),
                 ("delayed", "Delayed", "#9467bd"), ("failed", "Failed", "#d62728"))
 PERCENTILE_SERIES = (("p50", "p50", "#2ca02c"), ("p95", "p95", "#ff7f0e"), ("p99", "p99", "#d62728"))
 OUTAGE_COLOUR = "rgba(214, 39, 40, 0.12)"
+FIELD_OF_COLUMN = {column: field for field, column in QUEUE_METRICS_FIELDS}
+NOT_MEASURED = "Not measured for this queue"
+NOTHING_IN_RANGE = "Nothing measured in this range"
+TIER_COLOURS = ("#d62728", "#ff7f0e", "#1f77b4", "#2ca02c", "#7f7f7f")
 
 
 def _layout(figure: go.Figure, title: str, y_title: str) -> go.Figure:
@@ -50,15 +56,50 @@ def shade_outages(figure: go.Figure, outages: pd.DataFrame | None) -> go.Figure:
     return figure
 
 
+def with_note(figure: go.Figure, text: str) -> go.Figure:
+    """The figure without axes, saying `text` in its middle (for a chart with nothing to draw)."""
+    figure.add_annotation(text=text, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
+                          font={"size": 14, "color": "#7f7f7f"})
+    figure.update_xaxes(visible=False)
+    figure.update_yaxes(visible=False)
+    figure.update_layout(showlegend=False)
+    return figure
+
+
+def charted_columns() -> list[str]:
+    """Series columns drawn by the queue charts (depth, throughput, rates, processing time)."""
+    rates = ["jobs_per_minute", "error_rate_pct", "timeout_rate_pct"]
+    return ([column for column, _, _ in DEPTH_SERIES] + rates
+            + [f"{p}_processing_ms" for p, _, _ in PERCENTILE_SERIES])
+
+
+def undrawn_fields(series: pd.DataFrame) -> list[str]:
+    """QueueMetrics fields of the charts that are left out because no point of the series measured them."""
+    unmeasured = unmeasured_columns(series)
+    return [FIELD_OF_COLUMN[column] for column in charted_columns() if column in unmeasured]
+
+
+def unmeasured_columns(series: pd.DataFrame) -> set[str]:
+    """Series columns whose QueueMetrics field no point of the series measured (attrs["unavailable"])."""
+    unavailable = set(series.attrs.get("unavailable", ()))
+    return {column for column, field in FIELD_OF_COLUMN.items() if field in unavailable}
+
+
 def _lines(series: pd.DataFrame, columns: tuple[tuple[str, str, str], ...], title: str, y_title: str,
            outages: pd.DataFrame | None, suffix: str = "") -> go.Figure:
     data = with_gaps(series, series.attrs.get("bucket_width_s"))
+    drawn = [c for c in columns if c[0] not in unmeasured_columns(series)]
     figure = go.Figure()
-    for column, name, colour in columns:
+    for column, name, colour in drawn:
         figure.add_trace(go.Scatter(x=data["time"], y=data[column], name=name, mode="lines",
                                     line={"color": colour, "width": 1.8},
                                     hovertemplate=f"%{{y:,.2f}}{suffix}<extra>{name}</extra>"))
-    return shade_outages(_layout(figure, title, y_title), outages)
+    figure = _layout(figure, title, y_title)
+    if not drawn:
+        return with_note(figure, NOT_MEASURED)
+    if all(series[column].isna().all() for column, _, _ in drawn):
+        return with_note(figure, NOTHING_IN_RANGE)
+    return shade_outages(figure, outages)
 
 
 def depth_figure(series: pd.DataFrame, outages: pd.DataFrame | None = None) -> go.Figure:
@@ -87,8 +128,8 @@ def latency_figure(series: pd.DataFrame, kind: str = "processing",
     return _lines(series, columns, title, "ms", outages, " ms")
 
 
-def histogram_figure(histogram: pd.DataFrame) -> go.Figure:
-    """Execution-time histogram from the merged sketch of the range."""
+def histogram_figure(histogram: pd.DataFrame, empty_note: str = NOTHING_IN_RANGE) -> go.Figure:
+    """Execution-time histogram from the merged sketch of the range; `empty_note` is shown when empty."""
     figure = go.Figure()
     if not histogram.empty:
         centres = (histogram["lower_ms"] + histogram["upper_ms"]) / 2
@@ -104,6 +145,21 @@ def histogram_figure(histogram: pd.DataFrame) -> go.Figure:
     figure = _layout(figure, "Execution time distribution", "jobs")
     figure.update_layout(hovermode="closest", bargap=0.02, showlegend=False)
     figure.update_xaxes(title={"text": "processing time (ms)"})
+    if histogram.empty:
+        return with_note(figure, empty_note)
+    return figure
+
+
+def priority_figure(tiers: pd.DataFrame) -> go.Figure:
+    """Waiting jobs per BullMQ priority tier (tiers.label, tiers.waiting), most urgent first."""
+    waiting = [int(count) for count in tiers["waiting"]]
+    figure = go.Figure(go.Bar(x=list(tiers["label"]), y=waiting, text=waiting, textposition="outside",
+                              cliponaxis=False, marker={"color": list(TIER_COLOURS[:len(tiers)])},
+                              hovertemplate="%{x}: %{y:,} waiting<extra></extra>"))
+    figure = _layout(figure, "Waiting jobs by priority", "jobs")
+    figure.update_layout(hovermode="closest", showlegend=False)
+    figure.update_yaxes(range=[0, max(waiting + [1]) * 1.15])
+    figure.update_xaxes(type="category")
     return figure
 
 
@@ -115,6 +171,8 @@ def worker_memory_figure(series: pd.DataFrame, soft_limit_mb: float, hard_limit_
         figure.add_trace(go.Scatter(x=rows["time"], y=rows["rss_mb"], name=str(worker_name), mode="lines",
                                     hovertemplate="%{y:,.0f} MB<extra>%{fullData.name}</extra>"))
     figure = _layout(figure, "Worker memory (RSS)", "MB")
+    below = {"orientation": "h", "yanchor": "top", "y": -0.2, "xanchor": "left", "x": 0.0}
+    figure.update_layout(legend=below, height=CHART_HEIGHT_PX + 40)
     figure.add_hline(y=soft_limit_mb, line={"color": "#ff7f0e", "dash": "dash", "width": 1.5},
                      annotation_text=f"soft limit {soft_limit_mb:.0f} MB", annotation_position="top left")
     figure.add_hline(y=hard_limit_mb, line={"color": "#d62728", "dash": "dash", "width": 1.5},

@@ -12,15 +12,22 @@ from sqlalchemy import Engine
 from dashboard.formatting import (
     EMPTY_STATE, fmt_age, fmt_figure, fmt_iso, fmt_ms, fmt_utc, severity_markdown, status_style,
 )
-from storage.queries_latest import unavailable_of
+from dashboard.libraries import ALL_LIBRARIES, LIBRARIES, NOT_AVAILABLE
 from storage.writer import acknowledge_alert
 
 STALE_AFTER_S = 120.0
+UNKNOWN = "–"
 
 
 def coloured(table: pd.DataFrame, column: str) -> pd.DataFrame | Styler:
     """The table with its status column coloured by status."""
     return table.style.map(status_style, subset=[column]) if not table.empty else table
+
+
+def library_filter(key: str) -> list[str]:
+    """A multiselect of libraries (none picked: all of them), under a stable key."""
+    return st.multiselect("Library", LIBRARIES, key=key, placeholder=ALL_LIBRARIES,
+                          help="Show only these libraries' rows; leave empty for all.")
 
 
 def empty_state(detail: str | None = None) -> None:
@@ -60,37 +67,39 @@ def summary_tiles(summary: dict[str, Any]) -> None:
 
 
 def queue_table(table: pd.DataFrame) -> None:
-    """The overview's queue table."""
-    st.dataframe(coloured(table, "Status"), hide_index=True, width="stretch", column_config={
-        "Issues": st.column_config.TextColumn(width="medium"),
-        "Jobs/min": st.column_config.NumberColumn(format="%.1f"),
-        "Error %": st.column_config.NumberColumn(format="%.2f"),
-        "Timeout %": st.column_config.NumberColumn(format="%.2f"),
-        "p95 (ms)": st.column_config.NumberColumn(format="%.0f"),
-        "Oldest waiting (s)": st.column_config.NumberColumn(format="%.1f"),
-        "Last seen (s ago)": st.column_config.NumberColumn(format="%.0f"),
-    })
+    """The overview's queue table; a missing figure (not measured by the queue's backend) reads "n/a"."""
+    st.dataframe(coloured(table, "Status"), hide_index=True, width="stretch", placeholder=NOT_AVAILABLE,
+                 column_config={
+                     "Library": st.column_config.TextColumn(width="small"),
+                     "Issues": st.column_config.TextColumn(width="medium"),
+                     "Jobs/min": st.column_config.NumberColumn(format="%.1f"),
+                     "Error %": st.column_config.NumberColumn(format="%.2f"),
+                     "Timeout %": st.column_config.NumberColumn(format="%.2f"),
+                     "p95 (ms)": st.column_config.NumberColumn(format="%.0f"),
+                     "Oldest waiting (s)": st.column_config.NumberColumn(format="%.1f"),
+                     "Last seen (s ago)": st.column_config.NumberColumn(format="%.0f"),
+                 })
 
 
-def not_measured_note(latest: pd.DataFrame, queue_name: str) -> None:
-    """A caption naming the figures the queue's backend cannot measure (charted as 0)."""
-    rows = latest[latest["queue_name"] == queue_name].to_dict("records") if not latest.empty else []
-    fields = unavailable_of(rows[0]) if rows else []
-    if fields:
-        st.caption(f"Not measured for this queue's backend (shown as 0): {', '.join(fields)}.")
+def timing_tiles(timing: dict[str, Any], *, processing_measured: bool = True) -> None:
+    """Whole-range processing and wait percentiles (merged sketches) as metric tiles.
 
-
-def timing_tiles(timing: dict[str, Any]) -> None:
-    """Whole-range processing and wait percentiles (merged sketches) as metric tiles."""
+    With processing_measured False (the backend measured no processing time in the range) the processing
+    tiles say "n/a".
+    """
     processing, wait = timing["processing"], timing["wait"]
+
+    def shown(value_ms: float | None) -> str:
+        return fmt_ms(value_ms) if processing_measured else NOT_AVAILABLE
+
     first = st.columns(4)
-    first[0].metric("Jobs timed", f"{processing['sampleCount']:,}", border=True,
-                    help="Jobs that ended in the range and whose timings the collector sampled.")
-    first[1].metric("Processing p50", fmt_ms(processing["p50"]), border=True)
-    first[2].metric("Processing p95", fmt_ms(processing["p95"]), border=True)
-    first[3].metric("Processing p99", fmt_ms(processing["p99"]), border=True)
+    first[0].metric("Jobs timed", f"{processing['sampleCount']:,}" if processing_measured else NOT_AVAILABLE,
+                    border=True, help="Jobs that ended in the range and whose timings the collector sampled.")
+    first[1].metric("Processing p50", shown(processing["p50"]), border=True)
+    first[2].metric("Processing p95", shown(processing["p95"]), border=True)
+    first[3].metric("Processing p99", shown(processing["p99"]), border=True)
     second = st.columns(4)
-    second[0].metric("Processing avg", fmt_ms(processing["avg"]), border=True)
+    second[0].metric("Processing avg", shown(processing["avg"]), border=True)
     second[1].metric("Wait p50", fmt_ms(wait["p50"]), border=True)
     second[2].metric("Wait p95", fmt_ms(wait["p95"]), border=True)
     second[3].metric("Wait p99", fmt_ms(wait["p99"]), border=True)
@@ -107,13 +116,15 @@ def worker_tiles(summary: dict[str, Any]) -> None:
 
 
 def worker_table(table: pd.DataFrame) -> None:
-    """The workers table."""
-    st.dataframe(coloured(table, "State"), hide_index=True, width="stretch", column_config={
-        "Started": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
-        "Last heartbeat": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
-        "RSS (MB)": st.column_config.NumberColumn(format="%.0f"),
-        "Recycle reason": st.column_config.TextColumn(width="large"),
-    })
+    """The workers table; memory that neither an agent nor psutil measured (and any other gap) reads "n/a"."""
+    st.dataframe(coloured(table, "State"), hide_index=True, width="stretch", placeholder=NOT_AVAILABLE,
+                 column_config={
+                     "Library": st.column_config.TextColumn(width="small"),
+                     "Started": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
+                     "Last heartbeat": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
+                     "RSS (MB)": st.column_config.NumberColumn(format="%.0f"),
+                     "Recycle reason": st.column_config.TextColumn(width="large"),
+                 })
 
 
 def _acknowledge(engine: Engine, alert_id: str, user: str) -> None:
@@ -148,14 +159,14 @@ def alert_history_table(table: pd.DataFrame) -> None:
     """The alert history table."""
     times = {name: st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss")
              for name in ("Opened", "Resolved", "Acknowledged at")}
-    st.dataframe(coloured(table, "Severity"), hide_index=True, width="stretch", column_config={
-        **times, "Message": st.column_config.TextColumn(width="medium"),
-        "Value": st.column_config.NumberColumn(format="%.2f"),
-        "Threshold": st.column_config.NumberColumn(format="%.2f")})
+    st.dataframe(coloured(table, "Severity"), hide_index=True, width="stretch", placeholder=UNKNOWN,
+                 column_config={**times, "Message": st.column_config.TextColumn(width="medium"),
+                                "Value": st.column_config.NumberColumn(format="%.2f"),
+                                "Threshold": st.column_config.NumberColumn(format="%.2f")})
 
 
 def alert_events_table(table: pd.DataFrame) -> None:
     """The alert events table."""
-    st.dataframe(coloured(table, "Severity"), hide_index=True, width="stretch", column_config={
-        "At": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
-        "Value": st.column_config.NumberColumn(format="%.2f")})
+    st.dataframe(coloured(table, "Severity"), hide_index=True, width="stretch", placeholder=UNKNOWN,
+                 column_config={"At": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
+                                "Value": st.column_config.NumberColumn(format="%.2f")})

@@ -14,7 +14,7 @@ engine = context.engine()
 
 @st.fragment(run_every=context.OVERVIEW_REFRESH_S)
 def live_overview() -> None:
-    """Summary tiles and queue table."""
+    """Summary tiles, then the queue table of the chosen libraries."""
     now_s = time.time()
     with context.storage_errors():
         latest = queries.latest_snapshots(engine)
@@ -25,9 +25,12 @@ def live_overview() -> None:
     components.freshness_note(float(latest["sampled_at_s"].max()), now_s)
     components.summary_tiles(summary)
     st.subheader("Queues")
-    components.queue_table(tables.overview_table(latest, now_s))
+    with st.columns([1, 2])[0]:
+        libraries = components.library_filter("overview_libraries")
+    components.queue_table(tables.overview_table(tables.by_library(latest, libraries), now_s))
     st.caption("Rates: jobs/min over the last 60 s, error and timeout rates and p95 over the last 5 min. "
-               "Open **Queue detail** for history.")
+               "n/a: the queue's library cannot measure the figure (**Queue detail** says why), or no job "
+               "ended yet to time. The tiles count every library. Open **Queue detail** for history.")
 
 
 live_overview()

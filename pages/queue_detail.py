@@ -1,52 +1,70 @@
-"""Queue detail: depth, throughput, rates and timing of one queue over a range, refreshed every 10 s."""
+"""Queue detail: one queue's figures now, library extras and its history over a range (10 s refresh)."""
 from __future__ import annotations
 
 import time
 
 import streamlit as st
 
-from dashboard import charts, components, context, ranges
+from dashboard import charts, components, context, queue_panels, ranges, tables
+from dashboard.libraries import PROCESSING_FIELDS
 from dashboard.ranges import RangeChoice
 from storage import queries
 
 st.title("Queue detail")
 engine = context.engine()
 with context.storage_errors():
-    names = queries.queue_names(engine)
-if not names:
+    listing = queries.queue_list(engine)
+if listing.empty:
     components.empty_state()
     st.stop()
 
-requested = st.query_params.get("queue")
-queue = st.selectbox("Queue", names, index=names.index(requested) if requested in names else 0,
-                     key="queue_detail_queue")
-choice = ranges.range_picker("queue_detail_range", default="1 h")
-with context.storage_errors():
-    latest = queries.latest_snapshots(engine)
-components.not_measured_note(latest, queue)
+choices = tables.queue_choices(listing)
+label = st.selectbox("Queue", list(choices), key="queue_detail_queue",
+                     index=tables.requested_choice(choices, st.query_params.get("queue"),
+                                                   st.query_params.get("library")))
+library, queue = choices[label]
 
 
 @st.fragment(run_every=context.QUEUE_REFRESH_S)
-def queue_history(queue: str, choice: RangeChoice) -> None:
+def queue_now(library: str, queue: str) -> None:
+    """The newest snapshot: figures, BullMQ extras, what the library cannot measure."""
+    with context.storage_errors():
+        row = queries.latest_snapshot(engine, queue, library=library)
+    if row is None:
+        return
+    queue_panels.current_tiles(row)
+    details = queries.bullmq_details(row)
+    if details is not None:
+        queue_panels.bullmq_panel(details)
+    queue_panels.unavailable_note(row)
+
+
+@st.fragment(run_every=context.QUEUE_REFRESH_S)
+def queue_history(library: str, queue: str, choice: RangeChoice) -> None:
     """Whole-range percentiles and the charts of one queue."""
     since_s, until_s = choice.bounds(time.time())
     with context.storage_errors():
-        series = queries.queue_series(engine, queue, since_s, until_s)
+        series = queries.queue_series(engine, queue, since_s, until_s, library=library)
         if series.empty:
-            st.info(f"No snapshots of **{queue}** in this range. Pick a longer range.")
+            st.info(f"No snapshots of **{queue}** ({library}) in this range. Pick a longer range.")
             return
         gaps = queries.outages(engine, since_s, until_s)
-        timing = queries.range_timing(engine, queue, since_s, until_s)
-    components.timing_tiles(timing)
+        timing = queries.range_timing(engine, queue, since_s, until_s, library=library)
+    processing_measured = not PROCESSING_FIELDS <= set(series.attrs["unavailable"])
+    components.timing_tiles(timing, processing_measured=processing_measured)
     st.caption(f"{len(series):,} points of {series.attrs['bucket_width_s']:g} s; depths are the peak per "
                "point; percentiles merge the per-snapshot sketches. Shaded spans: collector outages.")
     left, right = st.columns(2)
     left.plotly_chart(charts.depth_figure(series, gaps))
     right.plotly_chart(charts.throughput_figure(series, gaps))
     left.plotly_chart(charts.rates_figure(series, gaps))
-    right.plotly_chart(charts.histogram_figure(timing["histogram"]))
+    right.plotly_chart(charts.histogram_figure(
+        timing["histogram"], charts.NOTHING_IN_RANGE if processing_measured else charts.NOT_MEASURED))
     left.plotly_chart(charts.latency_figure(series, "processing", gaps))
     right.plotly_chart(charts.latency_figure(series, "wait", gaps))
+    queue_panels.not_drawn_note(library, charts.undrawn_fields(series))
 
 
-queue_history(queue, choice)
+queue_now(library, queue)
+st.subheader("History")
+queue_history(library, queue, ranges.range_picker("queue_detail_range", default="1 h"))

@@ -17,30 +17,35 @@ choice = ranges.range_picker("workers_range", default="1 h")
 
 @st.fragment(run_every=context.MEMORY_REFRESH_S)
 def live_workers(choice: RangeChoice) -> None:
-    """Worker tiles and table, worker RSS and host memory charts."""
+    """Worker tiles, then the table and RSS chart of the chosen libraries' workers, and host memory."""
     since_s, until_s = choice.bounds(time.time())
     with context.storage_errors():
-        workers = queries.worker_table(engine, context.thresholds(), seen_since_s=since_s)
-        if workers.empty and queries.newest_sample_at_s(engine) is None:
+        summary = queries.worker_memory_summary(engine, context.thresholds())
+        if not summary["totalWorkers"] and queries.newest_sample_at_s(engine) is None:
             components.empty_state()
             return
-        summary = queries.worker_memory_summary(engine, context.thresholds())
-        memory = queries.worker_memory_series(engine, since_s, until_s)
-        host = queries.host_memory_series(engine, since_s, until_s)
     components.worker_tiles(summary)
     st.subheader("Workers")
+    with st.columns([1, 2])[0]:
+        libraries = components.library_filter("workers_libraries")
+    with context.storage_errors():
+        workers = queries.worker_table(engine, context.thresholds(), seen_since_s=since_s,
+                                       libraries=libraries)
+        memory = queries.worker_memory_series(engine, since_s, until_s, libraries=libraries)
+        host = queries.host_memory_series(engine, since_s, until_s)
     if workers.empty:
-        st.info("No workers were registered in this range.")
+        st.info("No workers of these libraries were registered in this range.")
     else:
         components.worker_table(tables.worker_display_table(workers))
         st.caption("State *stale*: heartbeat expired; *gone*: no longer registered. Recycling follows the "
                    f"job limit ({limits.recycle_after_jobs:.0f}), uptime "
                    f"({limits.recycle_after_uptime_s / 3600:g} h) and hard memory limit "
-                   f"({limits.memory_hard_limit_mb:.0f} MB). RSS is measured for workers on the collector's "
-                   "host only.")
+                   f"({limits.memory_hard_limit_mb:.0f} MB). Memory source: *psutil* for workers on the "
+                   "collector's host, *agent* for workers running the queuewatch agent; *n/a*: not measured "
+                   "(see docs/memory.md). The tiles count every library.")
     left, right = st.columns(2)
     if memory.empty:
-        left.info("No worker memory measured in this range (workers on other hosts are not measured).")
+        left.info("No worker memory measured in this range (workers on other hosts need the agent).")
     else:
         left.plotly_chart(charts.worker_memory_figure(memory, limits.memory_soft_limit_mb,
                                                       limits.memory_hard_limit_mb))

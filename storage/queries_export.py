@@ -11,10 +11,15 @@ from sqlalchemy import Engine, and_, func, select
 from storage.fields import EXTRA_SNAPSHOT_FIELDS, QUEUE_METRICS_FIELDS, ZERO_WHEN_UNKNOWN
 from storage.queries_alerts import alert_history
 from storage.queries_common import iso_utc_series, reading
+from storage.queries_latest import queue_names as recorded_queue_names
 from storage.schema import queue_snapshots, worker_snapshots
 
 EXPORT_CHUNK_ROWS = 50_000
-SNAPSHOT_EXPORT_FIELDS: tuple[tuple[str, str], ...] = QUEUE_METRICS_FIELDS + EXTRA_SNAPSHOT_FIELDS
+# Last column: the QueueMetrics fields the row's backend could not measure (their cells are empty, never 0).
+SNAPSHOT_EXPORT_FIELDS: tuple[tuple[str, str], ...] = (QUEUE_METRICS_FIELDS + EXTRA_SNAPSHOT_FIELDS
+                                                       + (("unavailable", "unavailable"),))
+_METRIC_NAMES = tuple(name for name, column in QUEUE_METRICS_FIELDS
+                      if column not in ("queue_name", "sampled_at_s"))
 WORKER_EXPORT_FIELDS: tuple[tuple[str, str], ...] = (
     ("timestamp", "sampled_at_s"), ("workerId", "worker_name"), ("queueName", "queues"),
     ("hostname", "hostname"),
@@ -23,7 +28,7 @@ WORKER_EXPORT_FIELDS: tuple[tuple[str, str], ...] = (
     ("lastHeartbeat", "last_heartbeat_at_s"), ("heapUsed", "heap_used_mb"), ("heapTotal", "heap_total_mb"),
     ("external", "external_mb"), ("rss", "rss_mb"), ("arrayBuffers", "array_buffers_mb"),
     ("percentage", "memory_percentage"), ("shouldRecycle", "should_recycle"),
-    ("recycleReason", "recycle_reason"),
+    ("recycleReason", "recycle_reason"), ("library", "library"), ("memorySource", "memory_source"),
 )
 ALERT_EXPORT_FIELDS: tuple[tuple[str, str], ...] = (
     ("id", "id"), ("severity", "severity"), ("queueName", "queue_name"), ("type", "alert_type"),
@@ -50,61 +55,113 @@ def _renamed(rows: pd.DataFrame, fields: Sequence[tuple[str, str]],
     return out.reset_index(drop=True)
 
 
+def _blank_unavailable(rows: pd.DataFrame) -> pd.DataFrame:
+    """Empty (NA) cells for the figures each row's `unavailable` names; whole-number columns stay whole."""
+    listed = "," + rows["unavailable"].fillna("").astype(str).str.replace(" ", "") + ","
+    for name in _METRIC_NAMES:
+        missing = listed.str.contains(f",{name},", regex=False)
+        if missing.any():
+            values = rows[name]
+            if pd.api.types.is_integer_dtype(values):
+                values = values.astype("Int64")
+            rows[name] = values.mask(missing)
+    return rows
+
+
 def _empty(fields: Sequence[tuple[str, str]]) -> pd.DataFrame:
     return pd.DataFrame(columns=[name for name, _ in fields])
 
 
-def _snapshot_condition(queue_names: Sequence[str] | None, since_s: float, until_s: float):
+def _snapshot_condition(queue_names: Sequence[str] | None, since_s: float, until_s: float,
+                        libraries: Sequence[str] | None = None):
     t = queue_snapshots
     condition = and_(t.c.sampled_at_s >= since_s, t.c.sampled_at_s <= until_s)
     if queue_names:
         condition = and_(condition, t.c.queue_name.in_(list(queue_names)))
+    if libraries:
+        condition = and_(condition, t.c.library.in_(list(libraries)))
     return condition
 
 
 def iter_snapshot_exports(engine: Engine, queue_names: Sequence[str] | None, since_s: float, until_s: float,
-                          *, chunk_rows: int = EXPORT_CHUNK_ROWS,
-                          limit: int | None = None) -> Iterator[pd.DataFrame]:
-    """Snapshots of the queues (all if None) in the range, by time then queue, in chunks of export columns."""
+                          *, chunk_rows: int = EXPORT_CHUNK_ROWS, limit: int | None = None,
+                          libraries: Sequence[str] | None = None) -> Iterator[pd.DataFrame]:
+    """Snapshots of the queues (all if None) of the libraries (all if None) in the range, by time then queue
+    then library, in chunks of export columns."""
     t = queue_snapshots
     columns = list(dict.fromkeys(column for _, column in SNAPSHOT_EXPORT_FIELDS))
-    statement = (select(*[t.c[c] for c in columns]).where(_snapshot_condition(queue_names, since_s, until_s))
-                 .order_by(t.c.sampled_at_s, t.c.queue_name).limit(limit))
+    statement = (select(*[t.c[c] for c in columns])
+                 .where(_snapshot_condition(queue_names, since_s, until_s, libraries))
+                 .order_by(t.c.sampled_at_s, t.c.queue_name, t.c.library).limit(limit))
     with reading(engine) as conn:
         result = conn.execution_options(yield_per=chunk_rows).execute(statement)
         for part in result.partitions(chunk_rows):
-            yield _renamed(pd.DataFrame(part, columns=columns), SNAPSHOT_EXPORT_FIELDS, ZERO_WHEN_UNKNOWN)
+            renamed = _renamed(pd.DataFrame(part, columns=columns), SNAPSHOT_EXPORT_FIELDS, ZERO_WHEN_UNKNOWN)
+            yield _blank_unavailable(renamed)
 
 
 def snapshots_export(engine: Engine, queue_names: Sequence[str] | None, since_s: float, until_s: float, *,
-                     limit: int | None = None) -> pd.DataFrame:
-    """Snapshots as one DataFrame: the spec's QueueMetrics columns in order, then EXTRA_SNAPSHOT_FIELDS."""
-    parts = list(iter_snapshot_exports(engine, queue_names, since_s, until_s, limit=limit))
+                     limit: int | None = None, libraries: Sequence[str] | None = None) -> pd.DataFrame:
+    """Snapshots as one DataFrame: the spec's QueueMetrics columns in order, then EXTRA_SNAPSHOT_FIELDS and
+    `unavailable`; figures a row's backend could not measure are NA."""
+    parts = list(iter_snapshot_exports(engine, queue_names, since_s, until_s, limit=limit,
+                                       libraries=libraries))
     return pd.concat(parts, ignore_index=True) if parts else _empty(SNAPSHOT_EXPORT_FIELDS)
 
 
-def export_counts(engine: Engine, queue_names: Sequence[str] | None, since_s: float,
-                  until_s: float) -> dict[str, int]:
-    """Rows each export of the range would hold: snapshots and alerts of these queues, worker rows."""
+def _worker_condition(since_s: float, until_s: float, worker_names: Sequence[str] | None = None,
+                      libraries: Sequence[str] | None = None):
+    w = worker_snapshots
+    condition = and_(w.c.sampled_at_s >= since_s, w.c.sampled_at_s <= until_s)
+    if worker_names:
+        condition = and_(condition, w.c.worker_name.in_(list(worker_names)))
+    if libraries:
+        condition = and_(condition, w.c.library.in_(list(libraries)))
+    return condition
+
+
+def alert_queue_filter(engine: Engine, queue_names: Sequence[str] | None,
+                       libraries: Sequence[str] | None) -> list[str] | None:
+    """Queue names whose alerts an export holds: None for all; with `libraries`, the names those libraries
+    wrote (alerts carry no library: a name shared with another library brings that library's alerts too)."""
+    if not libraries:
+        return list(queue_names) if queue_names else None
+    names = set(recorded_queue_names(engine, libraries=libraries))
+    return sorted(names & set(queue_names)) if queue_names else sorted(names)
+
+
+def _alert_rows(engine: Engine, since_s: float, until_s: float, queue_names: Sequence[str] | None,
+                libraries: Sequence[str] | None) -> pd.DataFrame:
+    rows = alerts_export(engine, since_s, until_s)
+    wanted = alert_queue_filter(engine, queue_names, libraries)
+    return rows if wanted is None else rows[rows["queueName"].isin(wanted)].reset_index(drop=True)
+
+
+def export_counts(engine: Engine, queue_names: Sequence[str] | None, since_s: float, until_s: float, *,
+                  libraries: Sequence[str] | None = None) -> dict[str, int]:
+    """Rows each export of the range would hold: snapshots and alerts of these queues, worker rows.
+
+    `libraries` narrows every export to those libraries (alerts: see alert_queue_filter).
+    """
     w = worker_snapshots
     with reading(engine) as conn:
-        snapshots = conn.execute(select(func.count()).select_from(queue_snapshots)
-                                 .where(_snapshot_condition(queue_names, since_s, until_s))).scalar_one()
-        in_range = and_(w.c.sampled_at_s >= since_s, w.c.sampled_at_s <= until_s)
+        snapshots = conn.execute(select(func.count()).select_from(queue_snapshots).where(
+            _snapshot_condition(queue_names, since_s, until_s, libraries))).scalar_one()
+        in_range = _worker_condition(since_s, until_s, libraries=libraries)
         workers = conn.execute(select(func.count()).select_from(w).where(in_range)).scalar_one()
     alert_rows = alert_history(engine, since_s=since_s, until_s=until_s, limit=1_000_000)
-    if queue_names:
-        alert_rows = alert_rows[alert_rows["queue_name"].isin(list(queue_names))]
+    wanted = alert_queue_filter(engine, queue_names, libraries)
+    if wanted is not None:
+        alert_rows = alert_rows[alert_rows["queue_name"].isin(wanted)]
     return {"snapshots": int(snapshots), "workers": int(workers), "alerts": int(len(alert_rows))}
 
 
 def worker_memory_export(engine: Engine, since_s: float, until_s: float, *,
-                         worker_names: Sequence[str] | None = None) -> pd.DataFrame:
+                         worker_names: Sequence[str] | None = None,
+                         libraries: Sequence[str] | None = None) -> pd.DataFrame:
     """Every worker row in the range under MemoryStats-style names, with the recycle flags stored then."""
     t = worker_snapshots
-    condition = and_(t.c.sampled_at_s >= since_s, t.c.sampled_at_s <= until_s)
-    if worker_names:
-        condition = and_(condition, t.c.worker_name.in_(list(worker_names)))
+    condition = _worker_condition(since_s, until_s, worker_names, libraries)
     columns = [column for _, column in WORKER_EXPORT_FIELDS]
     statement = (select(*[t.c[c] for c in columns]).where(condition)
                  .order_by(t.c.sampled_at_s, t.c.worker_name))
@@ -131,24 +188,27 @@ def to_csv_text(rows: pd.DataFrame) -> str:
 
 
 def _frames(engine: Engine, kind: str, queues: Sequence[str] | None, since_s: float,
-            until_s: float) -> Iterator[pd.DataFrame]:
+            until_s: float, libraries: Sequence[str] | None = None) -> Iterator[pd.DataFrame]:
     if kind == "snapshots":
-        parts = iter_snapshot_exports(engine, queues, since_s, until_s)
+        parts = iter_snapshot_exports(engine, queues, since_s, until_s, libraries=libraries)
         first = next(parts, None)
         yield first if first is not None else _empty(SNAPSHOT_EXPORT_FIELDS)
         yield from parts
     elif kind == "workers":
-        yield worker_memory_export(engine, since_s, until_s)
+        yield worker_memory_export(engine, since_s, until_s, libraries=libraries)
     elif kind == "alerts":
-        rows = alerts_export(engine, since_s, until_s)
-        yield rows[rows["queueName"].isin(list(queues))] if queues else rows
+        yield _alert_rows(engine, since_s, until_s, queues, libraries)
     else:
         raise ValueError(f"unknown export kind {kind!r} (expected snapshots, workers or alerts)")
 
 
 def write_csv(engine: Engine, out: str | Path | IO[str], *, kind: str = "snapshots",
-              queues: Sequence[str] | None = None, since_s: float, until_s: float) -> int:
-    """Write an export as CSV to a path or a text stream, snapshots in chunks; returns the rows written."""
+              queues: Sequence[str] | None = None, since_s: float, until_s: float,
+              libraries: Sequence[str] | None = None) -> int:
+    """Write an export as CSV to a path or a text stream, snapshots in chunks; returns the rows written.
+
+    `libraries` narrows every export to those libraries (alerts: see alert_queue_filter).
+    """
     stream: IO[str]
     if isinstance(out, (str, Path)):
         stream = open(out, "w", newline="", encoding="utf-8")
@@ -156,7 +216,7 @@ def write_csv(engine: Engine, out: str | Path | IO[str], *, kind: str = "snapsho
         stream = out
     written = 0
     try:
-        for index, part in enumerate(_frames(engine, kind, queues, since_s, until_s)):
+        for index, part in enumerate(_frames(engine, kind, queues, since_s, until_s, libraries)):
             part.to_csv(stream, index=False, header=index == 0)
             written += len(part)
     finally:
@@ -166,8 +226,8 @@ def write_csv(engine: Engine, out: str | Path | IO[str], *, kind: str = "snapsho
 
 
 def export_csv_text(engine: Engine, *, kind: str = "snapshots", queues: Sequence[str] | None = None,
-                    since_s: float, until_s: float) -> str:
+                    since_s: float, until_s: float, libraries: Sequence[str] | None = None) -> str:
     """The same export as CSV text (for download buttons)."""
     buffer = io.StringIO()
-    write_csv(engine, buffer, kind=kind, queues=queues, since_s=since_s, until_s=until_s)
+    write_csv(engine, buffer, kind=kind, queues=queues, since_s=since_s, until_s=until_s, libraries=libraries)
     return buffer.getvalue()

@@ -1,19 +1,25 @@
-"""Reads of the present: queues, newest snapshot per queue, QueueMetrics, QueueHealthStatus, summary."""
+"""Reads of the present: queues, newest snapshot per queue, QueueMetrics, QueueHealthStatus, summary.
+
+A queue is a (library, queue_name) pair: an RQ queue and a Celery queue may share a name and are two queues.
+Every function taking a queue name also takes `library=None`, meaning whichever library wrote that name.
+"""
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import ColumnElement, Engine, Select, and_, func, select, union
 
 from storage.fields import QUEUE_METRICS_FIELDS, ZERO_WHEN_UNKNOWN
 from storage.queries_common import (
-    CURRENT_WITHIN_S, frame, is_missing, iso_utc, latest_per_key, latest_rows, reading, utc_times,
+    CURRENT_WITHIN_S, frame, is_missing, iso_utc, latest_per_key, reading, utc_times,
 )
 from storage.schema import alerts, queue_snapshots
 
 _INT_FIELDS = frozenset({"waiting", "active", "delayed", "failed", "completed"})
+# A library writing a queue name that another library wrote later is found if it wrote it this recently.
+SHARED_NAME_WITHIN_S = 3600.0
 SNAPSHOT_COLUMNS = [c for c in queue_snapshots.c
                     if c.name not in ("processing_sketch", "wait_sketch", "recent_processing_ms")]
 
@@ -65,29 +71,70 @@ def queue_health(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def queue_list(engine: Engine) -> pd.DataFrame:
-    """Every queue ever recorded: queue_name, library, last_seen_at_s, last_seen (UTC), sorted by name."""
+def _of_queue(queue_name: str, library: str | None) -> ColumnElement[bool]:
+    """Rows of one queue name, of one library or of any."""
+    t = queue_snapshots
+    condition = t.c.queue_name == queue_name
+    return condition if library is None else and_(condition, t.c.library == library)
+
+
+def latest_queue_rows(columns: list, *, shared_name_within_s: float = SHARED_NAME_WITHIN_S) -> Select:
+    """The newest row per (library, queue_name), ordered by queue name then library.
+
+    Pairs are found without scanning the whole table: every name (loose index scan) with the library of its
+    newest row, plus the pairs written within `shared_name_within_s` of the newest snapshot. A library that
+    stopped writing a name that another library still writes is therefore listed for that long only.
+    """
+    t = queue_snapshots
+    names = latest_per_key(t, "queue_name", "sampled_at_s").subquery("names")
+    newest = t.alias("q_newest")
+    library_of_newest = (select(newest.c.library).where(newest.c.queue_name == names.c.name)
+                         .order_by(newest.c.sampled_at_s.desc(), newest.c.id.desc()).limit(1)
+                         .scalar_subquery())
+    recent = t.alias("q_recent")
+    newest_at_s = select(func.max(t.alias("q_max").c.sampled_at_s)).scalar_subquery()
+    pairs = union(
+        select(names.c.name.label("queue_name"), library_of_newest.label("library")),
+        select(recent.c.queue_name, recent.c.library)
+        .where(recent.c.sampled_at_s >= newest_at_s - shared_name_within_s),
+    ).subquery("pairs")
+    pick = t.alias("q_pick")
+    newest_id = (select(pick.c.id)
+                 .where(and_(pick.c.queue_name == pairs.c.queue_name, pick.c.library == pairs.c.library))
+                 .order_by(pick.c.sampled_at_s.desc(), pick.c.id.desc()).limit(1).scalar_subquery())
+    return (select(*columns).select_from(pairs.join(t, t.c.id == newest_id))
+            .order_by(t.c.queue_name, t.c.library))
+
+
+def queue_list(engine: Engine, *, libraries: Sequence[str] | None = None) -> pd.DataFrame:
+    """Every queue recorded (see latest_queue_rows): queue_name, library, last_seen_at_s, last_seen (UTC).
+
+    Sorted by name then library; `libraries` keeps those libraries' queues only (None or empty: all).
+    """
     t = queue_snapshots
     with reading(engine) as conn:
-        rows = frame(conn, latest_rows(t, "queue_name", "sampled_at_s",
-                                       [t.c.queue_name, t.c.library, t.c.sampled_at_s]),
+        rows = frame(conn, latest_queue_rows([t.c.queue_name, t.c.library, t.c.sampled_at_s]),
                      ["queue_name", "library", "last_seen_at_s"])
+    if libraries:
+        rows = rows[rows["library"].isin(list(libraries))].reset_index(drop=True)
     rows["last_seen"] = utc_times(rows["last_seen_at_s"])
     return rows
 
 
-def queue_names(engine: Engine) -> list[str]:
-    """Names of every queue ever recorded, sorted."""
+def queue_names(engine: Engine, *, libraries: Sequence[str] | None = None) -> list[str]:
+    """Names of every queue ever recorded, sorted; `libraries` keeps those libraries' queues only."""
+    if libraries:
+        return sorted(set(queue_list(engine, libraries=libraries)["queue_name"]))
     t = queue_snapshots
     with reading(engine) as conn:
         return [name for name, _ in conn.execute(latest_per_key(t, "queue_name", "sampled_at_s"))]
 
 
-def queue_exists(engine: Engine, queue_name: str) -> bool:
-    """True if at least one snapshot of this queue is stored."""
+def queue_exists(engine: Engine, queue_name: str, *, library: str | None = None) -> bool:
+    """True if at least one snapshot of this queue (of this library, or of any) is stored."""
     t = queue_snapshots
     with reading(engine) as conn:
-        return conn.execute(select(t.c.id).where(t.c.queue_name == queue_name).limit(1)).first() is not None
+        return conn.execute(select(t.c.id).where(_of_queue(queue_name, library)).limit(1)).first() is not None
 
 
 def newest_sample_at_s(engine: Engine) -> float | None:
@@ -97,14 +144,13 @@ def newest_sample_at_s(engine: Engine) -> float | None:
 
 
 def latest_snapshots(engine: Engine, *, current_within_s: float | None = CURRENT_WITHIN_S) -> pd.DataFrame:
-    """Newest snapshot per queue (no sketches), plus `current`: seen within `current_within_s` of the newest.
+    """Newest snapshot per (library, queue) (no sketches), plus `current`: seen within `current_within_s` of
+    the newest.
 
     With current_within_s=None every queue counts as current.
     """
-    t = queue_snapshots
     with reading(engine) as conn:
-        rows = frame(conn, latest_rows(t, "queue_name", "sampled_at_s", SNAPSHOT_COLUMNS),
-                     [c.name for c in SNAPSHOT_COLUMNS])
+        rows = frame(conn, latest_queue_rows(SNAPSHOT_COLUMNS), [c.name for c in SNAPSHOT_COLUMNS])
     if rows.empty:
         rows["current"] = pd.Series(dtype=bool)
         return rows
@@ -116,6 +162,16 @@ def latest_snapshots(engine: Engine, *, current_within_s: float | None = CURRENT
     return rows.reset_index(drop=True)
 
 
+def latest_snapshot(engine: Engine, queue_name: str, *, library: str | None = None) -> dict[str, Any] | None:
+    """The queue's newest snapshot row (no sketches) as a dict; None for an unknown queue."""
+    t = queue_snapshots
+    statement = (select(*SNAPSHOT_COLUMNS).where(_of_queue(queue_name, library))
+                 .order_by(t.c.sampled_at_s.desc(), t.c.id.desc()).limit(1))
+    with reading(engine) as conn:
+        row = conn.execute(statement).mappings().first()
+    return dict(row) if row is not None else None
+
+
 def health_statuses(engine: Engine, *, current_only: bool = True) -> list[dict[str, Any]]:
     """QueueHealthStatus of every current queue (the spec's QueuesHealthResponse)."""
     rows = latest_snapshots(engine)
@@ -124,16 +180,18 @@ def health_statuses(engine: Engine, *, current_only: bool = True) -> list[dict[s
     return [queue_health(row) for row in rows.to_dict("records")]
 
 
-def current_queue_metrics(engine: Engine, queue_name: str) -> dict[str, Any] | None:
+def current_queue_metrics(engine: Engine, queue_name: str, *,
+                          library: str | None = None) -> dict[str, Any] | None:
     """QueueMetrics of the queue's newest snapshot; None for an unknown queue."""
-    history = queue_metrics_history(engine, queue_name, limit=1)
+    history = queue_metrics_history(engine, queue_name, limit=1, library=library)
     return history[0] if history else None
 
 
-def queue_metrics_history(engine: Engine, queue_name: str, limit: int = 100) -> list[dict[str, Any]]:
+def queue_metrics_history(engine: Engine, queue_name: str, limit: int = 100, *,
+                          library: str | None = None) -> list[dict[str, Any]]:
     """QueueMetrics of the queue's newest `limit` snapshots, newest first (empty for an unknown queue)."""
     t = queue_snapshots
-    statement = (select(*SNAPSHOT_COLUMNS).where(t.c.queue_name == queue_name)
+    statement = (select(*SNAPSHOT_COLUMNS).where(_of_queue(queue_name, library))
                  .order_by(t.c.sampled_at_s.desc()).limit(max(1, int(limit))))
     with reading(engine) as conn:
         return [queue_metrics(row) for row in conn.execute(statement).mappings()]
@@ -148,27 +206,39 @@ def open_alert_count(engine: Engine, *, acknowledged: bool | None = False) -> in
         return int(conn.execute(select(func.count()).select_from(alerts).where(condition)).scalar_one())
 
 
+def measured(rows: pd.DataFrame, field: str, column: str) -> pd.Series:
+    """The column's values of the rows whose backend measured `field` (a QueueMetrics name)."""
+    if rows.empty or "unavailable" not in rows:
+        return rows[column] if column in rows else pd.Series(dtype="float64")
+    names = "," + rows["unavailable"].fillna("").astype(str).str.replace(" ", "") + ","
+    return rows.loc[~names.str.contains(f",{field},", regex=False), column]
+
+
 def dashboard_summary(engine: Engine, *, current_within_s: float | None = CURRENT_WITHIN_S) -> dict[str, Any]:
     """The spec's DashboardSummary over the current queues' newest snapshots.
 
     activeAlerts counts open (unresolved) alerts that nobody has acknowledged, as the spec's alert list does
-    by default. avgJobsPerMinute and avgErrorRate are plain means over queues; timestamp is the newest
-    snapshot's.
+    by default. Totals and the plain means over queues (avgJobsPerMinute, avgErrorRate) leave out queues
+    whose backend cannot measure the figure (a Celery queue's failed count, its rates without task events);
+    timestamp is the newest snapshot's.
     """
     rows = latest_snapshots(engine, current_within_s=current_within_s)
     if not rows.empty:
         rows = rows[rows["current"]]
     status_counts = rows["status"].value_counts() if not rows.empty else pd.Series(dtype=int)
+    waiting, active, failed = (measured(rows, f, f) for f in ("waiting", "active", "failed"))
+    per_minute = measured(rows, "jobsPerMinute", "jobs_per_minute")
+    error_rate = measured(rows, "errorRate", "error_rate_pct")
     return {
         "totalQueues": int(len(rows)),
         "healthyQueues": int(status_counts.get("healthy", 0)),
         "warningQueues": int(status_counts.get("warning", 0)),
         "criticalQueues": int(status_counts.get("critical", 0)),
-        "totalWaiting": int(rows["waiting"].sum()) if not rows.empty else 0,
-        "totalActive": int(rows["active"].sum()) if not rows.empty else 0,
-        "totalFailed": int(rows["failed"].sum()) if not rows.empty else 0,
+        "totalWaiting": int(waiting.sum()) if not waiting.empty else 0,
+        "totalActive": int(active.sum()) if not active.empty else 0,
+        "totalFailed": int(failed.sum()) if not failed.empty else 0,
         "activeAlerts": open_alert_count(engine, acknowledged=False),
-        "avgJobsPerMinute": round(float(rows["jobs_per_minute"].mean()), 2) if not rows.empty else 0.0,
-        "avgErrorRate": round(float(rows["error_rate_pct"].mean()), 2) if not rows.empty else 0.0,
+        "avgJobsPerMinute": round(float(per_minute.mean()), 2) if not per_minute.empty else 0.0,
+        "avgErrorRate": round(float(error_rate.mean()), 2) if not error_rate.empty else 0.0,
         "timestamp": iso_utc(rows["sampled_at_s"].max()) if not rows.empty else None,
     }

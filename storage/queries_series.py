@@ -3,7 +3,8 @@
 Per bucket, depths (waiting, active, delayed, failed) are the bucket's maximum, so short peaks survive the
 downsampling; interval deltas are summed, so throughput = sum(finished + failed) / sum(interval_s) * 60 and
 the error and timeout rates are recomputed from the summed deltas. Percentiles merge the per-snapshot
-sketches of the bucket (or of the whole range), never average stored percentiles.
+sketches of the bucket (or of the whole range), never average stored percentiles. A figure the backend could
+not measure in any snapshot of a bucket is NaN there, never 0 (see `queue_series`).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, and_, func, or_, select
 
 from collector.sketch import Sketch, value_of
+from storage.fields import QUEUE_METRICS_FIELDS
 from storage.queries_common import MAX_POINTS, bucket_index, bucket_width_s, frame, reading, utc_times
 from storage.queries_sketch import grouped_summary, merge_all
 from storage.schema import cycles, queue_snapshots
@@ -29,14 +31,31 @@ SERIES_COLUMNS = [
 ]
 
 
-def _in_range(queue_name: str, since_s: float, until_s: float):
+SERIES_FIELD_COLUMNS = {field: column for field, column in QUEUE_METRICS_FIELDS if column in SERIES_COLUMNS
+                        and column not in ("queue_name", "sampled_at_s")}
+
+
+def _in_range(queue_name: str, since_s: float, until_s: float, library: str | None = None):
     t = queue_snapshots
-    return and_(t.c.queue_name == queue_name, t.c.sampled_at_s >= since_s, t.c.sampled_at_s <= until_s)
+    condition = and_(t.c.queue_name == queue_name, t.c.sampled_at_s >= since_s, t.c.sampled_at_s <= until_s)
+    return condition if library is None else and_(condition, t.c.library == library)
+
+
+def field_set(raw: object) -> frozenset[str]:
+    """QueueMetrics field names of a stored `unavailable` text (comma-separated; None or "" for none)."""
+    if not isinstance(raw, str):
+        return frozenset()
+    return frozenset(name.strip() for name in raw.split(",") if name.strip())
 
 
 def queue_series(engine: Engine, queue_name: str, since_s: float, until_s: float, *,
-                 max_points: int = MAX_POINTS) -> pd.DataFrame:
-    """One row per epoch-aligned time bucket (at most `max_points`); attrs["bucket_width_s"] is the width."""
+                 max_points: int = MAX_POINTS, library: str | None = None) -> pd.DataFrame:
+    """One row per epoch-aligned time bucket (at most `max_points`); attrs["bucket_width_s"] is the width.
+
+    A QueueMetrics figure that no snapshot of a bucket measured (stored in `unavailable`) is NaN in that
+    bucket; attrs["unavailable"] names, sorted, the figures unmeasured in every bucket. `library` None reads
+    the name whichever library wrote it.
+    """
     t = queue_snapshots
     width_s = bucket_width_s(until_s - since_s, max_points)
     bucket = bucket_index(engine, t.c.sampled_at_s, width_s).label("bucket")
@@ -51,16 +70,19 @@ def queue_series(engine: Engine, queue_name: str, since_s: float, until_s: float
                func.sum(t.c.finished_delta).label("finished_delta"),
                func.sum(t.c.failed_delta).label("failed_delta"),
                func.sum(t.c.timeout_delta).label("timeout_delta"),
-               func.max(t.c.oldest_waiting_ms).label("oldest_waiting_ms"))
-        .where(_in_range(queue_name, since_s, until_s))
+               func.max(t.c.oldest_waiting_ms).label("oldest_waiting_ms"),
+               func.min(func.coalesce(t.c.unavailable, "")).label("unavailable_low"),
+               func.max(func.coalesce(t.c.unavailable, "")).label("unavailable_high"))
+        .where(_in_range(queue_name, since_s, until_s, library))
         .group_by(bucket).order_by(bucket)
     )
     with reading(engine) as conn:
         series = frame(conn, statement)
-        timings = _bucket_timings(conn, queue_name, since_s, until_s, width_s)
+        timings = _bucket_timings(conn, queue_name, since_s, until_s, width_s, library)
+        unmeasured = _bucket_unavailable(conn, series, queue_name, since_s, until_s, width_s, library)
     if series.empty:
         result = pd.DataFrame(columns=SERIES_COLUMNS)
-        result.attrs["bucket_width_s"] = width_s
+        result.attrs.update(bucket_width_s=width_s, unavailable=())
         return result
     series["bucket_start_s"] = series["bucket"].astype("float64") * width_s
     series["time"] = utc_times(series["bucket_start_s"])
@@ -76,17 +98,45 @@ def queue_series(engine: Engine, queue_name: str, since_s: float, until_s: float
             series[column] = np.nan
     timing_columns = [c for c in SERIES_COLUMNS if c.endswith("_ms") and c != "oldest_waiting_ms"]
     result = series[SERIES_COLUMNS].astype({c: "float64" for c in timing_columns})
-    result.attrs["bucket_width_s"] = width_s
+    for field, column in SERIES_FIELD_COLUMNS.items():
+        missing = np.fromiter((field in fields for fields in unmeasured), dtype=bool, count=len(unmeasured))
+        if missing.any():
+            result[column] = result[column].astype("float64").where(~missing)
+    everywhere = frozenset.intersection(*unmeasured) if unmeasured else frozenset()
+    result.attrs.update(bucket_width_s=width_s, unavailable=tuple(sorted(everywhere)))
     return result
 
 
+def _bucket_unavailable(conn: Connection, series: pd.DataFrame, queue_name: str, since_s: float,
+                        until_s: float, width_s: float, library: str | None) -> list[frozenset[str]]:
+    """Per series row, the fields no snapshot of its bucket measured.
+
+    A bucket whose snapshots all stored the same `unavailable` text is read from the series' min/max; only
+    when some bucket mixes several texts are the distinct texts per bucket read and intersected.
+    """
+    if series.empty:
+        return []
+    low, high = series["unavailable_low"].tolist(), series["unavailable_high"].tolist()
+    if low == high:
+        return [field_set(text) for text in low]
+    t = queue_snapshots
+    bucket = bucket_index(conn, t.c.sampled_at_s, width_s).label("bucket")
+    statement = (select(bucket, func.coalesce(t.c.unavailable, "")).distinct()
+                 .where(_in_range(queue_name, since_s, until_s, library)))
+    per_bucket: dict[int, frozenset[str]] = {}
+    for index, text in conn.execute(statement):
+        fields = field_set(text)
+        per_bucket[int(index)] = per_bucket[int(index)] & fields if int(index) in per_bucket else fields
+    return [per_bucket.get(int(index), frozenset()) for index in series["bucket"]]
+
+
 def _sketch_rows(conn: Connection, queue_name: str, since_s: float, until_s: float,
-                 width_s: float | None = None) -> list[tuple]:
+                 width_s: float | None = None, library: str | None = None) -> list[tuple]:
     """(bucket or id, processing blob, wait blob) of the range's snapshots holding a sketch, in time order."""
     t = queue_snapshots
     bucket = bucket_index(conn, t.c.sampled_at_s, width_s) if width_s else t.c.id
     statement = (select(bucket, t.c.processing_sketch, t.c.wait_sketch)
-                 .where(and_(_in_range(queue_name, since_s, until_s),
+                 .where(and_(_in_range(queue_name, since_s, until_s, library),
                              or_(t.c.processing_sketch.is_not(None), t.c.wait_sketch.is_not(None))))
                  .order_by(t.c.sampled_at_s))
     return list(conn.execute(statement))
@@ -97,9 +147,9 @@ def _summary_values(sketch: Sketch) -> list[float | None]:
 
 
 def _bucket_timings(conn: Connection, queue_name: str, since_s: float, until_s: float,
-                    width_s: float) -> pd.DataFrame:
+                    width_s: float, library: str | None = None) -> pd.DataFrame:
     """Mean and p50/p95/p99 of processing and wait time per bucket, from the bucket's merged sketches."""
-    rows = _sketch_rows(conn, queue_name, since_s, until_s, width_s)
+    rows = _sketch_rows(conn, queue_name, since_s, until_s, width_s, library)
     buckets = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     parts = []
     for index, kind in ((1, "processing"), (2, "wait")):
@@ -111,10 +161,11 @@ def _bucket_timings(conn: Connection, queue_name: str, since_s: float, until_s: 
     return timings.reset_index()
 
 
-def range_sketches(engine: Engine, queue_name: str, since_s: float, until_s: float) -> tuple[Sketch, Sketch]:
+def range_sketches(engine: Engine, queue_name: str, since_s: float, until_s: float, *,
+                   library: str | None = None) -> tuple[Sketch, Sketch]:
     """(processing, wait) sketches of every job that ended in the range, merged from the stored snapshots."""
     with reading(engine) as conn:
-        rows = _sketch_rows(conn, queue_name, since_s, until_s)
+        rows = _sketch_rows(conn, queue_name, since_s, until_s, library=library)
     return merge_all([r[1] for r in rows]), merge_all([r[2] for r in rows])
 
 
@@ -147,23 +198,24 @@ def sketch_histogram(sketch: Sketch, bins: int = 40) -> pd.DataFrame:
 
 
 def range_timing(engine: Engine, queue_name: str, since_s: float, until_s: float, *,
-                 bins: int = 40) -> dict[str, Any]:
+                 bins: int = 40, library: str | None = None) -> dict[str, Any]:
     """Whole-range processing and wait figures (see sketch_summary) and the execution-time histogram."""
-    processing, wait = range_sketches(engine, queue_name, since_s, until_s)
+    processing, wait = range_sketches(engine, queue_name, since_s, until_s, library=library)
     return {"processing": sketch_summary(processing), "wait": sketch_summary(wait),
             "histogram": sketch_histogram(processing, bins)}
 
 
-def range_percentiles(engine: Engine, queue_name: str, since_s: float, until_s: float) -> dict[str, Any]:
+def range_percentiles(engine: Engine, queue_name: str, since_s: float, until_s: float, *,
+                      library: str | None = None) -> dict[str, Any]:
     """Whole-range processing and wait figures without the histogram."""
-    processing, wait = range_sketches(engine, queue_name, since_s, until_s)
+    processing, wait = range_sketches(engine, queue_name, since_s, until_s, library=library)
     return {"processing": sketch_summary(processing), "wait": sketch_summary(wait)}
 
 
 def execution_histogram(engine: Engine, queue_name: str, since_s: float, until_s: float, *,
-                        bins: int = 40) -> pd.DataFrame:
+                        bins: int = 40, library: str | None = None) -> pd.DataFrame:
     """Histogram of processing times of the jobs that ended in the range."""
-    return sketch_histogram(range_sketches(engine, queue_name, since_s, until_s)[0], bins)
+    return sketch_histogram(range_sketches(engine, queue_name, since_s, until_s, library=library)[0], bins)
 
 
 def outages(engine: Engine, since_s: float, until_s: float) -> pd.DataFrame:

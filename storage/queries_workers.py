@@ -35,8 +35,11 @@ def _known(value: Any) -> float | None:
 
 
 def worker_table(engine: Engine, thresholds: Thresholds, *, seen_since_s: float | None = None,
-                 current_within_s: float = CURRENT_WITHIN_S) -> pd.DataFrame:
+                 current_within_s: float = CURRENT_WITHIN_S,
+                 libraries: Sequence[str] | None = None) -> pd.DataFrame:
     """Newest row per worker seen since `seen_since_s`, with display state, uptime and recycle flags.
+
+    `libraries` keeps the workers of those libraries only (None or empty: all).
 
     `status` is "stale" when the worker's heartbeat expired (alive false), "gone" when it is no longer
     reported (newest row more than `current_within_s` older than the newest worker row), else the worker's
@@ -48,6 +51,8 @@ def worker_table(engine: Engine, thresholds: Thresholds, *, seen_since_s: float 
     statement = latest_rows(t, "worker_name", "sampled_at_s", WORKER_COLUMNS)
     if seen_since_s is not None:
         statement = statement.where(t.c.sampled_at_s >= seen_since_s)
+    if libraries:
+        statement = statement.where(t.c.library.in_(list(libraries)))
     with reading(engine) as conn:
         rows = frame(conn, statement, [c.name for c in WORKER_COLUMNS])
         newest_s = conn.execute(select(func.max(t.c.sampled_at_s))).scalar()
@@ -111,14 +116,20 @@ def worker_memory_summary(engine: Engine, thresholds: Thresholds) -> dict[str, A
 
 
 def worker_memory_series(engine: Engine, since_s: float, until_s: float, *, max_points: int = MAX_POINTS,
-                         worker_names: Sequence[str] | None = None) -> pd.DataFrame:
-    """Peak RSS (MB) per worker per time bucket: worker_name, bucket_start_s, time, rss_mb, samples."""
+                         worker_names: Sequence[str] | None = None,
+                         libraries: Sequence[str] | None = None) -> pd.DataFrame:
+    """Peak RSS (MB) per worker per time bucket: worker_name, bucket_start_s, time, rss_mb, samples.
+
+    Only measured rows count (unknown memory is left out, never 0); `libraries` keeps their workers only.
+    """
     t = worker_snapshots
     width_s = bucket_width_s(until_s - since_s, max_points)
     bucket = bucket_index(engine, t.c.sampled_at_s, width_s).label("bucket")
     condition = and_(t.c.sampled_at_s >= since_s, t.c.sampled_at_s <= until_s, t.c.rss_mb.is_not(None))
     if worker_names is not None:
         condition = and_(condition, t.c.worker_name.in_(list(worker_names)))
+    if libraries:
+        condition = and_(condition, t.c.library.in_(list(libraries)))
     statement = (select(t.c.worker_name, bucket, func.max(t.c.rss_mb).label("rss_mb"),
                         func.count().label("samples"))
                  .where(condition).group_by(t.c.worker_name, bucket).order_by(t.c.worker_name, bucket))

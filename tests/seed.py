@@ -1,14 +1,22 @@
 """A realistic history written through the real write path, with every input kept so tests know the answers.
 
-Three queues over `hours` of 10-second cycles (shape of each as a fraction of the span):
+Five queues over `hours` of 10-second cycles, three RQ queues (shape of each as a fraction of the span):
 - emails: healthy, 10 jobs per interval, no failures;
 - reports: 4 jobs per interval, a critical depth spike (waiting 1500) at 20-28 % that opens and resolves an
   alert, and a warning depth (waiting 260) during the last 12 % whose alert stays open;
 - thumbnails: 18 finished + 2 failed (1 timed out) per interval, so error rate 10 % and timeout rate 5 %
   (warnings), and a worker at 1850 MB RSS (critical memory alert).
 An outage (failed cycles, no snapshots) covers 50-52 % of the span; the first snapshot after it carries the
-jobs of the whole gap, as the registries would. Workers: one healthy, one past the job
+jobs of the whole gap, as the registries would. RQ workers: one healthy, one past the job
 limit, one over the hard memory limit and the uptime limit, one stale (alive false), one gone halfway.
+
+Two more libraries, healthy and without alerts, drawing from their own random generators so that the RQ
+queues' figures are the same as with the RQ queues alone:
+- notifications (BullMQ): 6 jobs per interval, waiting 50-56 spread over the five priority tiers, one stalled
+  job, paused from 85 % of the span on; memory unavailable (as the BullMQ reader reports); its worker's
+  memory comes from the agent;
+- celery (Celery, task events off): waiting 12-18, 3 active, 2 scheduled; failed, completed and every timing
+  figure unavailable (as the Celery reader reports without events); its worker's memory is unknown.
 """
 from __future__ import annotations
 
@@ -21,6 +29,9 @@ import numpy as np
 from sqlalchemy import Engine
 
 from collector import alerts
+from collector.bullmq_reader import UNAVAILABLE as BULLMQ_UNAVAILABLE
+from collector.celery_reader import ALWAYS_UNAVAILABLE as CELERY_UNAVAILABLE
+from collector.celery_reader import TIMING_FIELDS
 from collector.derive import QueueWindow, snapshot_row
 from collector.health import ThresholdSet
 from collector.model import Cursor, FinishedJob, QueueReading
@@ -28,8 +39,10 @@ from storage.engine import make_engine
 from storage.recycle import recycle_verdict
 from storage.writer import CycleRecord, record_outage, write_cycle
 
-DEFAULT_QUEUES = ("emails", "reports", "thumbnails")
+DEFAULT_QUEUES = ("emails", "reports", "thumbnails", "notifications", "celery")
 INTERVAL_S = 10.0
+PAUSED_FROM_FRACTION = 0.85
+UNAVAILABLE = {"rq": frozenset(), "bullmq": BULLMQ_UNAVAILABLE, "celery": CELERY_UNAVAILABLE | TIMING_FIELDS}
 
 
 @dataclass(frozen=True)
@@ -44,13 +57,19 @@ class QueueProfile:
     wait_mean_ms: float
     active: int
     base_waiting: int
+    library: str = "rq"
+    scheduled: int = 0
 
 
 PROFILES = {
     "emails": QueueProfile(10, 0, 0, 200.0, 0.5, 400.0, 2, 5),
     "reports": QueueProfile(4, 0, 0, 3000.0, 0.6, 2000.0, 3, 40),
     "thumbnails": QueueProfile(18, 2, 1, 800.0, 0.4, 900.0, 4, 20),
+    "notifications": QueueProfile(6, 0, 0, 150.0, 0.5, 300.0, 2, 50, library="bullmq"),
+    "celery": QueueProfile(0, 0, 0, 500.0, 0.5, 500.0, 3, 12, library="celery", scheduled=2),
 }
+# Waiting jobs of the BullMQ queue in every tier but Normal (5), which holds the rest.
+BULLMQ_TIER_COUNTS = {1: 2, 3: 5, 7: 4, 10: 9}
 
 
 @dataclass(frozen=True)
@@ -64,6 +83,10 @@ class WorkerSpec:
     uptime_s: float
     alive: bool = True
     gone_after_fraction: float | None = None
+    library: str = "rq"
+    memory_source: str | None = "psutil"  # when rss_mb is known
+    hostname: str | None = None  # None: the collector's host when measured by psutil, else "remote-host"
+    pid_known: bool = True
 
 
 WORKERS = (
@@ -72,6 +95,10 @@ WORKERS = (
     WorkerSpec("worker-asset-2", ("thumbnails",), 1850.0, 310, 5 * 3600.0),
     WorkerSpec("worker-old-1", ("emails",), None, 12, 1 * 3600.0, alive=False),
     WorkerSpec("worker-gone-1", ("reports", "emails"), 250.0, 40, 1 * 3600.0, gone_after_fraction=0.5),
+    WorkerSpec("bull-worker-1", ("notifications",), 420.0, 0, 1.5 * 3600.0, library="bullmq",
+               memory_source="agent", hostname="bull-host-1", pid_known=False),
+    WorkerSpec("celery@worker-3", ("celery",), None, 800, 2 * 3600.0, library="celery",
+               hostname="celery-host-1"),
 )
 
 
@@ -96,6 +123,13 @@ class SeedResult:
                 if since_s <= at_s <= until_s for v in values]
 
 
+def bullmq_details(waiting: int, fraction: float) -> dict:
+    """The BullMQ queue's details as the BullMQ reader writes them (BullMQExtras as a dict)."""
+    counts = {**BULLMQ_TIER_COUNTS, 5: waiting - sum(BULLMQ_TIER_COUNTS.values())}
+    return {"paused": fraction >= PAUSED_FROM_FRACTION, "priority_counts": dict(sorted(counts.items())),
+            "stalled": 1, "prefix": "bull", "throughput_source": "metrics", "events_gap": False}
+
+
 def _reading(name: str, profile: QueueProfile, at_s: float, waiting: int, completed: int, failed_total: int,
              scale: int, rng: np.random.Generator, result: SeedResult) -> QueueReading:
     """One queue's reading; `scale` intervals' worth of jobs after a gap, as the registries hold them."""
@@ -114,8 +148,11 @@ def _reading(name: str, profile: QueueProfile, at_s: float, waiting: int, comple
         jobs.append(FinishedJob(f"{name}-{at_s:.0f}-{index}", is_failed, timed_out, enqueued, started, ended))
     result.processing_ms[name].append([j.processing_ms for j in jobs])
     result.wait_ms[name].append([j.wait_ms for j in jobs])
-    return QueueReading(name, "rq", waiting, profile.active, 0, 0, failed_total, completed,
-                        at_s - 3.4 if waiting else None, Cursor(at_s, at_s), finished, failed, timeouts, jobs)
+    if profile.library == "celery":
+        failed_total = completed = 0
+    return QueueReading(name, profile.library, waiting, profile.active, profile.scheduled, 0, failed_total,
+                        completed, at_s - 3.4 if waiting else None, Cursor(at_s, at_s), finished, failed,
+                        timeouts, jobs)
 
 
 def _waiting(name: str, fraction: float, step: int, profile: QueueProfile) -> int:
@@ -131,13 +168,15 @@ def _worker_row(spec: WorkerSpec, at_s: float, now_s: float, limits: ThresholdSe
     jobs = max(0, int(spec.jobs_processed - (now_s - at_s) / 60.0))
     rss = spec.rss_mb
     should, reason = recycle_verdict(jobs, at_s - birth_s, rss, limits)
+    hostname = spec.hostname or ("worker-host-1" if rss is not None else "remote-host")
     return {
-        "sampled_at_s": at_s, "worker_name": spec.name, "library": "rq", "queues": ",".join(spec.queues),
-        "pid": 4000 + len(spec.name), "hostname": "worker-host-1" if rss is not None else "remote-host",
+        "sampled_at_s": at_s, "worker_name": spec.name, "library": spec.library,
+        "queues": ",".join(spec.queues),
+        "pid": 4000 + len(spec.name) if spec.pid_known else None, "hostname": hostname,
         "state": "busy" if spec.alive else "idle", "alive": spec.alive, "jobs_processed": jobs,
         "successful_jobs": jobs - jobs // 50, "failed_jobs": jobs // 50, "birth_at_s": birth_s,
         "last_heartbeat_at_s": at_s - 2.0 if spec.alive else birth_s + 600.0,
-        "memory_source": "psutil" if rss is not None else None, "rss_mb": rss,
+        "memory_source": spec.memory_source if rss is not None else None, "rss_mb": rss,
         **_memory_figures(rss, limits),
         "should_recycle": should, "recycle_reason": reason,
     }
@@ -163,6 +202,8 @@ def seed_database(engine: Engine, now_s: float, *, hours: float = 1.0, queues: l
                   DEFAULT_QUEUES, interval_s: float = INTERVAL_S, seed: int = 7) -> SeedResult:
     """Write `hours` of cycles ending at `now_s` for the queues (names from PROFILES); returns the inputs."""
     rng = np.random.default_rng(seed)
+    own_rngs = {name: np.random.default_rng([seed, index]) for index, name in enumerate(queues)
+                if PROFILES[name].library != "rq"}
     steps = int(hours * 3600 / interval_s)
     since_s = now_s - (steps - 1) * interval_s
     result = SeedResult(now_s, since_s, interval_s, list(queues))
@@ -200,16 +241,20 @@ def seed_database(engine: Engine, now_s: float, *, hours: float = 1.0, queues: l
             completed[name] += profile.finished * scale
             failed_total[name] += profile.failed * scale
             waiting = _waiting(name, fraction, step, profile)
-            reading = _reading(name, profile, at_s, waiting, completed[name], failed_total[name], scale, rng,
-                               result)
+            reading = _reading(name, profile, at_s, waiting, completed[name], failed_total[name], scale,
+                               own_rngs.get(name, rng), result)
+            if profile.library == "bullmq":
+                reading.details = bullmq_details(waiting, fraction)
             row, breaches[name], windows[name] = snapshot_row(
                 reading, windows[name], now_s=at_s, interval_s=elapsed_s,
-                memory_usage_mb=rss_by_queue.get(name, 0.0), thresholds=limits)
+                memory_usage_mb=rss_by_queue.get(name, 0.0), thresholds=limits,
+                unavailable=UNAVAILABLE[profile.library])
             previous_s[name] = at_s
             queue_rows.append(row)
             result.sampled_at_s[name].append(at_s)
             result.waiting[name].append(waiting)
-        workers_rss = sum(r["rss_mb"] or 0.0 for r in worker_rows if r["alive"])
+        workers_rss = sum(r["rss_mb"] or 0.0 for r in worker_rows
+                          if r["alive"] and r["memory_source"] == "psutil")
         host_row = _host_row(at_s, step, workers_rss)
         record = CycleRecord(at_s - 0.5, at_s, 12, queue_rows, worker_rows, host_row)
         planned = breaches

@@ -81,7 +81,7 @@ def page(dashboard):
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1500, "height": 2000})
+        context = browser.new_context(viewport={"width": 1500, "height": 2700})
         yield context.new_page()
         browser.close()
 
@@ -135,6 +135,12 @@ def _log_in(page, url: str, email: str, password: str = PASSWORD) -> None:
     page.get_by_role("button", name="Log in").click()
 
 
+def _pick_queue(page, label: str) -> None:
+    """Choose a queue ("emails · rq") in the queue detail select."""
+    page.locator('[data-testid="stSelectbox"]').first.click()
+    page.get_by_role("option", name=label).click()
+
+
 def _walk_through_the_pages(page, url: str, db_url: str) -> None:
     page.goto(url + "/queue_detail")  # no session: only the login page can be reached
     page.get_by_role("button", name="Log in").wait_for(timeout=30_000)
@@ -159,6 +165,19 @@ def _walk_through_the_pages(page, url: str, db_url: str) -> None:
     page.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=30_000)
     page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 6", timeout=30_000)
     assert page.locator(".js-plotly-plot").count() >= 6
+    page.get_by_text("Not measured for this Celery queue").wait_for(timeout=30_000)  # the first queue's
+    page.get_by_text("Not measured for this queue").first.wait_for(timeout=30_000)
+    _no_exception(page)
+    page.screenshot(path=str(SCREENSHOTS / "queuewatch-queue-detail-celery.png"), full_page=True)
+    _pick_queue(page, "notifications · bullmq")
+    page.get_by_text("Waiting jobs by priority").wait_for(timeout=30_000)
+    page.get_by_text("Paused").first.wait_for(timeout=30_000)
+    page.get_by_text("Background (10)").wait_for(timeout=30_000)
+    _no_exception(page)
+    page.screenshot(path=str(SCREENSHOTS / "queuewatch-queue-detail-bullmq.png"), full_page=True)
+    _pick_queue(page, "thumbnails · rq")
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length == 6", timeout=30_000)
+    page.get_by_text("Execution time distribution").wait_for(timeout=30_000)
     _no_exception(page)
     page.screenshot(path=str(SCREENSHOTS / "queuewatch-queue-detail.png"), full_page=True)
 

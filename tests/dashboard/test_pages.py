@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import time
 from datetime import date
@@ -9,12 +10,12 @@ import pytest
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
-from dashboard import charts, ranges, tables
-from storage import queries
+from dashboard import charts, libraries, ranges, tables
 from queuewatch.accounts import add_user
+from storage import queries
 from storage.engine import make_engine
-from storage.users import user_by_email
 from storage.schema import alerts
+from storage.users import user_by_email
 from tests.conftest import REPO_ROOT
 from tests.seed import copy_database, write_seed_file
 
@@ -68,14 +69,27 @@ def _texts(elements) -> str:
     return "\n".join(str(element.value) for element in elements)
 
 
+def _shown(table) -> pd.DataFrame:
+    """A st.dataframe's cells as the browser shows them: its missing values as the table's placeholder."""
+    return table.value.astype(object).where(table.value.notna(), table.proto.placeholder)
+
+
+def _figures(at: AppTest) -> dict[str, dict]:
+    """The page's Plotly figures by title."""
+    specs = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    return {spec["layout"]["title"]["text"]: spec for spec in specs}
+
+
 def test_overview_shows_the_summary(seeded_url):
     at = _app()
     assert not at.exception
     metrics = _metrics(at)
-    assert metrics["Queues"] == "3" and metrics["Critical"] == "1" and metrics["Open alerts"] == "5"
-    assert int(metrics["Waiting"].replace(",", "")) > 260 and metrics["Active"] == "9"
+    # Five queues: the three RQ queues, the BullMQ and the Celery queue of the seed (both healthy).
+    assert metrics["Queues"] == "5" and metrics["Critical"] == "1" and metrics["Open alerts"] == "5"
+    assert int(metrics["Waiting"].replace(",", "")) > 260 and metrics["Active"] == "14"
     table = at.dataframe[0].value
-    assert table["Queue"].tolist() == ["thumbnails", "reports", "emails"]  # critical first
+    assert table["Queue"].tolist() == ["thumbnails", "reports", "celery", "emails", "notifications"]
+    assert table["Library"].tolist() == ["rq", "rq", "celery", "rq", "bullmq"]  # critical first
 
 
 def test_every_page_renders_on_a_seeded_database(seeded_url):
@@ -85,8 +99,10 @@ def test_every_page_renders_on_a_seeded_database(seeded_url):
         assert not at.exception, page
         assert not at.error, (page, _texts(at.error))
     at.switch_page("pages/queue_detail.py").run()
+    assert at.selectbox(key="queue_detail_queue").value == "celery · celery"  # the first name
+    at.selectbox(key="queue_detail_queue").set_value("emails · rq").run()
     assert len(at.get("plotly_chart")) == 6
-    assert _metrics(at)["Jobs timed"] != "0"
+    assert _metrics(at)["Jobs timed"] not in ("0", "n/a")
     at.switch_page("pages/workers.py").run()
     assert len(at.get("plotly_chart")) == 2
     workers = at.dataframe[0].value
@@ -99,7 +115,7 @@ def test_every_page_renders_on_a_seeded_database(seeded_url):
 def test_queue_detail_follows_the_queue_and_range(seeded_url):
     at = _app()
     at.switch_page("pages/queue_detail.py").run()
-    at.selectbox(key="queue_detail_queue").set_value("reports").run()
+    at.selectbox(key="queue_detail_queue").set_value("reports · rq").run()
     at.radio(key="queue_detail_range").set_value("7 d").run()
     assert not at.exception
     assert len(at.get("plotly_chart")) == 6
@@ -196,11 +212,16 @@ def test_overview_table_orders_by_severity():
          "sampled_at_s": 100.0},
     ])
     latest["unavailable"] = [None, "delayed,oldestWaitingMs"]
+    latest["library"] = ["rq", "celery"]
     table = tables.overview_table(latest, 110.0)
     assert table["Queue"].tolist() == ["b", "a"] and table["Issues"][0] == "Queue depth above critical"
+    assert table["Library"].tolist() == ["celery", "rq"]
     assert table["Last seen (s ago)"].tolist() == [10.0, 10.0]
     assert pd.isna(table.loc[0, "Delayed"]) and pd.isna(table.loc[0, "Oldest waiting (s)"])
+    assert pd.isna(table.loc[1, "p95 (ms)"])
     assert table.loc[1, "Delayed"] == 0 and table.loc[0, "Waiting"] == 2000
+    assert tables.by_library(latest, ["rq"])["queue_name"].tolist() == ["a"]
+    assert len(tables.by_library(latest, [])) == 2
 
 
 def test_login_is_required_and_checked(seeded_url):
@@ -210,7 +231,7 @@ def test_login_is_required_and_checked(seeded_url):
     _log_in(at, "ops@example.com", "wrong password")
     assert "Wrong email or password." in _texts(at.error) and not at.metric
     _log_in(at, "OPS@example.com")
-    assert not at.exception and _metrics(at)["Queues"] == "3"
+    assert not at.exception and _metrics(at)["Queues"] == "5"
     assert "Signed in as ops@example.com (ADMIN)" in _texts(at.caption)
 
 
@@ -230,7 +251,7 @@ def test_non_admins_are_refused(seeded_url):
 def test_sessions_expire(seeded_url, monkeypatch):
     monkeypatch.setenv("QUEUEWATCH_SESSION_TTL_S", "1")
     at = _app()
-    assert _metrics(at)["Queues"] == "3"
+    assert _metrics(at)["Queues"] == "5"
     time.sleep(1.5)
     at.run()
     assert "Your session expired. Please log in again." in _texts(at.info) and not at.metric
@@ -240,3 +261,115 @@ def test_an_empty_user_table_explains_how_to_add_one(tmp_path, monkeypatch):
     monkeypatch.setenv("QUEUEWATCH_DB_URL", f"sqlite:///{tmp_path / 'fresh.db'}")
     at = AppTest.from_file(APP, default_timeout=60).run()
     assert "queuewatch users add EMAIL --role ADMIN" in _texts(at.info)
+
+
+def test_overview_filters_by_library_and_shows_na(seeded_url):
+    at = _app()
+    shown = _shown(at.dataframe[0]).set_index("Queue")
+    assert shown.loc["celery", "Failed"] == "n/a" and shown.loc["celery", "Jobs/min"] == "n/a"
+    assert shown.loc["celery", "p95 (ms)"] == "n/a" and shown.loc["celery", "Waiting"] != "n/a"
+    assert shown.loc["emails", "Failed"] == 0 and shown.loc["thumbnails", "Error %"] == 10.0
+    at.multiselect(key="overview_libraries").set_value(["celery", "bullmq"]).run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert table["Queue"].tolist() == ["celery", "notifications"]
+    assert pd.isna(table.set_index("Queue").loc["celery", "Error %"])
+    assert _metrics(at)["Queues"] == "5"  # the summary tiles count every library
+    at.multiselect(key="overview_libraries").set_value([]).run()
+    assert len(at.dataframe[0].value) == 5
+
+
+def test_queue_detail_of_a_bullmq_queue(seeded_url):
+    at = _app()
+    at.switch_page("pages/queue_detail.py").run()
+    at.selectbox(key="queue_detail_queue").set_value("notifications · bullmq").run()
+    assert not at.exception
+    assert ":orange-badge[:material/pause_circle: Paused]" in _texts(at.markdown)
+    metrics = _metrics(at)
+    assert metrics["Stalled"] == "1" and metrics["Throughput source"] == "metrics"
+    assert metrics["Worker memory"] == "n/a" and metrics["Jobs/min"] == "36.0"
+    figures = _figures(at)
+    assert len(figures) == 7
+    tiers = figures["Waiting jobs by priority"]["data"][0]
+    assert tiers["x"] == ["Critical (1)", "High (3)", "Normal (5)", "Low (7)", "Background (10)"]
+    assert tiers["y"][:2] == [2, 5] and tiers["y"][3:] == [4, 9]
+    assert sum(tiers["y"]) == int(metrics["Waiting"])
+    assert "BullMQ records no worker pids" in _texts(at.caption)
+
+
+def test_queue_detail_of_a_celery_queue_says_what_is_not_measured(seeded_url):
+    at = _app()
+    at.switch_page("pages/queue_detail.py").run()
+    at.selectbox(key="queue_detail_queue").set_value("celery · celery").run()
+    assert not at.exception and "Paused" not in _texts(at.markdown)
+    metrics = _metrics(at)
+    for label in ("Failed", "Completed", "Jobs/min", "Error rate", "Timeout rate", "Jobs timed",
+                  "Processing p95"):
+        assert metrics[label] == "n/a", label
+    assert metrics["Waiting"] not in ("n/a", "0") and metrics["Delayed"] == "2"
+    note = _texts(at.info)
+    assert "Celery keeps no per-queue store" in note and "`-E`" in note and "docs/celery.md" in note
+    figures = _figures(at)
+    assert [t["name"] for t in figures["Queue depth"]["data"]] == ["Waiting", "Active", "Delayed"]
+    for title in ("Throughput", "Error and timeout rates", "Processing time", "Execution time distribution"):
+        assert figures[title]["data"] == [], title
+        assert [a["text"] for a in figures[title]["layout"]["annotations"]] == [charts.NOT_MEASURED]
+    captions = _texts(at.caption)
+    assert "Not drawn, never measured in this range. Failed: Celery keeps no" in captions
+    assert "Jobs/min, error rate, timeout rate, processing time (p50, p95, p99): no task events" in captions
+    assert "docs/celery.md" in captions
+
+
+def test_queue_detail_link_picks_library_and_queue(seeded_url):
+    choices = {"emails · celery": ("celery", "emails"), "emails · rq": ("rq", "emails")}
+    assert tables.requested_choice(choices, "emails", "rq") == 1
+    assert tables.requested_choice(choices, "emails", None) == 0
+    assert tables.requested_choice(choices, "nope", None) == 0
+    listing = queries.queue_list(make_engine(seeded_url))
+    assert list(tables.queue_choices(listing))[:2] == ["celery · celery", "emails · rq"]
+
+
+def test_workers_show_library_memory_source_and_na(seeded_url):
+    at = _app()
+    at.switch_page("pages/workers.py").run()
+    table = at.dataframe[0].value.set_index("Worker")
+    assert table.loc["bull-worker-1", "Library"] == "bullmq"
+    assert table.loc["bull-worker-1", "Memory source"] == "agent"
+    assert table.loc["worker-emails-1", "Memory source"] == "psutil"
+    assert table.loc["celery@worker-3", "Memory source"] == "n/a"
+    shown = _shown(at.dataframe[0]).set_index("Worker")
+    assert shown.loc["celery@worker-3", "RSS (MB)"] == shown.loc["worker-old-1", "RSS (MB)"] == "n/a"
+    assert shown.loc["bull-worker-1", "RSS (MB)"] == 420.0
+    at.multiselect(key="workers_libraries").set_value(["celery"]).run()
+    assert not at.exception
+    assert at.dataframe[0].value["Worker"].tolist() == ["celery@worker-3"]
+    assert "No worker memory measured in this range" in _texts(at.info)  # unknown memory is not drawn as 0
+    assert _metrics(at)["Workers reporting"] == "6"
+
+
+def test_export_filters_by_library(seeded_url):
+    at = _app()
+    at.switch_page("pages/export.py").run()
+    everything = _metrics(at)
+    at.multiselect(key="export_libraries").set_value(["celery"]).run()
+    assert not at.exception
+    metrics = _metrics(at)
+    assert metrics["Alerts"] == "0" and 0 < int(metrics["Queue snapshots"].replace(",", "")) < int(
+        everything["Queue snapshots"].replace(",", ""))
+    preview = at.dataframe[0].value
+    assert set(preview["library"]) == {"celery"} and preview["failed"].isna().all()
+
+
+def test_unmeasured_series_are_not_drawn():
+    series = pd.DataFrame({"time": pd.to_datetime([0, 10], unit="s", utc=True), "bucket_start_s": [0.0, 10.0],
+                           "waiting": [1, 2], "active": [0, 1], "delayed": [0, 0], "failed": [None, None],
+                           "jobs_per_minute": [None, None], "error_rate_pct": [None, None],
+                           "timeout_rate_pct": [None, None]})
+    series.attrs.update(bucket_width_s=10.0, unavailable=("errorRate", "failed", "jobsPerMinute"))
+    assert [t.name for t in charts.depth_figure(series).data] == ["Waiting", "Active", "Delayed"]
+    assert not charts.throughput_figure(series).data
+    assert [t.name for t in charts.rates_figure(series).data] == ["Timeout rate"]
+    assert charts.undrawn_fields(series) == ["failed", "jobsPerMinute", "errorRate"]
+    assert libraries.field_labels(charts.undrawn_fields(series)) == ["failed", "jobs/min", "error rate"]
+    assert "`-E`" in libraries.explain("celery", ["jobsPerMinute"])
+    assert libraries.explain("rq", ["failed"]) == "Failed: the RQ backend did not report them."

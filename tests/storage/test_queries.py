@@ -6,16 +6,20 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from collector.celery_reader import TIMING_FIELDS
+from collector.derive import QueueWindow, snapshot_row
 from collector.health import Thresholds, ThresholdSet
+from collector.model import Cursor, FinishedJob, QueueReading
 from collector.sketch import Sketch, merge_blobs
 from storage import queries, queries_sketch
 from storage.engine import make_engine
 from storage.fields import EXTRA_SNAPSHOT_FIELDS, QUEUE_METRICS_FIELDS
-from storage.writer import acknowledge_alert
+from storage.writer import CycleRecord, acknowledge_alert, write_cycle
 from tests.conftest import REPO_ROOT
-from tests.seed import copy_database, seed_database, write_seed_file
+from tests.seed import BULLMQ_TIER_COUNTS, UNAVAILABLE, copy_database, seed_database, write_seed_file
 
 NOW_S = 1_760_875_200.0  # 2025-10-19T12:00:00Z
 HOUR_S = 3600.0
@@ -56,8 +60,12 @@ def test_iso_times_and_bucket_widths():
 def test_queue_list_and_unknown_queue(seeded):
     engine, _ = seeded
     listing = queries.queue_list(engine)
-    assert listing["queue_name"].tolist() == ["emails", "reports", "thumbnails"]
-    assert set(listing["library"]) == {"rq"} and set(listing["last_seen_at_s"]) == {NOW_S}
+    assert listing["queue_name"].tolist() == ["celery", "emails", "notifications", "reports", "thumbnails"]
+    assert listing["library"].tolist() == ["celery", "rq", "bullmq", "rq", "rq"]
+    assert set(listing["last_seen_at_s"]) == {NOW_S}
+    assert queries.queue_list(engine, libraries=["rq"])["queue_name"].tolist() == ["emails", "reports",
+                                                                                  "thumbnails"]
+    assert queries.queue_names(engine, libraries=["bullmq", "celery"]) == ["celery", "notifications"]
     assert queries.queue_exists(engine, "emails") and not queries.queue_exists(engine, "no-such-queue")
     assert queries.queue_series(engine, "no-such-queue", NOW_S - HOUR_S, NOW_S).empty
     timing = queries.range_timing(engine, "no-such-queue", NOW_S - HOUR_S, NOW_S)
@@ -101,12 +109,15 @@ def test_dashboard_summary(seeded):
     assert list(summary) == ["totalQueues", "healthyQueues", "warningQueues", "criticalQueues",
                              "totalWaiting", "totalActive", "totalFailed", "activeAlerts", "avgJobsPerMinute",
                              "avgErrorRate", "timestamp"]
+    # The seed's BullMQ and Celery queues are healthy: two more queues, both healthy.
     assert (summary["totalQueues"], summary["healthyQueues"], summary["warningQueues"],
-            summary["criticalQueues"]) == (3, 1, 1, 1)
+            summary["criticalQueues"]) == (5, 3, 1, 1)
     assert summary["totalWaiting"] == sum(seed.waiting[q][-1] for q in seed.queues)
-    assert summary["totalActive"] == 2 + 3 + 4
-    assert summary["avgJobsPerMinute"] == pytest.approx((60 + 24 + 120) / 3, abs=0.01)
-    assert summary["avgErrorRate"] == pytest.approx(10 / 3, abs=0.01)
+    assert summary["totalActive"] == 2 + 3 + 4 + 2 + 3
+    # The Celery queue (task events off) measures no rates, so the means are over the other four queues.
+    assert summary["avgJobsPerMinute"] == pytest.approx((60 + 24 + 120 + 36) / 4, abs=0.01)
+    assert summary["avgErrorRate"] == pytest.approx(10 / 4, abs=0.01)
+    assert summary["totalFailed"] == queries.current_queue_metrics(engine, "thumbnails")["failed"]
     assert summary["timestamp"] == "2025-10-19T12:00:00.000Z"
     open_alerts = queries.list_alerts(engine)
     assert summary["activeAlerts"] == len(open_alerts) == 5
@@ -238,8 +249,9 @@ def test_worker_table_states_and_recycle_flags(seeded):
     recent = queries.worker_table(engine, Thresholds(), seen_since_s=NOW_S - 600)
     assert "worker-gone-1" not in set(recent["worker_name"])
     summary = queries.worker_memory_summary(engine, Thresholds())
-    assert summary["totalWorkers"] == 4 and summary["workersNeedingRecycle"] == 2
-    assert summary["averageMemoryUsage"] == pytest.approx((300 + 600 + 1850) / 3, abs=0.1)
+    # Four current RQ workers plus the seed's BullMQ worker (agent memory) and Celery worker (memory unknown).
+    assert summary["totalWorkers"] == 6 and summary["workersNeedingRecycle"] == 2
+    assert summary["averageMemoryUsage"] == pytest.approx((300 + 600 + 1850 + 420) / 4, abs=0.1)
     asset = next(w for w in summary["workers"] if w["workerId"] == "worker-asset-2")
     assert list(asset) == ["workerId", "queueName", "jobsProcessed", "startTime", "lastMemoryCheck",
                            "shouldRecycle", "recycleReason"]
@@ -253,7 +265,7 @@ def test_memory_series(seeded):
     engine, _ = seeded
     memory = queries.worker_memory_series(engine, NOW_S - HOUR_S, NOW_S, max_points=30)
     assert set(memory["worker_name"]) == {"worker-emails-1", "worker-reports-1", "worker-asset-2",
-                                          "worker-gone-1"}
+                                          "worker-gone-1", "bull-worker-1"}
     assert memory.groupby("worker_name").size().max() <= 30
     assert memory.loc[memory["worker_name"] == "worker-asset-2", "rss_mb"].eq(1850.0).all()
     host = queries.host_memory_series(engine, NOW_S - HOUR_S, NOW_S, max_points=30)
@@ -291,7 +303,7 @@ def test_alert_filters_and_shape(seeded):
 def test_snapshot_export_uses_the_spec_names(seeded, tmp_path):
     engine, seed = seeded
     rows = queries.snapshots_export(engine, ["emails", "reports"], NOW_S - HOUR_S, NOW_S)
-    names = METRIC_NAMES + [name for name, _ in EXTRA_SNAPSHOT_FIELDS]
+    names = METRIC_NAMES + [name for name, _ in EXTRA_SNAPSHOT_FIELDS] + ["unavailable"]
     assert list(rows.columns) == names
     assert list(rows.columns[:len(METRIC_NAMES)]) == METRIC_NAMES
     assert len(rows) == len(seed.sampled_at_s["emails"]) + len(seed.sampled_at_s["reports"])
@@ -337,6 +349,117 @@ def test_empty_database_gives_empty_results(engine, tmp_path):
     assert out.read_text().splitlines()[0].split(",")[:3] == ["queueName", "waiting", "active"]
 
 
+def _write_celery(engine, queue_name: str, at_s: float, waiting: int, unavailable: frozenset[str],
+                  jobs: int = 0) -> None:
+    """One more cycle holding only a Celery queue; `jobs` finished jobs of 100 ms each."""
+    finished = [FinishedJob(f"{queue_name}-{at_s}-{i}", False, False, at_s - 2, at_s - 1.1, at_s - 1.0)
+                for i in range(jobs)]
+    reading = QueueReading(queue_name, "celery", waiting, 1, 0, 0, 0, 0, None, Cursor(), jobs, 0, 0, finished)
+    row, _, _ = snapshot_row(reading, QueueWindow(), now_s=at_s, interval_s=10.0, memory_usage_mb=0.0,
+                             thresholds=ThresholdSet(), unavailable=unavailable)
+    write_cycle(engine, CycleRecord(at_s - 0.5, at_s, 2, [row]), lambda open_rows: [])
+
+
+def test_a_queue_name_shared_by_two_libraries(seeded):
+    engine, seed = seeded
+    _write_celery(engine, "emails", NOW_S + 10, 33, UNAVAILABLE["celery"])
+    listing = queries.queue_list(engine)
+    assert listing[listing["queue_name"] == "emails"]["library"].tolist() == ["celery", "rq"]
+    latest = queries.latest_snapshots(engine).set_index(["library", "queue_name"])
+    assert latest.loc[("celery", "emails"), "waiting"] == 33
+    assert latest.loc[("rq", "emails"), "waiting"] == seed.waiting["emails"][-1]
+    assert latest["current"].all() and queries.queue_names(engine).count("emails") == 1
+    rq_emails = queries.current_queue_metrics(engine, "emails", library="rq")
+    assert rq_emails["waiting"] == seed.waiting["emails"][-1]
+    assert queries.current_queue_metrics(engine, "emails", library="celery")["waiting"] == 33
+    assert queries.current_queue_metrics(engine, "emails")["waiting"] == 33  # any library: the newest row
+    assert queries.latest_snapshot(engine, "emails", library="rq")["library"] == "rq"
+    assert queries.queue_exists(engine, "emails", library="celery")
+    assert not queries.queue_exists(engine, "emails", library="bullmq")
+    span = (NOW_S - HOUR_S, NOW_S + 10)
+    rq_only = queries.queue_series(engine, "emails", *span, library="rq")
+    assert rq_only["samples"].sum() == len(seed.sampled_at_s["emails"]) and rq_only.attrs["unavailable"] == ()
+    both = queries.queue_series(engine, "emails", *span)
+    assert both["samples"].sum() == len(seed.sampled_at_s["emails"]) + 1
+    assert queries.queue_series(engine, "emails", *span, library="celery")["samples"].sum() == 1
+    assert queries.range_timing(engine, "emails", *span, library="celery")["processing"]["sampleCount"] == 0
+    assert queries.range_timing(engine, "emails", *span, library="rq")["processing"]["sampleCount"] == sum(
+        len(values) for values in seed.processing_ms["emails"])
+    assert len(queries.queue_metrics_history(engine, "emails", limit=3, library="celery")) == 1
+    assert len(queries.snapshots_export(engine, ["emails"], *span, libraries=["celery"])) == 1
+
+
+def test_unavailable_figures_are_missing_in_series_never_zero(seeded):
+    engine, _ = seeded
+    celery = queries.queue_series(engine, "celery", NOW_S - HOUR_S, NOW_S, library="celery")
+    assert set(celery.attrs["unavailable"]) == UNAVAILABLE["celery"]
+    for column in ("failed", "completed", "jobs_per_minute", "error_rate_pct", "p95_processing_ms"):
+        assert celery[column].isna().all(), column
+    assert celery["waiting"].notna().all() and celery["delayed"].eq(2).all()
+    bullmq = queries.queue_series(engine, "notifications", NOW_S - HOUR_S, NOW_S)
+    assert bullmq.attrs["unavailable"] == ("memoryUsageMB",) and bullmq["jobs_per_minute"].notna().all()
+    # Task events switched on for the last two cycles: only failed and completed stay unavailable throughout.
+    for at_s in (NOW_S + 10, NOW_S + 20):
+        _write_celery(engine, "celery", at_s, 12, UNAVAILABLE["celery"] - TIMING_FIELDS, jobs=5)
+    fine = queries.queue_series(engine, "celery", NOW_S - HOUR_S, NOW_S + 20)
+    assert fine.attrs["unavailable"] == ("completed", "failed")
+    assert fine["jobs_per_minute"].iloc[:-2].isna().all() and fine["jobs_per_minute"].iloc[-2:].notna().all()
+    assert fine["failed"].isna().all()
+    coarse = queries.queue_series(engine, "celery", NOW_S - HOUR_S, NOW_S + 20, max_points=3)
+    assert coarse["jobs_per_minute"].iloc[-1] > 0  # a bucket mixing both kinds of snapshot measured it
+    assert coarse["jobs_per_minute"].iloc[0] != coarse["jobs_per_minute"].iloc[0]  # NaN: never measured
+    assert coarse.attrs["unavailable"] == ("completed", "failed")
+
+
+def test_bullmq_details_are_parsed(seeded):
+    engine, seed = seeded
+    row = queries.latest_snapshot(engine, "notifications", library="bullmq")
+    details = queries.bullmq_details(row)
+    assert details.paused and details.stalled == 1 and details.throughput_source == "metrics"
+    assert details.prefix == "bull" and not details.events_gap
+    assert details.priority_counts == {**BULLMQ_TIER_COUNTS, 5: seed.waiting["notifications"][-1] - 20}
+    assert list(details.priority_counts) == [1, 3, 5, 7, 10]
+    assert queries.bullmq_details(queries.latest_snapshot(engine, "emails")) is None
+    assert queries.details_of({"details": "not json"}) == {} and queries.details_of({"details": None}) == {}
+    stored = '{"priority_counts": {"3": 4, "99": 1}}'
+    partial = queries.bullmq_details({"library": "bullmq", "details": stored})
+    assert partial.priority_counts == {1: 0, 3: 4, 5: 0, 7: 0, 10: 0} and not partial.paused
+    assert partial.stalled is None and partial.throughput_source is None
+
+
+def test_library_filters_of_workers_and_exports(seeded, tmp_path):
+    engine, _ = seeded
+    workers = queries.worker_table(engine, Thresholds(), libraries=["bullmq", "celery"])
+    workers = workers.set_index("worker_name")
+    assert sorted(workers.index) == ["bull-worker-1", "celery@worker-3"]
+    assert workers.loc["bull-worker-1", "memory_source"] == "agent"
+    assert pd.isna(workers.loc["celery@worker-3", "memory_source"])
+    assert np.isnan(workers.loc["celery@worker-3", "rss_mb"])
+    memory = queries.worker_memory_series(engine, NOW_S - HOUR_S, NOW_S, libraries=["bullmq", "celery"])
+    assert set(memory["worker_name"]) == {"bull-worker-1"}  # unknown memory is left out, not drawn as 0
+    snapshots = queries.snapshots_export(engine, None, NOW_S - HOUR_S, NOW_S, libraries=["bullmq"])
+    assert set(snapshots["library"]) == {"bullmq"} and set(snapshots["queueName"]) == {"notifications"}
+    exported = queries.worker_memory_export(engine, NOW_S - 60, NOW_S, libraries=["bullmq"])
+    assert list(exported.columns[-2:]) == ["library", "memorySource"]
+    assert set(exported["memorySource"]) == {"agent"}
+    counts = queries.export_counts(engine, None, NOW_S - HOUR_S, NOW_S, libraries=["celery"])
+    assert counts["alerts"] == 0 and counts["snapshots"] == len(
+        queries.snapshots_export(engine, ["celery"], NOW_S - HOUR_S, NOW_S))
+    assert queries.export_counts(engine, None, NOW_S - HOUR_S, NOW_S, libraries=["rq"])["alerts"] == 6
+    assert queries.alert_queue_filter(engine, ["emails", "celery"], ["celery"]) == ["celery"]
+    text = queries.export_csv_text(engine, kind="alerts", since_s=NOW_S - HOUR_S, until_s=NOW_S,
+                                   libraries=["bullmq"])
+    assert len(text.strip().splitlines()) == 1  # the header: the BullMQ queue has no alerts
+    written = queries.write_csv(engine, tmp_path / "celery.csv", kind="snapshots", since_s=NOW_S - 60,
+                                until_s=NOW_S, libraries=["celery"])
+    with (tmp_path / "celery.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == written > 0 and {r["library"] for r in rows} == {"celery"}
+    assert {r["failed"] for r in rows} == {r["jobsPerMinute"] for r in rows} == {""}  # not measured: empty
+    assert {r["waiting"] for r in rows} <= {str(n) for n in range(12, 19)}  # whole numbers stay whole
+    assert set(rows[0]["unavailable"].split(",")) == UNAVAILABLE["celery"]
+
+
 def test_storage_does_not_import_streamlit():
     code = "import sys, storage.queries, storage.recycle; print('streamlit' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT,
@@ -358,4 +481,8 @@ def test_the_same_reads_on_postgres(pg_engine, tmp_path):
     test_worker_table_states_and_recycle_flags(seeded)
     test_memory_series(seeded)
     test_snapshot_export_uses_the_spec_names(seeded, tmp_path)
+    test_bullmq_details_are_parsed(seeded)
+    test_library_filters_of_workers_and_exports(seeded, tmp_path)
     test_alert_filters_and_shape(seeded)
+    test_a_queue_name_shared_by_two_libraries(seeded)
+    test_unavailable_figures_are_missing_in_series_never_zero(seeded)

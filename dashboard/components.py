@@ -170,3 +170,16 @@ def alert_events_table(table: pd.DataFrame) -> None:
     st.dataframe(coloured(table, "Severity"), hide_index=True, width="stretch", placeholder=UNKNOWN,
                  column_config={"At": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
                                 "Value": st.column_config.NumberColumn(format="%.2f")})
+
+
+def leak_hints(hints: list[dict[str, Any]]) -> None:
+    """One warning per worker whose memory trend looks like a leak, with the setting that bounds it."""
+    if not hints:
+        st.caption("No leak hints: no worker's RSS grew steadily over the last 2 h (see docs/memory.md).")
+        return
+    for hint in hints:
+        with st.container(border=True):
+            st.warning(f"**{hint['worker_name']}** ({hint['library']}): {hint['message']}",
+                       icon=":material/trending_up:")
+            st.markdown(f"Fix: `{hint['setting']}`")
+            st.caption(hint["advice"])

@@ -8,6 +8,7 @@ import streamlit as st
 from dashboard import charts, components, context, ranges, tables
 from dashboard.ranges import RangeChoice
 from storage import queries
+from storage.memory_trend import leak_hints
 
 st.title("Workers & memory")
 engine = context.engine()
@@ -53,6 +54,10 @@ def live_workers(choice: RangeChoice) -> None:
         right.info("No host memory recorded in this range.")
     else:
         right.plotly_chart(charts.host_memory_figure(host))
+    st.subheader("Leak hints")
+    with context.storage_errors():
+        hints = leak_hints(engine, context.thresholds(), time.time())
+    components.leak_hints(hints)
 
 
 live_workers(choice)

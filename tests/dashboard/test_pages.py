@@ -16,6 +16,7 @@ from storage import queries
 from storage.engine import make_engine
 from storage.schema import alerts
 from storage.users import user_by_email
+from storage.writer import CycleRecord, write_cycle
 from tests.conftest import REPO_ROOT
 from tests.seed import copy_database, write_seed_file
 
@@ -373,3 +374,33 @@ def test_unmeasured_series_are_not_drawn():
     assert libraries.field_labels(charts.undrawn_fields(series)) == ["failed", "jobs/min", "error rate"]
     assert "`-E`" in libraries.explain("celery", ["jobsPerMinute"])
     assert libraries.explain("rq", ["failed"]) == "Failed: the RQ backend did not report them."
+
+
+def _leaking_worker(db_url: str, now_s: float) -> None:
+    """Two hours of a worker whose RSS climbs from 200 MB to 560 MB while its job count stays flat."""
+    engine = make_engine(db_url)
+    for i in range(121):
+        at_s = now_s - 7200 + i * 60
+        row = {"sampled_at_s": at_s, "worker_name": "leaky-1", "library": "rq", "queues": "emails",
+               "pid": 4242, "hostname": "worker-host-1", "state": "idle", "alive": True, "jobs_processed": 10,
+               "successful_jobs": 10, "failed_jobs": 0, "birth_at_s": now_s - 3 * 3600,
+               "last_heartbeat_at_s": at_s, "memory_source": "psutil", "rss_mb": 200 + 3 * i,
+               "should_recycle": False}
+        write_cycle(engine, CycleRecord(at_s, at_s, 0, [], [row]), lambda open_rows: [])
+    engine.dispose()
+
+
+def test_workers_page_shows_leak_hints(seeded_url):
+    _leaking_worker(seeded_url, time.time())
+    at = _app()
+    at.switch_page("pages/workers.py").run()
+    assert not at.exception
+    warnings = _texts(at.warning)
+    assert "**leaky-1** (rq): RSS grew" in warnings and "while jobs stayed flat" in warnings
+    assert "rq worker --max-idle-time" in _texts(at.markdown) or "rq worker --max-jobs" in _texts(at.markdown)
+
+
+def test_workers_page_without_leaks_says_so(seeded_url):
+    at = _app()
+    at.switch_page("pages/workers.py").run()
+    assert "No leak hints" in _texts(at.caption)

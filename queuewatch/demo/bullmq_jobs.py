@@ -8,6 +8,8 @@ from typing import Any
 
 from bullmq import Job, Worker
 
+from queuewatch_agent.bullmq import monitored
+
 METRICS_DATA_POINTS = 120
 """Minutes of per-minute counts the `metrics` option keeps (the collector reads only the running totals)."""
 DRAIN_DELAY_S = 5
@@ -61,7 +63,7 @@ async def run_workers(redis_url: str, queues: Sequence[str], name: str, concurre
     finished: Counter[str] = Counter()
     workers = []
     for queue in queues:
-        worker = Worker(queue, process, worker_options(redis_url, name, concurrency))
+        worker = monitored(Worker(queue, process, worker_options(redis_url, name, concurrency)))
         worker.on("completed", lambda job, result, q=queue: finished.update([f"{q}:completed"]))
         worker.on("failed", lambda job, err, q=queue: finished.update([f"{q}:failed"]))
         worker.on("error", lambda err, *_: log(f"worker error: {err!r}"))

@@ -150,3 +150,16 @@ def test_cli_collect_once(redis_url, db_url, capsys):
     assert "bad Redis URL" in capsys.readouterr().err
     assert cli_main(["collect", "--once", "--redis", redis_url, "--db", "nonsense"]) == 1
     assert "not a database URL" in capsys.readouterr().err
+
+
+def test_retention_runs_from_the_loop_at_most_every_ten_minutes(redis_url, db_url):
+    from tests.storage.test_writer import _cycle
+
+    collector = _collector(redis_url, db_url, retention_days=1.0)
+    now_s = __import__("time").time()
+    _cycle(collector.engine, now_s - 2 * 86400, old=1)
+    _cycle(collector.engine, now_s - 3600, recent=1)
+    removed = collector.purge_if_due()
+    assert removed["queue_snapshots"] == 1 and removed["cycles"] == 1
+    assert collector.purge_if_due() is None  # not due again yet
+    assert [r["queue_name"] for r in _snapshots(collector.engine, "recent")] == ["recent"]

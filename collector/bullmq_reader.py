@@ -11,12 +11,8 @@ Round trips per cycle, whatever the number of queues, jobs or workers:
    and ZREVRANGEBYSCORE of `:completed`/`:failed` above the cursor (newest `sample_jobs`);
 3. details: HMGET of the sampled and head job hashes, EXISTS of the active jobs' locks (skipped when empty).
 
-Discovery cost. BullMQ keeps no queue registry: a queue is a `<prefix>:<queue>:meta` hash (written by every
-add and every finish). Only the first read() scans the whole keyspace (ceil(keys / scan_count) round trips,
-O(all keys) on the server); later cycles advance the same SCAN by one step each, so a full pass is spread over
-about keys / scan_count cycles and a queue created meanwhile appears within two passes, or at once when a
-worker connection names it in CLIENT LIST. Passing `queues=` turns scanning off. A known queue whose `:meta` hash is
-gone (obliterated) is dropped; a `:meta` key that is a job hash (a job id ending in ":meta") is ignored.
+Discovery (the queue registry BullMQ lacks, its SCAN cost) and workers (CLIENT LIST) are in
+collector/bullmq_discovery.py.
 
 Throughput (new_finished/new_failed) comes from cumulative sources only, never from the trimmed sets:
 - "metrics": the `count` field of `:metrics:completed`/`:metrics:failed`, incremented atomically with each
@@ -50,13 +46,6 @@ scaled by new_failed / sampled failures.
 Stalled: BullMQExtras.stalled counts active jobs (the first `sample_jobs`) whose `:lock` key is gone: their
 worker died and the next stalled check will move them back to wait (or fail them with "job stalled more than
 allowable limit").
-
-Workers: BullMQ has no worker registry. CLIENT LIST names Node workers `<prefix>:<base64(queue)>[:w:<name>]`
-(one connection) and Python workers `<prefix>:<queue>[:w:<name>]` (two connections, paired by client id).
-Each worker is reported alive with pid None, its host from the client address (loopback: this host), state
-"idle" while it blocks waiting for jobs, else "busy", and no job counts (BullMQ keeps none per worker).
-
-The first prefix's queues are reported by name; queues of further prefixes as `<prefix>:<name>`.
 """
 from __future__ import annotations
 
@@ -70,16 +59,14 @@ from typing import Any
 
 import redis
 
+from collector.bullmq_discovery import LIBRARY, BullMQDiscovery, QueueRef
 from collector.bullmq_layout import (
-    LOOPBACK_HOSTS,
     NORMAL,
     BullMQLayout,
     CounterSnapshot,
     ThroughputState,
     TimeoutRule,
-    WorkerClient,
     advance_throughput,
-    client_host,
     events_start,
     is_job_id,
     ms_to_s,
@@ -87,12 +74,10 @@ from collector.bullmq_layout import (
     priority_tier,
     text,
     tier_score_ranges,
-    worker_client,
 )
-from collector.model import Cursor, FinishedJob, QueueReading, RedisReading, WorkerReading
+from collector.model import Cursor, FinishedJob, QueueReading, RedisReading
 from collector.roundtrips import counting
 
-LIBRARY = "bullmq"
 DEFAULT_SAMPLE_JOBS = 500
 DEFAULT_HEAD_PROBE = 5
 DEFAULT_SCAN_COUNT = 1000
@@ -119,23 +104,11 @@ class BullMQExtras:
     events_gap: bool = False
 
 
-@dataclass(frozen=True)
-class _Ref:
-    """One queue: the name it is reported under, its BullMQ name and its prefix's layout."""
-
-    name: str
-    queue: str
-    layout: BullMQLayout
-
-    def key(self, suffix: str) -> str:
-        return self.layout.key(self.queue, suffix)
-
-
 @dataclass
 class _Snap:
     """One queue's replies from the snapshot."""
 
-    ref: _Ref
+    ref: QueueRef
     cursor: Cursor
     prev: ThroughputState | None
     events_from: str | None
@@ -175,13 +148,11 @@ class BullMQReader:
         self.timeout_rule = timeout_rule or TimeoutRule()
         self.throughput_source = throughput_source
         self.events_per_cycle = max(1, events_per_cycle)
-        self.fixed_queues = list(queues) if queues is not None else None
-        self.scan_count = max(1, scan_count)
         self.head_probe = max(1, head_probe)
         self.unprioritized_tier = unprioritized_tier
-        self.hostname = hostname if hostname is not None else socket.gethostname()
-        self.known: dict[str, set[str]] = {layout.prefix: set(self.fixed_queues or ()) for layout in self.layouts}
-        self._scan_cursors: dict[str, int] | None = None
+        self.discovery = BullMQDiscovery(
+            self.client, self.layouts, queues=queues, scan_count=max(1, scan_count),
+            hostname=hostname if hostname is not None else socket.gethostname())
         self.last_extras: dict[str, BullMQExtras] = {}
 
     def read(self, cursors: Mapping[str, Cursor], *, unseen: Cursor = BASELINE) -> RedisReading:
@@ -191,77 +162,24 @@ class BullMQReader:
         Cursor(0.0, 0.0) counts everything its counters, stream and sets hold (a queue that appeared since).
         """
         trips_before = self.client.round_trips
-        if self._scan_cursors is None and self.fixed_queues is None:
-            self._full_scan()
-        clients = self._discover()
-        refs = self._refs(clients)
+        if self.discovery.full_scan_due:
+            self.discovery.full_scan()
+        clients = self.discovery.discover()
+        refs = self.discovery.refs(clients)
         read_at_s, snaps = self._snapshot([(ref, cursors.get(ref.name) or unseen) for ref in refs])
-        snaps = [snap for snap in snaps if self._keep(snap)]
+        snaps = [snap for snap in snaps
+                 if self.discovery.keep(snap.ref, exists=snap.exists, is_job_hash=snap.is_job_hash)]
         head_times, jobs, locks = self._details(snaps)
         queues, extras = [], {}
         for snap in snaps:
             reading, extras[snap.ref.name] = self._queue_reading(snap, head_times, jobs, locks)
             queues.append(reading)
         self.last_extras = extras
-        return RedisReading(read_at_s=read_at_s, queues=queues, workers=self._workers(clients, read_at_s),
+        workers = self.discovery.workers(clients, read_at_s)
+        return RedisReading(read_at_s=read_at_s, queues=queues, workers=workers,
                             round_trips=self.client.round_trips - trips_before, unavailable=UNAVAILABLE)
 
-    def _full_scan(self) -> None:
-        """Every `:meta` hash under every prefix (first read only: O(all keys))."""
-        for layout in self.layouts:
-            cursor = 0
-            while True:
-                cursor, keys = self.client.scan(cursor, match=layout.meta_pattern, count=self.scan_count,
-                                                _type="hash")
-                self._learn(layout, keys)
-                if int(cursor) == 0:
-                    break
-        self._scan_cursors = {layout.prefix: 0 for layout in self.layouts}
-
-    def _learn(self, layout: BullMQLayout, meta_keys: Sequence[Any]) -> None:
-        for key in meta_keys:
-            queue = layout.queue_of_meta_key(text(key) or "")
-            if queue:
-                self.known[layout.prefix].add(queue)
-
-    def _discover(self) -> list[dict[str, Any]]:
-        """Round trip 1: CLIENT LIST and one SCAN step per prefix."""
-        pipe = self.client.pipeline(transaction=False)
-        pipe.client_list()
-        scanning = self.fixed_queues is None and self._scan_cursors is not None
-        if scanning:
-            for layout in self.layouts:
-                pipe.scan(self._scan_cursors[layout.prefix], match=layout.meta_pattern, count=self.scan_count,
-                          _type="hash")
-        replies = pipe.execute(raise_on_error=False)
-        if scanning:
-            for layout, reply in zip(self.layouts, replies[1:]):
-                cursor, keys = _ok(reply, (0, []))
-                self._scan_cursors[layout.prefix] = int(cursor)
-                self._learn(layout, keys)
-        return [entry for entry in _ok(replies[0], []) if isinstance(entry, dict)]
-
-    def _refs(self, clients: Sequence[dict[str, Any]]) -> list[_Ref]:
-        """Known queues plus queues named by worker connections (kept only if their `:meta` exists)."""
-        names = {layout.prefix: set(self.known[layout.prefix]) for layout in self.layouts}
-        if self.fixed_queues is None:
-            for entry in clients:
-                found = self._worker_client(entry)
-                if found:
-                    names[found[0].prefix].add(found[1].queue)
-        first = self.layouts[0].prefix
-        return [_Ref(queue if layout.prefix == first else f"{layout.prefix}:{queue}", queue, layout)
-                for layout in self.layouts for queue in sorted(names[layout.prefix])]
-
-    def _worker_client(self, entry: Mapping[str, Any]) -> tuple[BullMQLayout, WorkerClient] | None:
-        name = text(entry.get("name")) or ""
-        for layout in self.layouts:
-            found = worker_client(name, layout.prefix, self.known[layout.prefix])
-            if found:
-                return layout, found
-        return None
-
-    def _snapshot(self, plans: Sequence[tuple[_Ref, Cursor]]) -> tuple[float, list[_Snap]]:
+    def _snapshot(self, plans: Sequence[tuple[QueueRef, Cursor]]) -> tuple[float, list[_Snap]]:
         """Round trip 2: one atomic snapshot of every queue, with TIME."""
         pipe = self.client.pipeline(transaction=True)
         pipe.time()
@@ -320,16 +238,6 @@ class BullMQReader:
                 tops.append(_entries(next(replies)))
             snap.set_gains, snap.tops = (gains[0], gains[1]), (tops[0], tops[1])
         return int(seconds) + int(micros) / 1e6, snaps
-
-    def _keep(self, snap: _Snap) -> bool:
-        """Whether a snapshot is a live queue; forgets gone queues and job hashes that looked like `:meta`."""
-        if self.fixed_queues is not None:
-            return True
-        if snap.exists and not snap.is_job_hash:
-            self.known[snap.ref.layout.prefix].add(snap.ref.queue)
-            return True
-        self.known[snap.ref.layout.prefix].discard(snap.ref.queue)
-        return False
 
     def _details(self, snaps: Sequence[_Snap]):
         """Round trip 3: enqueue times of head jobs, sampled job hashes, locks of active jobs."""
@@ -410,35 +318,6 @@ class BullMQReader:
                            enqueued_at_s=_enqueued_at_s([fields.get("timestamp"), fields.get("delay")]),
                            started_at_s=ms_to_s(fields.get("processedOn")),
                            ended_at_s=ms_to_s(fields.get("finishedOn")))
-
-    def _workers(self, clients: Sequence[Mapping[str, Any]], read_at_s: float) -> list[WorkerReading]:
-        """One reading per worker: Node workers name one connection, Python workers two (paired by id)."""
-        groups: dict[tuple[str, str, str | None, str | None, str], list[Mapping[str, Any]]] = {}
-        for entry in clients:
-            found = self._worker_client(entry)
-            if found:
-                layout, worker = found
-                host = client_host(text(entry.get("addr")))
-                key = (layout.prefix, worker.queue, worker.worker_name, host, worker.flavor)
-                groups.setdefault(key, []).append(entry)
-        first = self.layouts[0].prefix
-        workers = []
-        for (prefix, queue, worker_name, host, flavor), entries in sorted(groups.items(), key=str):
-            entries = sorted(entries, key=lambda e: parse_int(e.get("id")) or 0)
-            size = 2 if flavor == "python" else 1
-            queue_name = queue if prefix == first else f"{prefix}:{queue}"
-            label = f"{queue_name}:w:{worker_name}" if worker_name else queue_name
-            for index in range(0, len(entries), size):
-                group = entries[index:index + size]
-                ages = [parse_int(e.get("age")) or 0 for e in group]
-                idles = [parse_int(e.get("idle")) or 0 for e in group]
-                blocked = any("b" in (text(e.get("flags")) or "") for e in group)
-                workers.append(WorkerReading(
-                    name=f"{label}#{text(group[0].get('id'))}", library=LIBRARY, queues=[queue_name], pid=None,
-                    hostname=self.hostname if host in LOOPBACK_HOSTS else host,
-                    state="idle" if blocked else "busy", alive=True, successful_jobs=0, failed_jobs=0,
-                    birth_at_s=read_at_s - max(ages), last_heartbeat_at_s=read_at_s - min(idles)))
-        return workers
 
 
 def _scores(snap: _Snap) -> tuple[float | None, float | None]:

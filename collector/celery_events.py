@@ -1,4 +1,4 @@
-"""Celery events over Redis pub/sub: a subscriber thread, the state it keeps between reads, a publish-time hook.
+"""Celery events over Redis pub/sub: a subscriber thread and the state it keeps between reads.
 
 The listener only PSUBSCRIBEs (no key is written, no queue declared or bound). What the events carry:
 - `task-sent` (producers with `task_send_sent_event`): uuid, name, queue, exchange, routing_key, timestamp.
@@ -11,6 +11,7 @@ The listener only PSUBSCRIBEs (no key is written, no queue declared or bound). W
 Worker liveness is judged by the collector's clock at receipt: a worker not heard from for 2 x freq + slack is
 stale. Task events count as enabled once a worker task event has been seen and no live worker's `processed`
 grew without task events from it (a worker started without `-E` next to ones with it turns them off again).
+The opt-in publish-time header hook for producers is in collector/celery_publish.py.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from typing import Any
 
 import redis
 
-from collector.celery_layout import PUBLISHED_AT_HEADER, as_float, as_int, decode_events, is_timeout, text
+from collector.celery_layout import as_float, as_int, decode_events, is_timeout, text
 from collector.model import FinishedJob
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,6 @@ DEFAULT_FORGET_WORKER_AFTER_S = 3600.0
 ENDED_MEMORY = 10_000
 WORKER_TASK_EVENTS = frozenset({"task-received", "task-started", "task-succeeded", "task-failed", "task-retried",
                                 "task-rejected", "task-revoked"})
-PUBLISH_HOOK_UID = "queuewatch-published-at"
 
 
 @dataclass
@@ -387,24 +387,3 @@ class EventListener:
             self.state.apply(event, now_s)
         except (TypeError, ValueError, AttributeError) as exc:
             log.debug("malformed celery event %r skipped: %s", event.get("type"), exc)
-
-
-def stamp_published_at(headers: dict | None = None, **_: Any) -> None:
-    """`before_task_publish` receiver: records the publish time (epoch seconds) in the message headers."""
-    if headers is not None:
-        headers.setdefault(PUBLISHED_AT_HEADER, time.time())
-
-
-def install_publish_timestamp() -> None:
-    """Opt-in, in the producing processes: add a publish-time header to every task message."""
-    from celery.signals import before_task_publish
-
-    before_task_publish.connect(stamp_published_at, weak=False, dispatch_uid=PUBLISH_HOOK_UID)
-
-
-def uninstall_publish_timestamp() -> None:
-    """Undo install_publish_timestamp()."""
-    from celery.signals import before_task_publish
-
-    before_task_publish.disconnect(stamp_published_at, dispatch_uid=PUBLISH_HOOK_UID)
-

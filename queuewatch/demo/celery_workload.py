@@ -1,7 +1,7 @@
 """The demo's Celery producer: a seeded mix of invoice charges and PDF renders, with priorities and time-outs.
 
 Run as `python -m queuewatch.demo.celery_workload --redis URL`; it stops on SIGINT or SIGTERM. It sends
-`task-sent` events and stamps each message with its publish time (collector.celery_events), as docs/celery.md
+`task-sent` events and stamps each message with its publish time (collector.celery_publish), as docs/celery.md
 asks of producers.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ import redis
 from celery import Celery
 from kombu.exceptions import OperationalError
 
-from collector.celery_events import install_publish_timestamp
+from collector.celery_publish import install_publish_timestamp
 from queuewatch.demo.celery_app import (
     BILLING_QUEUE,
     CELERY_QUEUES,

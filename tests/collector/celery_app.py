@@ -61,6 +61,6 @@ def make_app(broker_url: str | None = None, *, backend_url: str | None = None,
 app = make_app()
 
 if os.environ.get(PUBLISH_STAMP_ENV):
-    from collector.celery_events import install_publish_timestamp
+    from collector.celery_publish import install_publish_timestamp
 
     install_publish_timestamp()

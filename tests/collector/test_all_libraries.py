@@ -14,9 +14,9 @@ from queuewatch.settings import load_settings
 from storage.engine import make_engine
 from storage.schema import queue_snapshots
 from tests.collector import rq_jobs
+from tests.collector.bullmq_helpers import add_jobs, on_queue, run_worker
 from tests.collector.celery_app import make_app
-from tests.collector.test_bullmq_reader import add_jobs, on_queue, run_worker
-from tests.collector.test_celery_reader import start_worker  # noqa: F401 - fixture
+from tests.collector.test_celery_reader_workers import start_worker  # noqa: F401 - fixture
 from tests.collector.test_rq_reader import run_burst_worker
 
 

@@ -46,20 +46,6 @@ class QueueMetricsResponse(Strict):
     history: list[QueueMetrics] | None = Field(default=None, description="present when history=true")
 
 
-class DashboardSummaryResponse(Strict):
-    totalQueues: int
-    healthyQueues: int
-    warningQueues: int
-    criticalQueues: int
-    totalWaiting: int
-    totalActive: int
-    totalFailed: int
-    activeAlerts: int
-    avgJobsPerMinute: float
-    avgErrorRate: float
-    timestamp: Timestamp
-
-
 class QueuesSummary(Strict):
     totalQueues: int
     healthyQueues: int
@@ -71,6 +57,10 @@ class QueuesSummary(Strict):
     activeAlerts: int
     avgJobsPerMinute: float
     avgErrorRate: float
+
+
+class DashboardSummaryResponse(QueuesSummary):
+    timestamp: Timestamp
 
 
 class MemoryStats(Strict):

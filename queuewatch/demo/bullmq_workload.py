@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import random
 import signal
 import sys
 from collections import Counter
@@ -22,16 +21,8 @@ from bullmq import Queue
 
 from collector.bullmq_layout import TIERS
 from queuewatch.demo.bullmq_jobs import run_workers
-from queuewatch.demo.profiles import (
-    ERROR,
-    OK,
-    TIMEOUT,
-    Arrivals,
-    FlagsConfig,
-    JobProfile,
-    draw_outcome,
-    draw_work_ms,
-)
+from queuewatch.demo.producer import Backoff, Producer, ProducerConfig, redis_or_complain
+from queuewatch.demo.profiles import ERROR, OK, TIMEOUT, JobProfile, draw_outcome, draw_work_ms
 
 IMAGE_QUEUE = "image-resize"
 SEARCH_QUEUE = "search-indexing"
@@ -44,7 +35,6 @@ PRIORITY_WEIGHTS: tuple[tuple[int, float], ...] = (
 """Priority of an added job and its weight; 0 adds it without a priority (to `:wait`)."""
 WIDTHS_PX = (160, 320, 640, 1280)
 INDEXES = ("products", "articles", "users")
-RETRY_CAP_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -69,11 +59,10 @@ BULLMQ_PROFILES: tuple[JobProfile, ...] = (
 
 
 @dataclass(frozen=True)
-class BullMQConfig(FlagsConfig):
+class BullMQConfig(ProducerConfig):
     """Knobs of the BullMQ producer."""
 
     seed: int = 11
-    rate_scale: float = 1.0
     keep_completed: int = 100
     keep_failed: int = 2000
     delayed_pct: float = 8.0
@@ -83,42 +72,38 @@ class BullMQConfig(FlagsConfig):
     pause_every_s: float = 180.0
 
 
-class BullMQWorkload:
+class BullMQWorkload(Producer[BullMQConfig]):
     """Adds the BullMQ demo jobs as time passes; `step` does what is due, `run` loops until stopped."""
 
     def __init__(self, queues: Mapping[str, Queue], config: BullMQConfig | None = None,
                  log: Callable[[str], None] = print) -> None:
+        super().__init__(config or BullMQConfig(), BULLMQ_PROFILES, log)
         self.queues = queues
-        self.config = config or BullMQConfig()
-        self.rng = random.Random(self.config.seed)
-        self.arrivals = Arrivals(BULLMQ_PROFILES, self.rng, self.config.rate_scale)
         self.added: Counter[str] = Counter()
         self.options: Counter[str] = Counter()
-        self.log = log
         self.paused = False
-        self._serial = 0
         self._pause_at_s = self.config.pause_after_s
         self._resume_at_s = float("inf")
-        self._next_summary_at_s = 30.0
 
     async def run(self, stop: asyncio.Event, clock: Callable[[], float] | None = None) -> None:
-        """Kick off, then add what is due until `stop` is set (rides out Redis outages), then unpause."""
+        """Kick off, then add what is due until `stop` is set (rides out Redis outages), then unpause.
+
+        The asyncio twin of producer.run_until_stopped.
+        """
         clock = clock or asyncio.get_running_loop().time
         started_s = clock()
-        retry_s = 0.5
+        backoff = Backoff("Redis", self.log)
         kicked_off = False
         while not stop.is_set():
             try:
                 if not kicked_off:
                     await self.kickoff()
                     kicked_off = True
-                wait_s = await self.step(clock() - started_s)
-                retry_s = 0.5
+                pause_s = backoff.succeeded(await self.step(clock() - started_s))
             except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-                self.log(f"Redis unreachable ({exc}); retrying in {retry_s:.1f} s")
-                wait_s, retry_s = retry_s, min(retry_s * 2, RETRY_CAP_S)
+                pause_s = backoff.failed(exc)
             try:
-                await asyncio.wait_for(stop.wait(), timeout=min(max(wait_s, 0.01), 0.5))
+                await asyncio.wait_for(stop.wait(), timeout=pause_s)
             except TimeoutError:
                 pass
         if self.paused:
@@ -146,9 +131,7 @@ class BullMQWorkload:
         if elapsed_s >= self._resume_at_s:
             await self._set_paused(False)
             self._resume_at_s = float("inf")
-        if elapsed_s >= self._next_summary_at_s:
-            self.log(f"t={elapsed_s:.0f}s added so far: {dict(self.added)}")
-            self._next_summary_at_s = elapsed_s + 60.0
+        self._summarise(elapsed_s, "added", self.added)
         return min(self.arrivals.next_at_s(), self._pause_at_s, self._resume_at_s) - elapsed_s
 
     def _draw_options(self) -> tuple[int, int]:
@@ -161,13 +144,13 @@ class BullMQWorkload:
 
     def job(self, profile: JobProfile, outcome: str) -> dict[str, Any]:
         """The data of one job of `profile` with this outcome."""
-        self._serial += 1
+        serial = self._next_serial()
         data: dict[str, Any] = {"work_ms": draw_work_ms(self.rng, profile, outcome), "fail": outcome == ERROR,
                                 "timeout_s": profile.job_timeout_s}
         if profile.queue == IMAGE_QUEUE:
-            data.update(image_id=self._serial, width_px=self.rng.choice(WIDTHS_PX))
+            data.update(image_id=serial, width_px=self.rng.choice(WIDTHS_PX))
         else:
-            data.update(document_id=self._serial, index=self.rng.choice(INDEXES))
+            data.update(document_id=serial, index=self.rng.choice(INDEXES))
         return data
 
     async def _add(self, profile: JobProfile, outcome: str, priority: int, delay_ms: int) -> None:
@@ -239,10 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     producer.add_argument("--redis", dest="redis_url", required=True, help="Redis URL")
     BullMQConfig.add_arguments(producer)
     args = parser.parse_args(argv)
-    try:
-        redis.Redis.from_url(args.redis_url)
-    except ValueError as exc:
-        print(f"bullmq_workload: bad Redis URL {args.redis_url!r}: {exc}", file=sys.stderr)
+    if redis_or_complain("bullmq_workload", args.redis_url) is None:
         return 2
     asyncio.run(_main_async(args))
     return 0

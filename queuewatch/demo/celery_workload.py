@@ -7,8 +7,6 @@ asks of producers.
 from __future__ import annotations
 
 import argparse
-import random
-import signal
 import sys
 import threading
 import time
@@ -30,21 +28,18 @@ from queuewatch.demo.celery_app import (
     RENDER_TASK,
     app,
 )
-from queuewatch.demo.profiles import (
-    ERROR,
-    OK,
-    TIMEOUT,
-    Arrivals,
-    FlagsConfig,
-    JobProfile,
-    draw_outcome,
-    draw_work_ms,
+from queuewatch.demo.producer import (
+    Producer,
+    ProducerConfig,
+    redis_or_complain,
+    run_until_stopped,
+    stop_on_signals,
 )
+from queuewatch.demo.profiles import ERROR, OK, TIMEOUT, JobProfile, draw_outcome, draw_work_ms
 
 CELERY_CONCURRENCY = 2
 PRIORITY_WEIGHTS: tuple[tuple[int, float], ...] = ((0, 30.0), (3, 30.0), (6, 25.0), (9, 15.0))
 """Message priority (kombu's Redis buckets 0, 3, 6, 9; 0 is taken first) and its weight."""
-RETRY_CAP_S = 10.0
 
 CELERY_PROFILES: tuple[JobProfile, ...] = (
     JobProfile("charge-invoice", BILLING_QUEUE, 1.0, 180, 0.6, 1500, error_pct=6.0),
@@ -55,45 +50,27 @@ TASK_OF_PROFILE = {"charge-invoice": CHARGE_TASK, "render-pdf": RENDER_TASK}
 
 
 @dataclass(frozen=True)
-class CeleryConfig(FlagsConfig):
+class CeleryConfig(ProducerConfig):
     """Knobs of the Celery producer."""
 
     seed: int = 13
-    rate_scale: float = 1.0
     kickoff_renders: int = 6
 
 
-class CeleryWorkload:
+class CeleryWorkload(Producer[CeleryConfig]):
     """Sends the Celery demo tasks as time passes; `step` does what is due, `run` loops until stopped."""
 
     def __init__(self, app: Celery, config: CeleryConfig | None = None,
                  log: Callable[[str], None] = print) -> None:
+        super().__init__(config or CeleryConfig(), CELERY_PROFILES, log)
         self.app = app
-        self.config = config or CeleryConfig()
-        self.rng = random.Random(self.config.seed)
-        self.arrivals = Arrivals(CELERY_PROFILES, self.rng, self.config.rate_scale)
         self.sent: Counter[str] = Counter()
         self.priorities: Counter[int] = Counter()
-        self.log = log
-        self._serial = 0
-        self._next_summary_at_s = 30.0
 
     def run(self, stop: threading.Event, clock: Callable[[], float] = time.monotonic) -> None:
         """Kick off, then send what is due until `stop` is set; rides out broker outages."""
-        started_s = clock()
-        retry_s = 0.5
-        kicked_off = False
-        while not stop.is_set():
-            try:
-                if not kicked_off:
-                    self.kickoff()
-                    kicked_off = True
-                wait_s = self.step(clock() - started_s)
-                retry_s = 0.5
-            except (OperationalError, redis.ConnectionError, redis.TimeoutError) as exc:
-                self.log(f"broker unreachable ({exc}); retrying in {retry_s:.1f} s")
-                wait_s, retry_s = retry_s, min(retry_s * 2, RETRY_CAP_S)
-            stop.wait(min(max(wait_s, 0.01), 0.5))
+        outages = (OperationalError, redis.ConnectionError, redis.TimeoutError)
+        run_until_stopped(stop, clock, self.kickoff, self.step, outages, "broker", self.log)
         self.log(f"stopped after sending {sum(self.sent.values())} tasks: {dict(self.sent)}, "
                  f"priorities {dict(self.priorities)}")
 
@@ -111,9 +88,7 @@ class CeleryWorkload:
         """Send what is due `elapsed_s` seconds after the start; returns seconds until the next task."""
         for profile in self.arrivals.due(elapsed_s):
             self.send(profile, draw_outcome(self.rng, profile), self._draw_priority())
-        if elapsed_s >= self._next_summary_at_s:
-            self.log(f"t={elapsed_s:.0f}s sent so far: {dict(self.sent)}")
-            self._next_summary_at_s = elapsed_s + 60.0
+        self._summarise(elapsed_s, "sent", self.sent)
         return self.arrivals.next_at_s() - elapsed_s
 
     def _draw_priority(self) -> int:
@@ -122,11 +97,11 @@ class CeleryWorkload:
 
     def arguments(self, profile: JobProfile, outcome: str) -> tuple[tuple, dict]:
         """Positional and keyword arguments of one task of `profile` with this outcome."""
-        self._serial += 1
+        serial = self._next_serial()
         kwargs = {"work_ms": draw_work_ms(self.rng, profile, outcome), "fail": outcome == ERROR}
         if profile.queue == BILLING_QUEUE:
-            return (self._serial, self.rng.randint(500, 250_000)), kwargs
-        return (self._serial, self.rng.randint(1, 40)), kwargs
+            return (serial, self.rng.randint(500, 250_000)), kwargs
+        return (serial, self.rng.randint(1, 40)), kwargs
 
     def send(self, profile: JobProfile, outcome: str, priority: int) -> None:
         """Publish one task (routed to its queue by the app's task_routes)."""
@@ -156,14 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--redis", dest="redis_url", required=True, help="Redis URL of the Celery broker")
     CeleryConfig.add_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        redis.Redis.from_url(args.redis_url)
-    except ValueError as exc:
-        print(f"celery_workload: bad Redis URL {args.redis_url!r}: {exc}", file=sys.stderr)
+    if redis_or_complain("celery_workload", args.redis_url) is None:
         return 2
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     app.conf.broker_url = args.redis_url
     install_publish_timestamp()
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Self
 
@@ -83,13 +83,21 @@ class Arrivals:
     def due(self, elapsed_s: float) -> list[JobProfile]:
         """The profiles of the jobs that arrive by `elapsed_s`, one entry per job, in profile order."""
         jobs: list[JobProfile] = []
+        self.each_due(elapsed_s, jobs.append)
+        return jobs
+
+    def each_due(self, elapsed_s: float, arrive: Callable[[JobProfile], object]) -> None:
+        """Call `arrive` with the profile of each job that arrives by `elapsed_s`, in profile order.
+
+        Each call comes before the next gap is drawn, so what `arrive` draws from the shared rng interleaves
+        with the gaps; if it raises, that profile's pending arrivals are kept and come due again.
+        """
         for profile in self.profiles:
             due_s = max(self._next_at_s[profile.name], elapsed_s - CATCH_UP_S)
             while due_s <= elapsed_s:
-                jobs.append(profile)
+                arrive(profile)
                 due_s += self._gap_s(profile)
             self._next_at_s[profile.name] = due_s
-        return jobs
 
     def next_at_s(self) -> float:
         """When the next job of any profile arrives (seconds since the start)."""

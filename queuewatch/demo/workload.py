@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import random
-import signal
 import sys
 import threading
 import time
@@ -22,7 +20,14 @@ from rq import Queue
 from rq.job import Dependency
 
 from queuewatch.demo import jobs
-from queuewatch.demo.profiles import FlagsConfig, JobProfile, draw_outcome, draw_work_ms
+from queuewatch.demo.producer import (
+    Producer,
+    ProducerConfig,
+    redis_or_complain,
+    run_until_stopped,
+    stop_on_signals,
+)
+from queuewatch.demo.profiles import JobProfile, draw_outcome, draw_work_ms
 
 EMAIL_QUEUE = "email-campaigns"
 NOTIFY_QUEUE = "notification-delivery"
@@ -38,7 +43,6 @@ FAILURE_TTL_S = 3600
 CHANNELS = ("push", "sms", "in-app")
 ENDPOINTS = ("https://hooks.acme.example/orders", "https://crm.example.net/rq", "https://erp.example.org/events")
 SECTIONS = ("summary", "revenue", "churn")
-RETRY_CAP_S = 10.0
 
 
 PROFILES: tuple[JobProfile, ...] = (
@@ -88,11 +92,10 @@ def worker_argv(spec: WorkerSpec, redis_url: str, name: str) -> list[str]:
 
 
 @dataclass(frozen=True)
-class WorkloadConfig(FlagsConfig):
+class WorkloadConfig(ProducerConfig):
     """Knobs of the producer; the defaults open a queue-depth alert within the first minute."""
 
     seed: int = 7
-    rate_scale: float = 1.0
     first_burst_after_s: float = 25.0
     burst_every_s: float = 90.0
     burst_size: int = 600
@@ -103,39 +106,22 @@ class WorkloadConfig(FlagsConfig):
     memory_period_s: float = 300.0
 
 
-class Workload:
+class Workload(Producer[WorkloadConfig]):
     """Enqueues the demo jobs as time passes; `step` does what is due, `run` loops until stopped."""
 
     def __init__(self, connection: redis.Redis, config: WorkloadConfig | None = None,
                  log: Callable[[str], None] = print) -> None:
-        self.config = config or WorkloadConfig()
-        self.rng = random.Random(self.config.seed)
+        super().__init__(config or WorkloadConfig(), PROFILES, log)
         self.queues = {name: Queue(name, connection=connection) for name in QUEUE_NAMES}
         self.enqueued: Counter[str] = Counter()
-        self.log = log
-        self._serial = 0
-        self._next_at = {profile.name: self._gap_s(profile.rate_per_s) for profile in PROFILES}
         self._next_burst_at_s = self.config.first_burst_after_s
         self._next_pipeline_at_s = self.config.pipeline_every_s
         self._next_scheduled_at_s = self.config.scheduled_every_s
-        self._next_summary_at_s = 30.0
 
     def run(self, stop: threading.Event, clock: Callable[[], float] = time.monotonic) -> None:
         """Kick off, then enqueue what is due until `stop` is set; rides out Redis outages."""
-        started_s = clock()
-        retry_s = 0.5
-        kicked_off = False
-        while not stop.is_set():
-            try:
-                if not kicked_off:
-                    self.kickoff()
-                    kicked_off = True
-                wait_s = self.step(clock() - started_s)
-                retry_s = 0.5
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                self.log(f"Redis unreachable ({exc}); retrying in {retry_s:.1f} s")
-                wait_s, retry_s = retry_s, min(retry_s * 2, RETRY_CAP_S)
-            stop.wait(min(max(wait_s, 0.01), 0.5))
+        run_until_stopped(stop, clock, self.kickoff, self.step, (redis.ConnectionError, redis.TimeoutError),
+                          "Redis", self.log)
         self.log(f"stopped after enqueueing {sum(self.enqueued.values())} jobs: {dict(self.enqueued)}")
 
     def kickoff(self) -> None:
@@ -151,12 +137,8 @@ class Workload:
 
     def step(self, elapsed_s: float) -> float:
         """Enqueue what is due `elapsed_s` seconds after the start; returns seconds until the next event."""
-        for profile in PROFILES:
-            due_s = max(self._next_at[profile.name], elapsed_s - 5.0)
-            while due_s <= elapsed_s:
-                self._enqueue(profile, self._outcome(profile), elapsed_s)
-                due_s += self._gap_s(profile.rate_per_s)
-            self._next_at[profile.name] = due_s
+        self.arrivals.each_due(elapsed_s,
+                               lambda profile: self._enqueue(profile, self._outcome(profile), elapsed_s))
         if elapsed_s >= self._next_burst_at_s:
             self._burst()
             self._next_burst_at_s = elapsed_s + self.config.burst_every_s
@@ -166,12 +148,9 @@ class Workload:
         if elapsed_s >= self._next_scheduled_at_s:
             self._scheduled(self.rng.choice(SCHEDULED_QUEUES), delay_s=self.rng.uniform(5.0, 40.0))
             self._next_scheduled_at_s = elapsed_s + self.config.scheduled_every_s * self.rng.uniform(0.7, 1.3)
-        if elapsed_s >= self._next_summary_at_s:
-            self.log(f"t={elapsed_s:.0f}s enqueued so far: {dict(self.enqueued)}")
-            self._next_summary_at_s = elapsed_s + 60.0
-        upcoming = [*self._next_at.values(), self._next_burst_at_s, self._next_pipeline_at_s,
-                    self._next_scheduled_at_s]
-        return min(upcoming) - elapsed_s
+        self._summarise(elapsed_s, "enqueued", self.enqueued)
+        return min(self.arrivals.next_at_s(), self._next_burst_at_s, self._next_pipeline_at_s,
+                   self._next_scheduled_at_s) - elapsed_s
 
     def cache_limit_mb(self, elapsed_s: float) -> float:
         """Memory each asset worker may keep at this moment: a slow wave between the low and high marks."""
@@ -179,18 +158,11 @@ class Workload:
         phase = 0.5 - 0.5 * math.cos(2 * math.pi * elapsed_s / cfg.memory_period_s)
         return cfg.memory_low_mb + (cfg.memory_high_mb - cfg.memory_low_mb) * phase
 
-    def _gap_s(self, rate_per_s: float) -> float:
-        return self.rng.expovariate(rate_per_s * self.config.rate_scale)
-
     def _outcome(self, profile: JobProfile) -> str:
         return draw_outcome(self.rng, profile)
 
     def _work_ms(self, profile: JobProfile, outcome: str) -> float:
         return draw_work_ms(self.rng, profile, outcome)
-
-    def _next_serial(self) -> int:
-        self._serial += 1
-        return self._serial
 
     def _call(self, profile: JobProfile, outcome: str,
               elapsed_s: float) -> tuple[Callable[..., Any], tuple, dict]:
@@ -271,13 +243,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--redis", dest="redis_url", required=True, help="Redis URL the RQ workers use")
     WorkloadConfig.add_arguments(parser)
     args = parser.parse_args(argv)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    try:
-        connection = redis.Redis.from_url(args.redis_url, socket_timeout=10, socket_connect_timeout=5)
-    except ValueError as exc:
-        print(f"workload: bad Redis URL {args.redis_url!r}: {exc}", file=sys.stderr)
+    stop = stop_on_signals()
+    connection = redis_or_complain("workload", args.redis_url, socket_timeout=10, socket_connect_timeout=5)
+    if connection is None:
         return 2
     config = WorkloadConfig.from_namespace(args)
     workload = Workload(connection, config, log=lambda line: print(line, flush=True))

@@ -24,6 +24,21 @@ def coloured(table: pd.DataFrame, column: str) -> pd.DataFrame | Styler:
     return table.style.map(status_style, subset=[column]) if not table.empty else table
 
 
+def status_table(table: pd.DataFrame, status_column: str, column_config: dict[str, Any], *,
+                 placeholder: str = NOT_AVAILABLE) -> None:
+    """A full-width table without index, its status column coloured, missing cells shown as `placeholder`."""
+    st.dataframe(coloured(table, status_column), hide_index=True, width="stretch", placeholder=placeholder,
+                 column_config=column_config)
+
+
+def _datetime_column() -> Any:
+    return st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss")
+
+
+def _number_column(fmt: str) -> Any:
+    return st.column_config.NumberColumn(format=fmt)
+
+
 def library_filter(key: str) -> list[str]:
     """A multiselect of libraries (none picked: all of them), under a stable key."""
     return st.multiselect("Library", LIBRARIES, key=key, placeholder=ALL_LIBRARIES,
@@ -68,17 +83,16 @@ def summary_tiles(summary: dict[str, Any]) -> None:
 
 def queue_table(table: pd.DataFrame) -> None:
     """The overview's queue table; a missing figure (not measured by the queue's backend) reads "n/a"."""
-    st.dataframe(coloured(table, "Status"), hide_index=True, width="stretch", placeholder=NOT_AVAILABLE,
-                 column_config={
-                     "Library": st.column_config.TextColumn(width="small"),
-                     "Issues": st.column_config.TextColumn(width="medium"),
-                     "Jobs/min": st.column_config.NumberColumn(format="%.1f"),
-                     "Error %": st.column_config.NumberColumn(format="%.2f"),
-                     "Timeout %": st.column_config.NumberColumn(format="%.2f"),
-                     "p95 (ms)": st.column_config.NumberColumn(format="%.0f"),
-                     "Oldest waiting (s)": st.column_config.NumberColumn(format="%.1f"),
-                     "Last seen (s ago)": st.column_config.NumberColumn(format="%.0f"),
-                 })
+    status_table(table, "Status", {
+        "Library": st.column_config.TextColumn(width="small"),
+        "Issues": st.column_config.TextColumn(width="medium"),
+        "Jobs/min": _number_column("%.1f"),
+        "Error %": _number_column("%.2f"),
+        "Timeout %": _number_column("%.2f"),
+        "p95 (ms)": _number_column("%.0f"),
+        "Oldest waiting (s)": _number_column("%.1f"),
+        "Last seen (s ago)": _number_column("%.0f"),
+    })
 
 
 def timing_tiles(timing: dict[str, Any], *, processing_measured: bool = True) -> None:
@@ -117,14 +131,13 @@ def worker_tiles(summary: dict[str, Any]) -> None:
 
 def worker_table(table: pd.DataFrame) -> None:
     """The workers table; memory that neither an agent nor psutil measured (and any other gap) reads "n/a"."""
-    st.dataframe(coloured(table, "State"), hide_index=True, width="stretch", placeholder=NOT_AVAILABLE,
-                 column_config={
-                     "Library": st.column_config.TextColumn(width="small"),
-                     "Started": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
-                     "Last heartbeat": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
-                     "RSS (MB)": st.column_config.NumberColumn(format="%.0f"),
-                     "Recycle reason": st.column_config.TextColumn(width="large"),
-                 })
+    status_table(table, "State", {
+        "Library": st.column_config.TextColumn(width="small"),
+        "Started": _datetime_column(),
+        "Last heartbeat": _datetime_column(),
+        "RSS (MB)": _number_column("%.0f"),
+        "Recycle reason": st.column_config.TextColumn(width="large"),
+    })
 
 
 def _acknowledge(engine: Engine, alert_id: str, user: str) -> None:
@@ -157,19 +170,16 @@ def alert_card(alert: dict[str, Any], engine: Engine, user: str) -> None:
 
 def alert_history_table(table: pd.DataFrame) -> None:
     """The alert history table."""
-    times = {name: st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss")
-             for name in ("Opened", "Resolved", "Acknowledged at")}
-    st.dataframe(coloured(table, "Severity"), hide_index=True, width="stretch", placeholder=UNKNOWN,
-                 column_config={**times, "Message": st.column_config.TextColumn(width="medium"),
-                                "Value": st.column_config.NumberColumn(format="%.2f"),
-                                "Threshold": st.column_config.NumberColumn(format="%.2f")})
+    times = {name: _datetime_column() for name in ("Opened", "Resolved", "Acknowledged at")}
+    status_table(table, "Severity", {**times, "Message": st.column_config.TextColumn(width="medium"),
+                                     "Value": _number_column("%.2f"), "Threshold": _number_column("%.2f")},
+                 placeholder=UNKNOWN)
 
 
 def alert_events_table(table: pd.DataFrame) -> None:
     """The alert events table."""
-    st.dataframe(coloured(table, "Severity"), hide_index=True, width="stretch", placeholder=UNKNOWN,
-                 column_config={"At": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
-                                "Value": st.column_config.NumberColumn(format="%.2f")})
+    status_table(table, "Severity", {"At": _datetime_column(), "Value": _number_column("%.2f")},
+                 placeholder=UNKNOWN)
 
 
 def leak_hints(hints: list[dict[str, Any]]) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import IO, Iterator, Sequence
 
 import pandas as pd
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import Engine, Table, and_, func, select
 
 from storage.fields import EXTRA_SNAPSHOT_FIELDS, QUEUE_METRICS_FIELDS, ZERO_WHEN_UNKNOWN
 from storage.queries_alerts import alert_history
@@ -72,14 +72,14 @@ def _empty(fields: Sequence[tuple[str, str]]) -> pd.DataFrame:
     return pd.DataFrame(columns=[name for name, _ in fields])
 
 
-def _snapshot_condition(queue_names: Sequence[str] | None, since_s: float, until_s: float,
-                        libraries: Sequence[str] | None = None):
-    t = queue_snapshots
-    condition = and_(t.c.sampled_at_s >= since_s, t.c.sampled_at_s <= until_s)
-    if queue_names:
-        condition = and_(condition, t.c.queue_name.in_(list(queue_names)))
+def _in_range(table: Table, since_s: float, until_s: float, name_column: str,
+              names: Sequence[str] | None = None, libraries: Sequence[str] | None = None):
+    """Rows of a snapshot table sampled in the range, of these names and libraries (None or empty: all)."""
+    condition = and_(table.c.sampled_at_s >= since_s, table.c.sampled_at_s <= until_s)
+    if names:
+        condition = and_(condition, table.c[name_column].in_(list(names)))
     if libraries:
-        condition = and_(condition, t.c.library.in_(list(libraries)))
+        condition = and_(condition, table.c.library.in_(list(libraries)))
     return condition
 
 
@@ -91,7 +91,7 @@ def iter_snapshot_exports(engine: Engine, queue_names: Sequence[str] | None, sin
     t = queue_snapshots
     columns = list(dict.fromkeys(column for _, column in SNAPSHOT_EXPORT_FIELDS))
     statement = (select(*[t.c[c] for c in columns])
-                 .where(_snapshot_condition(queue_names, since_s, until_s, libraries))
+                 .where(_in_range(t, since_s, until_s, "queue_name", queue_names, libraries))
                  .order_by(t.c.sampled_at_s, t.c.queue_name, t.c.library).limit(limit))
     with reading(engine) as conn:
         result = conn.execution_options(yield_per=chunk_rows).execute(statement)
@@ -107,17 +107,6 @@ def snapshots_export(engine: Engine, queue_names: Sequence[str] | None, since_s:
     parts = list(iter_snapshot_exports(engine, queue_names, since_s, until_s, limit=limit,
                                        libraries=libraries))
     return pd.concat(parts, ignore_index=True) if parts else _empty(SNAPSHOT_EXPORT_FIELDS)
-
-
-def _worker_condition(since_s: float, until_s: float, worker_names: Sequence[str] | None = None,
-                      libraries: Sequence[str] | None = None):
-    w = worker_snapshots
-    condition = and_(w.c.sampled_at_s >= since_s, w.c.sampled_at_s <= until_s)
-    if worker_names:
-        condition = and_(condition, w.c.worker_name.in_(list(worker_names)))
-    if libraries:
-        condition = and_(condition, w.c.library.in_(list(libraries)))
-    return condition
 
 
 def alert_queue_filter(engine: Engine, queue_names: Sequence[str] | None,
@@ -146,8 +135,8 @@ def export_counts(engine: Engine, queue_names: Sequence[str] | None, since_s: fl
     w = worker_snapshots
     with reading(engine) as conn:
         snapshots = conn.execute(select(func.count()).select_from(queue_snapshots).where(
-            _snapshot_condition(queue_names, since_s, until_s, libraries))).scalar_one()
-        in_range = _worker_condition(since_s, until_s, libraries=libraries)
+            _in_range(queue_snapshots, since_s, until_s, "queue_name", queue_names, libraries))).scalar_one()
+        in_range = _in_range(w, since_s, until_s, "worker_name", libraries=libraries)
         workers = conn.execute(select(func.count()).select_from(w).where(in_range)).scalar_one()
     alert_rows = alert_history(engine, since_s=since_s, until_s=until_s, limit=1_000_000)
     wanted = alert_queue_filter(engine, queue_names, libraries)
@@ -161,7 +150,7 @@ def worker_memory_export(engine: Engine, since_s: float, until_s: float, *,
                          libraries: Sequence[str] | None = None) -> pd.DataFrame:
     """Every worker row in the range under MemoryStats-style names, with the recycle flags stored then."""
     t = worker_snapshots
-    condition = _worker_condition(since_s, until_s, worker_names, libraries)
+    condition = _in_range(t, since_s, until_s, "worker_name", worker_names, libraries)
     columns = [column for _, column in WORKER_EXPORT_FIELDS]
     statement = (select(*[t.c[c] for c in columns]).where(condition)
                  .order_by(t.c.sampled_at_s, t.c.worker_name))

@@ -4,12 +4,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import Engine, func, select
 
 from collector.health import Thresholds
 from collector.leaks import DEFAULT_RULE, LeakRule, RssPoint, leak_hint
-from storage.queries_common import CURRENT_WITHIN_S, bucket_index, bucket_width_s, reading
-from storage.queries_workers import queues_of
+from storage.queries_common import CURRENT_WITHIN_S, reading
+from storage.queries_workers import measured_buckets, queues_of
 from storage.schema import worker_snapshots
 
 LEAK_POINTS = 60
@@ -25,11 +25,7 @@ def rss_trends(engine: Engine, since_s: float, until_s: float, *, max_points: in
     only the buckets since the newest birth are kept.
     """
     t = worker_snapshots
-    width_s = bucket_width_s(until_s - since_s, max_points)
-    bucket = bucket_index(engine, t.c.sampled_at_s, width_s).label("bucket")
-    condition = and_(t.c.sampled_at_s >= since_s, t.c.sampled_at_s <= until_s, t.c.rss_mb.is_not(None))
-    if worker_names is not None:
-        condition = and_(condition, t.c.worker_name.in_(list(worker_names)))
+    _, bucket, condition = measured_buckets(engine, since_s, until_s, max_points, worker_names)
     statement = (select(t.c.library, t.c.worker_name, bucket, func.avg(t.c.sampled_at_s),
                         func.min(t.c.rss_mb), func.max(t.c.jobs_processed), func.max(t.c.birth_at_s),
                         func.max(t.c.queues))

@@ -115,13 +115,10 @@ def worker_memory_summary(engine: Engine, thresholds: Thresholds) -> dict[str, A
     }
 
 
-def worker_memory_series(engine: Engine, since_s: float, until_s: float, *, max_points: int = MAX_POINTS,
-                         worker_names: Sequence[str] | None = None,
-                         libraries: Sequence[str] | None = None) -> pd.DataFrame:
-    """Peak RSS (MB) per worker per time bucket: worker_name, bucket_start_s, time, rss_mb, samples.
-
-    Only measured rows count (unknown memory is left out, never 0); `libraries` keeps their workers only.
-    """
+def measured_buckets(engine: Engine, since_s: float, until_s: float, max_points: int,
+                     worker_names: Sequence[str] | None = None, libraries: Sequence[str] | None = None):
+    """(bucket width in s, labelled bucket index, condition) for the worker rows in the range whose RSS was
+    measured, of these workers (None: all) and libraries (None or empty: all)."""
     t = worker_snapshots
     width_s = bucket_width_s(until_s - since_s, max_points)
     bucket = bucket_index(engine, t.c.sampled_at_s, width_s).label("bucket")
@@ -130,6 +127,19 @@ def worker_memory_series(engine: Engine, since_s: float, until_s: float, *, max_
         condition = and_(condition, t.c.worker_name.in_(list(worker_names)))
     if libraries:
         condition = and_(condition, t.c.library.in_(list(libraries)))
+    return width_s, bucket, condition
+
+
+def worker_memory_series(engine: Engine, since_s: float, until_s: float, *, max_points: int = MAX_POINTS,
+                         worker_names: Sequence[str] | None = None,
+                         libraries: Sequence[str] | None = None) -> pd.DataFrame:
+    """Peak RSS (MB) per worker per time bucket: worker_name, bucket_start_s, time, rss_mb, samples.
+
+    Only measured rows count (unknown memory is left out, never 0); `libraries` keeps their workers only.
+    """
+    t = worker_snapshots
+    width_s, bucket, condition = measured_buckets(engine, since_s, until_s, max_points, worker_names,
+                                                  libraries)
     statement = (select(t.c.worker_name, bucket, func.max(t.c.rss_mb).label("rss_mb"),
                         func.count().label("samples"))
                  .where(condition).group_by(t.c.worker_name, bucket).order_by(t.c.worker_name, bucket))

@@ -54,8 +54,9 @@ class Producer(Generic[ConfigT]):
 
 
 class Backoff:
-    """How long a run loop pauses: what its step asks while the broker answers; while it does not, the retry
-    delay (doubling up to RETRY_CAP_S) is logged. Either way the pause is kept within 0.01..0.5 s."""
+    """How long a run loop pauses: what its step asks (kept within 0.01..0.5 s) while the broker answers; while
+    it does not, the logged retry delay, doubling up to RETRY_CAP_S (the loops wait on their stop event, so a
+    stop request still ends the pause at once)."""
 
     def __init__(self, broker: str, log: Callable[[str], None]) -> None:
         self.broker = broker
@@ -69,7 +70,7 @@ class Backoff:
     def failed(self, exc: BaseException) -> float:
         self.log(f"{self.broker} unreachable ({exc}); retrying in {self.retry_s:.1f} s")
         wait_s, self.retry_s = self.retry_s, min(self.retry_s * 2, RETRY_CAP_S)
-        return _pause_s(wait_s)
+        return wait_s
 
 
 def run_until_stopped(stop: threading.Event, clock: Callable[[], float], kickoff: Callable[[], None],

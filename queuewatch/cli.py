@@ -5,7 +5,6 @@ import argparse
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
 from datetime import datetime, timezone
@@ -163,10 +162,8 @@ def _dashboard(settings, args) -> int:
 
     make_engine(settings.db_url).dispose()  # fail here, clearly, on a bad database URL
     command, env = dashboard_command(settings, args.host, args.port)
-    try:
-        return subprocess.call(command, env=env, cwd=REPO_ROOT)
-    except KeyboardInterrupt:
-        return 0
+    os.chdir(REPO_ROOT)
+    os.execve(command[0], command, env)  # streamlit takes this process's place: signals reach it directly
 
 
 def _export(settings, args) -> int:

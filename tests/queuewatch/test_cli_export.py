@@ -38,3 +38,34 @@ def test_export_errors_are_clear(engine, db_url, tmp_path, capsys):
     for kind in ("workers", "alerts"):
         assert main(["export", "--db", db_url, "--kind", kind, "--out", str(tmp_path / f"{kind}.csv")]) == 0
         assert (tmp_path / f"{kind}.csv").read_text().strip()
+
+
+def test_dashboard_command_stops_on_sigterm(db_url):
+    """`queuewatch dashboard` becomes the Streamlit server, so SIGTERM stops the server itself."""
+    import subprocess
+    import sys
+    import urllib.request
+
+    from tests.conftest import REPO_ROOT, free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "queuewatch.cli", "dashboard", "--db", db_url, "--port", str(port)],
+                            cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    health = f"http://127.0.0.1:{port}/_stcore/health"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(health, timeout=2) as response:
+                assert response.status == 200
+                break
+        except OSError:
+            assert time.monotonic() < deadline and proc.poll() is None, "the dashboard did not start"
+            time.sleep(0.3)
+    proc.terminate()
+    proc.wait(timeout=15)
+    try:
+        urllib.request.urlopen(health, timeout=2)
+        answered = True
+    except OSError:
+        answered = False
+    assert not answered, "a Streamlit server outlived `queuewatch dashboard`"

@@ -121,6 +121,16 @@ def with_agents(workers: list[WorkerReading], agents: AgentIndex,
             worker = replace(worker, alive=False, state=STALE_STATE)
         paired.append((worker, report))
     for identity, report in sorted(agents.live.items()):
-        if identity not in matched:
+        if identity not in matched and not _still_connecting(report):
             paired.append((agent_worker(report), report))
     return paired
+
+
+CONNECT_GRACE_S = 30.0
+
+
+def _still_connecting(report: AgentReport) -> bool:
+    """A BullMQ worker's first reports, sent before its connections are open, cannot be matched to the
+    reader's row yet: shown on their own they would list the worker twice."""
+    return (report.library == "bullmq" and not report.client_ids
+            and report.reported_at_s - report.started_at_s < CONNECT_GRACE_S)

@@ -61,6 +61,17 @@ def test_reports_match_workers_by_name_or_connection_and_expired_ones_are_stale(
                                               '"period_s": 1, "ttl_s": 3}'), 200.0) is None
 
 
+def test_a_starting_bullmq_worker_without_connections_is_not_listed_twice():
+    def report(worker_id: str, started_at_s: float, reported_at_s: float) -> AgentReport:
+        return AgentReport(library="bullmq", worker_id=worker_id, queues=("q",), pid=7, hostname="h",
+                           started_at_s=started_at_s, reported_at_s=reported_at_s, period_s=5.0, ttl_s=15.0)
+
+    starting, unmatched = report("q:starting", 100.0, 105.0), report("q:no-client-list", 100.0, 200.0)
+    index = AgentIndex(live={r.identity: r for r in (starting, unmatched)}, vanished=frozenset())
+    names = [worker.name for worker, _ in with_agents([], index)]
+    assert names == ["q:no-client-list"]  # past the grace period it gets a row of its own
+
+
 def _recycle_row(redis_url: str, db_url: str, engine, agent: Agent, limits: ThresholdSet) -> tuple[bool, str]:
     assert agent.publish()
     watcher = collector(redis_url, db_url, engine=engine,
@@ -72,7 +83,7 @@ def _recycle_row(redis_url: str, db_url: str, engine, agent: Agent, limits: Thre
 
 
 def test_recycle_flags_at_the_thresholds_from_agent_figures(redis_url, redis_client, db_url, engine):
-    agent = Agent("bullmq", "recycle-me", ["jobs-q"], config=AgentConfig(period_s=60.0), client=redis_client)
+    agent = Agent("rq", "recycle-me", ["jobs-q"], config=AgentConfig(period_s=60.0), client=redis_client)
     rss_mb = agent.report().rss_mb
     roomy = ThresholdSet(recycle_after_jobs=5, recycle_after_uptime_s=3600, memory_hard_limit_mb=rss_mb + 500)
     for _ in range(4):

@@ -25,6 +25,7 @@ from typing import Any
 
 import redis
 
+from collector.backoff import backoff_s
 from collector.celery_layout import as_float, as_int, decode_events, is_timeout, text
 from collector.model import FinishedJob
 
@@ -36,6 +37,7 @@ DEFAULT_MAX_TASKS = 100_000
 DEFAULT_MAX_OUTCOMES = 100_000
 DEFAULT_FORGET_WORKER_AFTER_S = 3600.0
 ENDED_MEMORY = 10_000
+RETRY_BASE_S = 0.25
 WORKER_TASK_EVENTS = frozenset({"task-received", "task-started", "task-succeeded", "task-failed", "task-retried",
                                 "task-rejected", "task-revoked"})
 
@@ -374,7 +376,7 @@ class EventListener:
                 failures += 1
                 self.gaps += 1
                 log.warning("celery event subscription lost (%s); retrying", exc)
-                self._stop.wait(min(self.retry_cap_s, 0.25 * 2 ** min(failures, 16)))
+                self._stop.wait(backoff_s(RETRY_BASE_S, failures, self.retry_cap_s))
             finally:
                 try:
                     pubsub.close()

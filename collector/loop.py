@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 
 from collector import alerts
 from collector.agents import AGENT_SOURCE, AgentIndex, agent_memory, read_agent_index, with_agents
+from collector.backoff import backoff_s
 from collector.derive import QueueWindow, snapshot_row
 from collector.health import Breach
 from collector.memory import host_memory, process_memory
@@ -22,6 +23,7 @@ from queuewatch_agent.report import DEFAULT_PREFIX as AGENT_PREFIX
 from storage.engine import StorageError
 from storage.recycle import recycle_verdict
 from storage.retention import purge
+from storage.status import REDIS_OUTAGE_PREFIX
 from storage.writer import CycleRecord, OpenAlertRow, record_outage, write_cycle
 from storage.cursors import latest_cursors
 
@@ -88,7 +90,7 @@ class Collector:
             try:
                 readings.append((reader.library, reader.read(cursors, unseen=unseen)))
             except REDIS_ERRORS as exc:
-                errors.append(f"Redis unreachable ({reader.library}): {exc}")
+                errors.append(f"{REDIS_OUTAGE_PREFIX} ({reader.library}): {exc}")
         return readings, errors
 
     def run_cycle(self) -> CycleResult:
@@ -205,10 +207,3 @@ class Collector:
             wait_s = backoff_s(self.settings.interval_s, failures, self.settings.backoff_cap_s)
             stop.wait(max(0.0, wait_s - (time.monotonic() - cycle_started)))
         return 0
-
-
-def backoff_s(interval_s: float, failures: int, cap_s: float) -> float:
-    """Wait before the next cycle: the interval, doubled per consecutive failure, capped."""
-    if failures <= 0:
-        return interval_s
-    return min(cap_s, interval_s * 2 ** min(failures, 16))

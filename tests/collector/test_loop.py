@@ -12,7 +12,8 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 from sqlalchemy import select
 
-from collector.loop import Collector, backoff_s
+from collector.backoff import backoff_s
+from collector.loop import Collector
 from collector.rq_reader import RQReader
 from queuewatch.cli import main as cli_main
 from queuewatch.settings import load_settings

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from queuewatch import cli_accounts
-from queuewatch.settings import SettingsError, load_settings
+from queuewatch.settings import SettingsError, load_settings, redacted
 
 log = logging.getLogger("queuewatch")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -121,27 +121,19 @@ def _collect(settings, args) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    log.info("collecting from %s into %s every %.1f s", _redact(settings.redis_url), _redact(settings.db_url),
+    log.info("collecting from %s into %s every %.1f s", redacted(settings.redis_url), redacted(settings.db_url),
              settings.interval_s)
     if settings.webhook_url and not args.once:
         from collector.webhooks import WebhookNotifier
 
         notifier = WebhookNotifier(engine, settings.webhook_url)
         threading.Thread(target=notifier.run, args=(stop,), name="webhooks", daemon=True).start()
-        log.info("sending alert webhooks to %s", _redact(settings.webhook_url))
+        log.info("sending alert webhooks to %s", redacted(settings.webhook_url))
     try:
         return collector.run(stop, once=args.once)
     finally:
         close_readers(readers)
 
-
-def _redact(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True) if "://" in url else url
-    except Exception:  # noqa: BLE001 - only for a log line
-        return "<url>"
 
 
 def dashboard_command(settings, host: str, port: int) -> tuple[list[str], dict[str, str]]:

@@ -172,3 +172,17 @@ def _threshold_set(base: ThresholdSet, values: Mapping[str, Any], path: Path) ->
     except ValueError as exc:
         raise SettingsError(f"{path}: {exc}") from exc
     return updated
+
+
+def redacted(urls: str) -> str:
+    """URL(s), comma-separated, with passwords hidden, for logs and banners."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    shown = []
+    for url in _split(urls) or [urls]:
+        try:
+            shown.append(make_url(url).render_as_string(hide_password=True))
+        except ArgumentError:
+            shown.append("<url>" if "@" in url else url)
+    return ",".join(shown)

@@ -24,7 +24,7 @@ from queuewatch.demo.celery_workload import CELERY_CONCURRENCY, CeleryConfig
 from queuewatch.demo.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from queuewatch.demo.processes import DEMO_INTERVAL_S, DemoError, DemoProcesses
 from queuewatch.demo.workload import DEMO_WORKERS, QUEUE_NAMES, WorkloadConfig
-from queuewatch.settings import Settings
+from queuewatch.settings import Settings, redacted
 from storage.engine import StorageError
 
 RQ_COMPONENTS = frozenset({"workers", "workload"})
@@ -71,12 +71,6 @@ def resolve_db_url(db_url: str) -> tuple[str, str]:
     return db_url, url.render_as_string(hide_password=True)
 
 
-def _redacted(redis_url: str) -> str:
-    try:
-        return make_url(redis_url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return redis_url
-
 
 def _port_in_use(port: int) -> bool:
     with socket.socket() as sock:
@@ -105,9 +99,9 @@ def _check_redis(redis_url: str) -> None:
         client.ping()
         client.close()
     except ValueError as exc:
-        raise DemoError(f"bad Redis URL {_redacted(redis_url)!r}: {exc}") from exc
+        raise DemoError(f"bad Redis URL {redacted(redis_url)!r}: {exc}") from exc
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise DemoError(f"cannot reach Redis at {_redacted(redis_url)}: {exc}") from exc
+        raise DemoError(f"cannot reach Redis at {redacted(redis_url)}: {exc}") from exc
 
 
 def run_demo(settings: Settings, *, redis_url_given: bool = False, dashboard_port: int = 8501,
@@ -189,7 +183,7 @@ def _print_banner(say: functools.partial, components: frozenset[str], dashboard_
         say(f"  Log in as:  {DEMO_ADMIN_EMAIL} / {DEMO_ADMIN_PASSWORD}")
     where = (f"embedded redis-server, files in {server.data_dir}" if server
              else "given; demo jobs are added to it")
-    say(f"  Redis:      {_redacted(redis_url)}  ({where})")
+    say(f"  Redis:      {redacted(redis_url)}  ({where})")
     say(f"  Database:   {db_location}")
     parts_of = (("RQ", RQ_COMPONENTS), ("BullMQ", {"bullmq"}), ("Celery", {"celery"}))
     libraries = [name for name, parts in parts_of if components & parts]

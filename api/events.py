@@ -37,15 +37,12 @@ class EventTracker:
         self.thresholds = thresholds
         self.last_event_id = newest_event_id(engine)
         self.statuses = {h["queueName"]: h["status"] for h in health_statuses(engine)}
-        self.recycling = self._workers_to_recycle()
+        self.recycling = _to_recycle(self._current_workers())
         self.memory_level = self._memory_level()[0]
 
-    def _workers_to_recycle(self) -> dict[str, tuple[float | None, str]]:
+    def _current_workers(self) -> list[dict[str, Any]]:
         rows = worker_table(self.engine, self.thresholds)
-        if rows.empty:
-            return {}
-        rows = rows[rows["current"] & rows["should_recycle"].astype(bool)]
-        return {r["worker_name"]: (r["birth_at_s"], r["queues"]) for r in rows.to_dict("records")}
+        return [] if rows.empty else rows[rows["current"]].to_dict("records")
 
     def _memory_level(self) -> tuple[str, dict[str, Any]]:
         memory = current_memory(self.engine, self.thresholds.default)
@@ -62,19 +59,22 @@ class EventTracker:
             if self.statuses.get(health["queueName"]) != health["status"]:
                 self.statuses[health["queueName"]] = health["status"]
                 events.append(("queue:health-changed", health))
-        recycling = self._workers_to_recycle()
-        workers = worker_table(self.engine, self.thresholds)
-        live = {} if workers.empty else {r["worker_name"]: r["birth_at_s"]
-                                         for r in workers[workers["current"]].to_dict("records")}
+        workers = self._current_workers()
+        live = {r["worker_name"]: r["birth_at_s"] for r in workers}
         for worker, (birth_s, queues) in self.recycling.items():
             if worker not in live or live[worker] != birth_s:
                 events.append(("worker:recycled", {"workerId": worker, "queueName": queues}))
-        self.recycling = recycling
+        self.recycling = _to_recycle(workers)
         level, stats = self._memory_level()
         if level != self.memory_level and level in ("warning", "critical"):
             events.append((f"memory:{level}", stats))
         self.memory_level = level
         return events
+
+
+def _to_recycle(workers: list[dict[str, Any]]) -> dict[str, tuple[float | None, str]]:
+    """Workers flagged for recycling: name -> (birth time, queues)."""
+    return {r["worker_name"]: (r["birth_at_s"], r["queues"]) for r in workers if r["should_recycle"]}
 
 
 def format_event(name: str, data: Any) -> str:

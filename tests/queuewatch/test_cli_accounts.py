@@ -61,3 +61,17 @@ def test_duplicate_user(cli):
     assert cli("users", "add", "a@example.com", "--password-stdin", stdin="correct horse\n")[0] == 0
     code, _, err = cli("users", "add", "A@example.com", "--password-stdin", stdin="correct horse\n")
     assert code == 1 and "already exists" in err
+
+
+def test_token_use_is_noted_at_most_once_a_minute(engine):
+    from queuewatch.accounts import add_user, issue_token
+    from storage.users import list_tokens, user_for_token_digest
+    from queuewatch.accounts import token_digest
+
+    add_user(engine, "a@example.com", "ADMIN", "correct horse")
+    token, _ = issue_token(engine, "a@example.com")
+    assert user_for_token_digest(engine, token_digest(token), 1000.0)["email"] == "a@example.com"
+    user_for_token_digest(engine, token_digest(token), 1030.0)
+    assert list_tokens(engine)[0]["last_used_at_s"] == 1000.0
+    user_for_token_digest(engine, token_digest(token), 1061.0)
+    assert list_tokens(engine)[0]["last_used_at_s"] == 1061.0

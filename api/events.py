@@ -17,7 +17,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import Engine
 
 from api.auth import require_admin
-from api.memory import current_memory
+from storage.memory_current import current_memory
 from storage.alert_feed import events_after, newest_event_id
 from storage.queries_latest import health_statuses
 from storage.queries_workers import worker_table

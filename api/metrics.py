@@ -4,14 +4,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from sqlalchemy import func, select
 
 from api.auth import bearer_scheme, require_admin
 from api.errors import ApiError
 from api.exposition import alert_families, queue_families, worker_families
+from storage.queries_alerts import open_alert_counts
 from storage.queries_latest import latest_snapshots
 from storage.queries_workers import worker_table
-from storage.schema import alerts
 
 router = APIRouter()
 
@@ -32,11 +31,7 @@ class _StoredState:
         if not workers.empty:
             workers = workers[workers["current"]]
         yield from worker_families(workers.to_dict("records"))
-        with engine.connect() as conn:
-            counts = conn.execute(select(alerts.c.queue_name, alerts.c.alert_type, alerts.c.severity, func.count())
-                                  .where(alerts.c.resolved_at_s.is_(None))
-                                  .group_by(alerts.c.queue_name, alerts.c.alert_type, alerts.c.severity)).all()
-        yield from alert_families(counts)
+        yield from alert_families(open_alert_counts(engine))
 
 
 @router.get("/metrics", include_in_schema=False)

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from api import schemas
 from api.auth import require_admin
 from api.errors import ApiError
-from api.memory import current_memory, host_memory_stats
+from storage.memory_current import current_memory, host_memory_stats
+from storage.queries_common import iso_utc
 from queuewatch.accounts import User
 from storage import queries_alerts, queries_latest, queries_workers
 from storage.executions import execution_stats
@@ -135,6 +136,4 @@ def queue_execution_stats(request: Request, queueName: str = QueueName) -> dict[
 
 
 def _now_iso() -> str:
-    from storage.queries_common import iso_utc
-
     return iso_utc(time.time())

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import pandas as pd
-from sqlalchemy import Engine, and_, or_, select, true
+from sqlalchemy import Engine, and_, func, or_, select, true
 
 from storage.queries_common import frame, is_missing, iso_utc, reading, utc_times
 from storage.schema import alert_events, alerts
@@ -113,3 +113,12 @@ def alert_events_frame(engine: Engine, *, alert_id: str | None = None, since_s: 
         rows = frame(conn, statement, columns)
     rows["at"] = utc_times(rows["at_s"])
     return rows
+
+
+def open_alert_counts(engine: Engine) -> list[tuple[str, str, str, int]]:
+    """(queue, type, severity, count) of the alerts open now."""
+    statement = (select(alerts.c.queue_name, alerts.c.alert_type, alerts.c.severity, func.count())
+                 .where(alerts.c.resolved_at_s.is_(None))
+                 .group_by(alerts.c.queue_name, alerts.c.alert_type, alerts.c.severity))
+    with reading(engine) as conn:
+        return [tuple(row) for row in conn.execute(statement)]

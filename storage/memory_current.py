@@ -1,4 +1,4 @@
-"""MemoryStats of the collector's host and the spec's CurrentMemoryResponse.
+"""MemoryStats of the collector's host and the spec's CurrentMemoryResponse (reads for the API).
 
 For the host the spec's names mean: heapUsed = memory in use (total − available), heapTotal = total memory,
 external = page cache and buffers, rss = summed RSS of the live workers on this host, arrayBuffers = swap in

@@ -57,6 +57,10 @@ class QueueReading:
     new_timeouts: int = 0
     sampled_jobs: list[FinishedJob] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)  # library-specific figures (paused, priorities...)
+    # When the counts start from an empty cursor (the recent past still held in Redis, read on a new
+    # database's first cycle or for a queue that appeared since): the earliest end time (epoch s) of the jobs
+    # counted, so the interval they cover is known. None when the counts cover one interval since the cursor.
+    counted_since_s: float | None = None
 
     @property
     def delayed(self) -> int:

@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from collector.sketch import Sketch, value_of
+from collector.sketch import Sketch, nearest_rank, value_of
 
 _EMPTY_BLOB = Sketch().to_bytes()
 HEADER_BYTES = len(_EMPTY_BLOB)  # magic, bucket count, count, sum, min, max
@@ -106,7 +106,7 @@ def grouped_summary(blobs: Sequence[bytes | None], groups: Sequence[int] | np.nd
     for q in quantiles:
         if not 0 <= q <= 1:
             raise ValueError(f"quantile must be within [0, 1], got {q}")
-        position = np.searchsorted(cumulative, before + q * (bucket_total - 1), side="right")
+        position = np.searchsorted(cumulative, before + nearest_rank(q, bucket_total), side="left")
         position = np.minimum(position, last)
         columns[f"q{q:g}"] = np.clip(values_of(key[position]), low, high)
     return pd.DataFrame(columns, index=pd.Index(ids, name="group"))

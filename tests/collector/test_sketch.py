@@ -9,7 +9,7 @@ from collector.sketch import RELATIVE_ACCURACY, Sketch, merge_blobs
 
 
 def _exact(values, q):
-    return float(np.quantile(np.array(values), q, method="lower"))
+    return float(np.quantile(np.array(values), q, method="inverted_cdf"))
 
 
 @pytest.mark.parametrize("q", [0.5, 0.95, 0.99])
@@ -41,6 +41,32 @@ def test_known_durations():
     assert p50 == pytest.approx(100, rel=0.01)
     assert p95 == pytest.approx(3000, rel=0.01)
     assert p99 == pytest.approx(3000, rel=0.01)
+
+
+def test_nearest_rank_never_understates_the_tail():
+    """At least (100 - q) % of the jobs took at least pq: one job is its own pq, one slow job is the p99."""
+    assert Sketch().extend([518.0]).quantiles([0.5, 0.95, 0.99]) == pytest.approx([518.0] * 3, rel=0.01)
+    p50, p95, p99 = Sketch().extend([40.0] * 30 + [3000.0]).quantiles([0.5, 0.95, 0.99])
+    assert p50 == pytest.approx(40, rel=0.01) and p95 == pytest.approx(40, rel=0.01)
+    assert p99 == pytest.approx(3000, rel=0.01)
+    p50, p95, p99 = Sketch().extend([675.0, 3014.0, 725.0]).quantiles([0.5, 0.95, 0.99])
+    assert (p50, p95, p99) == pytest.approx((725, 3014, 3014), rel=0.01)
+    assert Sketch().extend([10.0] * 95 + [20.0] * 5).quantile(0.95) == pytest.approx(10, rel=0.01)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_order_and_bounds_hold_for_heavy_tails(seed):
+    rng = random.Random(seed)
+    values = [rng.paretovariate(1.1) * 10 for _ in range(rng.randint(1, 400))]
+    sketch = Sketch().extend(values)
+    p50, p95, p99 = sketch.quantiles([0.5, 0.95, 0.99])
+    assert sketch.min <= p50 <= p95 <= p99 <= sketch.max
+    assert sketch.mean <= sketch.max
+    for q, estimate in ((0.5, p50), (0.95, p95), (0.99, p99)):
+        exact = _exact(values, q)
+        assert estimate == pytest.approx(exact, rel=RELATIVE_ACCURACY)
+        share_at_least = sum(v >= exact for v in values) / len(values)
+        assert share_at_least >= 1 - q - 1e-12
 
 
 def test_zero_and_empty():

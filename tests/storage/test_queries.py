@@ -15,13 +15,12 @@ from storage import queries, queries_sketch
 from storage.fields import QUEUE_METRICS_FIELDS
 from storage.writer import CycleRecord, acknowledge_alert, write_cycle
 from tests.conftest import REPO_ROOT
+from tests.percentiles import nearest_rank
 from tests.seed import BULLMQ_TIER_COUNTS, UNAVAILABLE, seed_database
 from tests.storage import test_queries_workers
 from tests.storage.queries_helpers import HOUR_S, ISO_MS, METRIC_NAMES, NOW_S
 
 
-def _lower_quantile(values, q):
-    return float(np.quantile(np.asarray(values), q, method="lower"))
 
 
 def test_iso_times_and_bucket_widths():
@@ -141,7 +140,7 @@ def test_bucket_percentiles_merge_sketches(seeded):
         if len(raw) < 100:
             continue
         for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
-            assert getattr(row, f"{name}_processing_ms") == pytest.approx(_lower_quantile(raw, q), rel=0.0101)
+            assert getattr(row, f"{name}_processing_ms") == pytest.approx(nearest_rank(raw, q), rel=0.0101)
         assert row.avg_processing_ms == pytest.approx(np.mean(raw), rel=1e-9)
         checked += 1
     assert checked >= 10
@@ -156,7 +155,7 @@ def test_range_percentiles_equal_raw_percentiles_within_one_percent(seeded):
     assert figures["min"] == pytest.approx(min(raw)) and figures["max"] == pytest.approx(max(raw))
     assert figures["avg"] == pytest.approx(np.mean(raw), rel=1e-9)
     for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
-        assert figures[name] == pytest.approx(_lower_quantile(raw, q), rel=0.0101)
+        assert figures[name] == pytest.approx(nearest_rank(raw, q), rel=0.0101)
         assert figures[name] == pytest.approx(float(np.quantile(raw, q)), rel=0.015)
 
 

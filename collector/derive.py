@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from collector.health import Breach, ThresholdSet, evaluate, status_of
+from collector.health import Breach, ThresholdSet, evaluate, idle_backlog_issue, status_of
 from collector.model import QueueReading
 from collector.sketch import Sketch
 
@@ -16,7 +16,7 @@ PERCENTILES = (0.50, 0.95, 0.99)
 
 @dataclass
 class WindowEntry:
-    """What one interval contributed to a queue's sliding windows."""
+    """What one interval, (at_s - interval_s, at_s], contributed to a queue's sliding windows."""
 
     at_s: float
     interval_s: float
@@ -26,14 +26,30 @@ class WindowEntry:
     processing: Sketch
     wait: Sketch
 
+    def share(self, now_s: float, span_s: float) -> float:
+        """Fraction of this interval inside the window (now_s - span_s, now_s]."""
+        start_s = self.at_s - self.interval_s
+        overlap_s = min(self.at_s, now_s) - max(start_s, now_s - span_s)
+        if self.interval_s <= 0:
+            return 1.0 if now_s - span_s < self.at_s <= now_s else 0.0
+        return min(1.0, max(0.0, overlap_s / self.interval_s))
+
 
 class QueueWindow:
-    """Recent intervals of one queue: throughput over 60 s, rates and percentiles over 5 min."""
+    """Recent intervals of one queue: throughput over 60 s, rates and percentiles over 5 min.
+
+    An interval longer than usual (the recent past read on a first cycle, the cycle after an outage) counts
+    in a window in proportion to its overlap with it; its timings count whole while it overlaps at all.
+    """
 
     def __init__(self, throughput_window_s: float = THROUGHPUT_WINDOW_S, rate_window_s: float = RATE_WINDOW_S):
         self.throughput_window_s = throughput_window_s
         self.rate_window_s = rate_window_s
         self.entries: deque[WindowEntry] = deque()
+
+    @property
+    def span_s(self) -> float:
+        return max(self.throughput_window_s, self.rate_window_s)
 
     def with_entry(self, entry: WindowEntry) -> QueueWindow:
         """A copy of this window with one more interval (the original is kept until the cycle is stored)."""
@@ -44,35 +60,57 @@ class QueueWindow:
 
     def push(self, entry: WindowEntry) -> None:
         self.entries.append(entry)
-        horizon = entry.at_s - max(self.throughput_window_s, self.rate_window_s)
-        while self.entries and self.entries[0].at_s <= horizon:
+        while self.entries and self.entries[0].share(entry.at_s, self.span_s) <= 0:
             self.entries.popleft()
 
-    def _within(self, now_s: float, span_s: float) -> list[WindowEntry]:
-        return [e for e in self.entries if e.at_s > now_s - span_s]
+    def _within(self, now_s: float, span_s: float) -> list[tuple[WindowEntry, float]]:
+        shares = ((entry, entry.share(now_s, span_s)) for entry in self.entries)
+        return [(entry, share) for entry, share in shares if share > 0]
 
     def jobs_per_minute(self, now_s: float) -> float:
         recent = self._within(now_s, self.throughput_window_s)
-        seconds = sum(e.interval_s for e in recent)
-        jobs = sum(e.finished + e.failed for e in recent)
+        seconds = sum(e.interval_s * share for e, share in recent)
+        jobs = sum((e.finished + e.failed) * share for e, share in recent)
         return jobs / seconds * 60.0 if seconds > 0 else 0.0
 
-    def rates_pct(self, now_s: float) -> tuple[float, float]:
-        """(error rate, timeout rate) in percent of jobs ended in the rate window."""
+    def rates_pct(self, now_s: float) -> tuple[float, float] | None:
+        """(error rate, timeout rate) in percent of jobs ended in the rate window; None when none ended."""
         recent = self._within(now_s, self.rate_window_s)
-        ended = sum(e.finished + e.failed for e in recent)
-        if not ended:
-            return 0.0, 0.0
-        failed = sum(e.failed for e in recent)
-        timeouts = sum(e.timeouts for e in recent)
+        ended = sum((e.finished + e.failed) * share for e, share in recent)
+        if ended <= 0:
+            return None
+        failed = sum(e.failed * share for e, share in recent)
+        timeouts = sum(e.timeouts * share for e, share in recent)
         return failed / ended * 100.0, timeouts / ended * 100.0
 
     def sketches(self, now_s: float) -> tuple[Sketch, Sketch]:
         processing, wait = Sketch(), Sketch()
-        for entry in self._within(now_s, self.rate_window_s):
+        for entry, _ in self._within(now_s, self.rate_window_s):
             processing.merge(entry.processing)
             wait.merge(entry.wait)
         return processing, wait
+
+
+def recent_past(reading: QueueReading, read_at_s: float, horizon_s: float = RATE_WINDOW_S) -> QueueReading:
+    """A queue's first reading, trimmed to the jobs that ended in the last `horizon_s` and still held in Redis.
+
+    The reader counted everything its registries hold (cursor 0) and timed the newest of them. Only the span
+    in which every registry is complete is kept: from `read_at_s - horizon_s`, or, when some jobs were not
+    sampled, from the oldest sampled end of each kind (finished, failed), since newer ones were all sampled.
+    Counts are then those of the sampled jobs in the span, exactly; `counted_since_s` is its start.
+    """
+    since_s = read_at_s - horizon_s
+    jobs = [job for job in reading.sampled_jobs if job.ended_at_s is not None]
+    if reading.new_finished + reading.new_failed > len(jobs):
+        for failed in (False, True):
+            ends = [job.ended_at_s for job in jobs if job.failed == failed]
+            if ends:
+                since_s = max(since_s, min(ends))
+    kept = [job for job in jobs if job.ended_at_s >= since_s]
+    return replace(reading, sampled_jobs=kept, counted_since_s=since_s,
+                   new_finished=sum(1 for job in kept if not job.failed),
+                   new_failed=sum(1 for job in kept if job.failed),
+                   new_timeouts=sum(1 for job in kept if job.timed_out))
 
 
 def interval_sketches(reading: QueueReading) -> tuple[Sketch, Sketch]:
@@ -96,27 +134,50 @@ def recent_processing_ms(reading: QueueReading, limit: int = RECENT_EXECUTIONS) 
     return [round(job.processing_ms, 3) for job in timed[:limit]]
 
 
+RATE_FIELDS = frozenset({"errorRate", "timeoutRate"})
+MEMORY_FIELDS = frozenset({"memoryUsageMB", "memoryPercentage"})
+OLDEST_FIELD = "oldestWaitingMs"
+
+
 def snapshot_row(
     reading: QueueReading,
     window: QueueWindow,
     *,
     now_s: float,
     interval_s: float,
-    memory_usage_mb: float,
+    memory_usage_mb: float | None,
     thresholds: ThresholdSet,
     unavailable: frozenset[str] = frozenset(),
+    live_workers: int | None = None,
 ) -> tuple[dict, list[Breach], QueueWindow]:
-    """One queue_snapshots row (without ids), the thresholds it crosses, and the window including it."""
+    """One queue_snapshots row (without ids), the thresholds it crosses, and the window including it.
+
+    A figure nobody measured is stored as 0 with its field named in `unavailable` (shown as n/a): error and
+    timeout rates when no job ended in the rate window, memory when no worker of the queue is measured, the
+    oldest waiting age when jobs wait but none's enqueue time is known. `live_workers` (None: unknown) makes
+    waiting jobs with no live worker a health issue.
+    """
     processing, wait = interval_sketches(reading)
     window = window.with_entry(WindowEntry(now_s, interval_s, reading.new_finished, reading.new_failed,
                                            reading.new_timeouts, processing, wait))
     recent_processing, recent_wait = window.sketches(now_s)
-    error_rate, timeout_rate = window.rates_pct(now_s)
+    rates = window.rates_pct(now_s)
     p50, p95, p99 = recent_processing.quantiles(PERCENTILES)
     w50, w95, w99 = recent_wait.quantiles(PERCENTILES)
+    unmeasured = set(unavailable) - MEMORY_FIELDS
+    if rates is None:
+        unmeasured |= RATE_FIELDS
+    if memory_usage_mb is None:
+        unmeasured |= MEMORY_FIELDS
     oldest_ms = 0.0
-    if reading.oldest_enqueued_at_s is not None and reading.waiting > 0:
-        oldest_ms = max(0.0, (now_s - reading.oldest_enqueued_at_s) * 1000.0)
+    if reading.waiting > 0:
+        if reading.oldest_enqueued_at_s is None:
+            unmeasured.add(OLDEST_FIELD)
+        else:
+            oldest_ms = max(0.0, (now_s - reading.oldest_enqueued_at_s) * 1000.0)
+    error_rate, timeout_rate = rates or (0.0, 0.0)
+    memory_mb = memory_usage_mb or 0.0
+    limit_mb = thresholds.memory_hard_limit_mb
     row = {
         "queue_name": reading.queue_name,
         "library": reading.library,
@@ -143,9 +204,8 @@ def snapshot_row(
         "p95_wait_ms": w95,
         "p99_wait_ms": w99,
         "oldest_waiting_ms": oldest_ms,
-        "memory_usage_mb": round(memory_usage_mb, 3),
-        "memory_percentage": round(memory_usage_mb / thresholds.memory_hard_limit_mb * 100.0, 3)
-        if thresholds.memory_hard_limit_mb else 0.0,
+        "memory_usage_mb": round(memory_mb, 3),
+        "memory_percentage": round(memory_mb / limit_mb * 100.0, 3) if limit_mb else 0.0,
         "processing_sketch": processing.to_bytes() if processing.count else None,
         "wait_sketch": wait.to_bytes() if wait.count else None,
         "recent_processing_ms": json.dumps(recent_processing_ms(reading)),
@@ -156,10 +216,16 @@ def snapshot_row(
     }
     judged = {
         "waiting": row["waiting"], "errorRate": row["error_rate_pct"], "timeoutRate": row["timeout_rate_pct"],
-        "p95ProcessingTimeMs": p95, "memoryUsageMB": memory_usage_mb if memory_usage_mb > 0 else None,
+        "p95ProcessingTimeMs": p95, "memoryUsageMB": memory_usage_mb,
     }
-    breaches = evaluate({k: (None if k in unavailable else v) for k, v in judged.items()}, thresholds)
-    row["unavailable"] = ",".join(sorted(unavailable)) or None
-    row["status"] = status_of(breaches)
-    row["issues"] = json.dumps([b.issue for b in breaches])
+    breaches = evaluate({k: (None if k in unmeasured else v) for k, v in judged.items()}, thresholds)
+    issues = [b.issue for b in breaches]
+    status = status_of(breaches)
+    worker_issue = idle_backlog_issue(reading.waiting, live_workers)
+    if worker_issue:
+        issues.append(worker_issue)
+        status = "warning" if status == "healthy" else status
+    row["unavailable"] = ",".join(sorted(unmeasured)) or None
+    row["status"] = status
+    row["issues"] = json.dumps(issues)
     return row, breaches, window

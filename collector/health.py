@@ -142,6 +142,13 @@ def evaluate(metrics: Mapping[str, float | None], thresholds: ThresholdSet) -> l
     return breaches
 
 
+def idle_backlog_issue(waiting: int, live_workers: int | None) -> str | None:
+    """"No live worker for 25 waiting jobs" when jobs wait and no live worker consumes the queue (None: unknown)."""
+    if live_workers is None or live_workers > 0 or waiting <= 0:
+        return None
+    return f"No live worker for {waiting} waiting job{'s' if waiting != 1 else ''}"
+
+
 def status_of(breaches: list[Breach]) -> str:
     """'healthy', 'warning' or 'critical' for a queue with these breaches."""
     if any(b.severity is Severity.CRITICAL for b in breaches):

@@ -14,10 +14,11 @@ from sqlalchemy import Engine
 from collector import alerts
 from collector.agents import AGENT_SOURCE, AgentIndex, agent_memory, read_agent_index, with_agents
 from collector.backoff import backoff_s
-from collector.derive import QueueWindow, snapshot_row
+from collector.derive import QueueWindow, WindowEntry, recent_past, snapshot_row
 from collector.health import Breach
 from collector.memory import host_memory, process_memory
 from collector.model import Cursor, RedisReading, WorkerReading
+from collector.sketch import Sketch
 from queuewatch.settings import Settings
 from queuewatch_agent.report import DEFAULT_PREFIX as AGENT_PREFIX
 from storage.engine import StorageError
@@ -25,7 +26,7 @@ from storage.recycle import recycle_verdict
 from storage.retention import purge
 from storage.status import REDIS_OUTAGE_PREFIX
 from storage.writer import CycleRecord, OpenAlertRow, record_outage, write_cycle
-from storage.cursors import latest_cursors
+from storage.cursors import latest_cursors, recent_intervals
 
 log = logging.getLogger(__name__)
 
@@ -75,18 +76,25 @@ class Collector:
                 key = (library, queue_name)
                 self.cursors[key] = Cursor(resume.finished_cursor, resume.failed_cursor, resume.cursor_state)
                 self.last_sampled_at_s[key] = resume.sampled_at_s
-        self.windows: dict[QueueKey, QueueWindow] = {}
+        self.windows: dict[QueueKey, QueueWindow] = self._stored_windows()
         self._last_purge_s = 0.0
-        # After a first stored cycle, a queue that appears is new since then: all its registry entries count.
-        self._has_baseline = {reader.library: any(k[0] == reader.library for k in self.cursors)
-                              for reader in self.readers}
+
+    def _stored_windows(self) -> dict[QueueKey, QueueWindow]:
+        """The rate windows as the stored history left them, so a restart changes no figure."""
+        windows: dict[QueueKey, QueueWindow] = {}
+        for row in recent_intervals(self.engine, self.clock() - QueueWindow().span_s):
+            window = windows.setdefault((row.library, row.queue_name), QueueWindow())
+            window.push(WindowEntry(row.sampled_at_s, row.interval_s, row.finished_delta, row.failed_delta,
+                                    row.timeout_delta, Sketch.from_bytes(row.processing_sketch or b""),
+                                    Sketch.from_bytes(row.wait_sketch or b"")))
+        return windows
 
     def _read_all(self) -> tuple[list[tuple[str, RedisReading]], list[str]]:
         """(library, reading) of every reader that answered, and the errors of those that did not."""
         readings, errors = [], []
         for reader in self.readers:
             cursors = {name: cursor for (library, name), cursor in self.cursors.items() if library == reader.library}
-            unseen = Cursor(0.0, 0.0) if self._has_baseline.get(reader.library) else Cursor()
+            unseen = Cursor(0.0, 0.0)  # a queue without a cursor: count what its registries still hold
             try:
                 readings.append((reader.library, reader.read(cursors, unseen=unseen)))
             except REDIS_ERRORS as exc:
@@ -105,19 +113,23 @@ class Collector:
         now_s = max(reading.read_at_s for _, reading in readings)
         workers = [worker for _, reading in readings for worker in reading.workers]
         worker_rows, rss_by_queue = self._worker_rows(workers, now_s)
+        live = _live_workers(worker_rows)
         queue_rows: list[dict] = []
         breaches: dict[str, list[Breach]] = {}
         windows: dict[QueueKey, QueueWindow] = {}
         for _, reading in readings:
-            for queue in reading.queues:
+            for index, queue in enumerate(reading.queues):
                 key = (queue.library, queue.queue_name)
                 thresholds = self.settings.thresholds.for_queue(queue.queue_name)
                 previous_s = self.last_sampled_at_s.get(key)
-                interval_s = reading.read_at_s - previous_s if previous_s is not None else self.settings.interval_s
+                if previous_s is None:  # first reading: the recent past still held in Redis
+                    queue = reading.queues[index] = recent_past(queue, reading.read_at_s)
+                interval_s = reading.read_at_s - (previous_s if previous_s is not None else queue.counted_since_s)
                 row, queue_breaches, windows[key] = snapshot_row(
                     queue, self.windows.get(key, QueueWindow()), now_s=reading.read_at_s,
-                    interval_s=max(interval_s, 0.001), memory_usage_mb=rss_by_queue.get(queue.queue_name, 0.0),
-                    thresholds=thresholds, unavailable=reading.unavailable)
+                    interval_s=max(interval_s, 0.001), memory_usage_mb=rss_by_queue.get(key),
+                    thresholds=thresholds, unavailable=reading.unavailable,
+                    live_workers=live.get(key, 0) if reading.workers_known else None)
                 queue_rows.append(row)
                 breaches.setdefault(queue.queue_name, []).extend(queue_breaches)
         workers_rss_mb = sum(r["rss_mb"] or 0.0 for r in worker_rows
@@ -135,7 +147,6 @@ class Collector:
                 key = (queue.library, queue.queue_name)
                 self.cursors[key] = queue.cursor
                 self.last_sampled_at_s[key] = reading.read_at_s
-            self._has_baseline[library] = True
         self.windows.update(windows)
         for change in changes:
             if change.kind != "updated":
@@ -143,7 +154,8 @@ class Collector:
         return CycleResult(ok=True, queue_count=len(queue_rows), worker_count=len(worker_rows),
                            round_trips=round_trips, alert_changes=changes, error="; ".join(errors) or None)
 
-    def _worker_rows(self, workers: list[WorkerReading], now_s: float) -> tuple[list[dict], dict[str, float]]:
+    def _worker_rows(self, workers: list[WorkerReading],
+                     now_s: float) -> tuple[list[dict], dict[QueueKey, float]]:
         """Worker rows (agent-only workers too) with memory from agent, psutil or None; max RSS per queue."""
         agents = AgentIndex()
         if self.agents_client is not None:
@@ -152,7 +164,7 @@ class Collector:
             except redis.RedisError as exc:
                 log.warning("agent reports not read: %s", exc)
         rows: list[dict] = []
-        rss_by_queue: dict[str, float] = {}
+        rss_by_queue: dict[QueueKey, float] = {}
         for worker, report in with_agents(workers, agents):
             limits = self.settings.thresholds.for_queue(worker.queues[0] if worker.queues else "")
             memory = agent_memory(report, limits.memory_hard_limit_mb) if report is not None else None
@@ -176,7 +188,8 @@ class Collector:
             })
             if memory:
                 for queue_name in worker.queues:
-                    rss_by_queue[queue_name] = max(rss_by_queue.get(queue_name, 0.0), memory["rss_mb"])
+                    key = (worker.library, queue_name)
+                    rss_by_queue[key] = max(rss_by_queue.get(key, 0.0), memory["rss_mb"])
         return rows, rss_by_queue
 
     def purge_if_due(self) -> dict[str, int] | None:
@@ -207,3 +220,13 @@ class Collector:
             wait_s = backoff_s(self.settings.interval_s, failures, self.settings.backoff_cap_s)
             stop.wait(max(0.0, wait_s - (time.monotonic() - cycle_started)))
         return 0
+
+
+def _live_workers(worker_rows: list[dict]) -> dict[QueueKey, int]:
+    """Live workers per (library, queue) they consume."""
+    live: dict[QueueKey, int] = {}
+    for row in worker_rows:
+        if row["alive"]:
+            for queue_name in filter(None, row["queues"].split(",")):
+                live[(row["library"], queue_name)] = live.get((row["library"], queue_name), 0) + 1
+    return live

@@ -98,3 +98,4 @@ class RedisReading:
     workers: list[WorkerReading]
     round_trips: int
     unavailable: frozenset[str] = frozenset()  # QueueMetrics fields this backend cannot measure now
+    workers_known: bool = True  # whether `workers` lists every live worker (False: no live worker is news)

@@ -10,6 +10,30 @@ from storage.schema import queue_snapshots
 RESUME_HORIZON_S = 86400.0
 
 
+class RecentInterval(NamedTuple):
+    """One stored interval of a queue, as the collector's rate windows hold it."""
+
+    library: str
+    queue_name: str
+    sampled_at_s: float
+    interval_s: float
+    finished_delta: int
+    failed_delta: int
+    timeout_delta: int
+    processing_sketch: bytes | None
+    wait_sketch: bytes | None
+
+
+def recent_intervals(engine: Engine, since_s: float) -> list[RecentInterval]:
+    """Every queue's snapshots that end after `since_s`, oldest first (to rebuild the rate windows)."""
+    t = queue_snapshots
+    statement = (select(t.c.library, t.c.queue_name, t.c.sampled_at_s, t.c.interval_s, t.c.finished_delta,
+                        t.c.failed_delta, t.c.timeout_delta, t.c.processing_sketch, t.c.wait_sketch)
+                 .where(t.c.sampled_at_s > since_s).order_by(t.c.sampled_at_s))
+    with engine.connect() as conn:
+        return [RecentInterval(*row) for row in conn.execute(statement)]
+
+
 class ResumePoint(NamedTuple):
     finished_cursor: float | None
     failed_cursor: float | None

@@ -247,7 +247,7 @@ def seed_database(engine: Engine, now_s: float, *, hours: float = 1.0, queues: l
                 reading.details = bullmq_details(waiting, fraction)
             row, breaches[name], windows[name] = snapshot_row(
                 reading, windows[name], now_s=at_s, interval_s=elapsed_s,
-                memory_usage_mb=rss_by_queue.get(name, 0.0), thresholds=limits,
+                memory_usage_mb=rss_by_queue.get(name), thresholds=limits,
                 unavailable=UNAVAILABLE[profile.library])
             previous_s[name] = at_s
             queue_rows.append(row)

@@ -75,7 +75,8 @@ def test_queues_health(api_site):
                        "timestamp": "iso"})
         assert health["status"] in ("healthy", "warning", "critical")
     emails = next(h for h in body if h["queueName"] == "email-campaigns")
-    assert emails["issues"] == ["Queue depth above warning threshold (215 > 200)"] and not emails["healthy"]
+    assert emails["issues"] == ["Queue depth above warning threshold (215 > 200)",
+                                "No live worker for 215 waiting jobs"] and not emails["healthy"]
 
 
 def test_queue_metrics_with_history(api_site):

@@ -105,8 +105,8 @@ def test_depth_alert_opens_and_resolves(redis_url, redis_client, db_url):
     with collector.engine.connect() as conn:
         alert = conn.execute(select(alerts)).mappings().one()
     assert alert["alert_type"] == "queue_depth" and alert["value"] == 215 and alert["resolved_at_s"] is None
-    assert _snapshots(collector.engine, "bulk")[-1]["issues"] == \
-        '["Queue depth above warning threshold (215 > 200)"]'
+    assert json.loads(_snapshots(collector.engine, "bulk")[-1]["issues"]) == \
+        ["Queue depth above warning threshold (215 > 200)", "No live worker for 215 waiting jobs"]
     run_burst_worker(redis_url, "bulk")
     collector.run_cycle()
     with collector.engine.connect() as conn:

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from collector.derive import MEMORY_FIELDS
 from collector.health import Thresholds, ThresholdSet
 from storage import queries
 from storage.fields import EXTRA_SNAPSHOT_FIELDS
@@ -146,4 +147,4 @@ def test_library_filters_of_workers_and_exports(seeded, tmp_path):
     assert len(rows) == written > 0 and {r["library"] for r in rows} == {"celery"}
     assert {r["failed"] for r in rows} == {r["jobsPerMinute"] for r in rows} == {""}  # not measured: empty
     assert {r["waiting"] for r in rows} <= {str(n) for n in range(12, 19)}  # whole numbers stay whole
-    assert set(rows[0]["unavailable"].split(",")) == UNAVAILABLE["celery"]
+    assert set(rows[0]["unavailable"].split(",")) == UNAVAILABLE["celery"] | MEMORY_FIELDS

@@ -81,6 +81,17 @@ def summary_tiles(summary: dict[str, Any]) -> None:
                      help="Mean of the queues' error rates over the last 5 min.")
 
 
+def system_tiles(figures: dict[str, Any]) -> None:
+    """The whole system's own figures: all jobs per minute and the error rate of every job that ended."""
+    per_minute, error_rate = figures["jobsPerMinute"], figures["errorRate"]
+    first, second, _ = st.columns([1, 1, 3])
+    first.metric("All jobs/min", "n/a" if per_minute is None else f"{per_minute:,.1f}", border=True,
+                 help="Jobs that ended per minute over the last 60 s, summed over every current queue.")
+    second.metric("Error rate, all jobs", "n/a" if error_rate is None else f"{error_rate:.2f}%", border=True,
+                  help=f"Failed jobs as % of the {figures['endedJobs']:,} jobs that ended on any queue in the "
+                       "last 5 min (the tiles above average the queues' own rates instead).")
+
+
 def queue_table(table: pd.DataFrame) -> None:
     """The overview's queue table; a missing figure (not measured by the queue's backend) reads "n/a"."""
     status_table(table, "Status", {

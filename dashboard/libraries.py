@@ -25,19 +25,30 @@ PROCESSING_FIELDS = frozenset({"avgProcessingTimeMs", "p50ProcessingTimeMs", "p9
                                "p99ProcessingTimeMs"})
 DOCS: dict[str, str] = {"celery": "docs/celery.md", "bullmq": "docs/memory.md"}
 
-_REASONS: dict[str, tuple[tuple[frozenset[str], str], ...]] = {
+# (fields, why, a field that must be among the unmeasured ones for this reason to apply, or None)
+_REASONS: dict[str, tuple[tuple[frozenset[str], str, str | None], ...]] = {
     "celery": (
-        (frozenset({"failed", "completed"}), "Celery keeps no per-queue store of failed or completed tasks"),
+        (frozenset({"failed", "completed"}), "Celery keeps no per-queue store of failed or completed tasks",
+         None),
         (TIMING_FIELDS, ("no task events arrive from the workers (start them with `-E`, or set "
-                         "`worker_send_task_events = True`)")),
+                         "`worker_send_task_events = True`)"), "jobsPerMinute"),
         (frozenset({"oldestWaitingMs"}), ("the oldest message carries no `qw_published_at` header and no "
-                                          "task-sent event was seen (`task_send_sent_event = True`)")),
+                                          "task-sent event was seen (`task_send_sent_event = True`)"), None),
     ),
     "bullmq": (
         (frozenset({"memoryUsageMB", "memoryPercentage"}), ("BullMQ records no worker pids, so only workers "
-                                                            "running the queuewatch agent report memory")),
+                                                            "running the queuewatch agent report memory"),
+         None),
     ),
 }
+# Reasons that hold for every library, after its own.
+_COMMON_REASONS: tuple[tuple[frozenset[str], str, str | None], ...] = (
+    (frozenset({"errorRate", "timeoutRate"}), "no job ended in the last 5 min", None),
+    (frozenset({"memoryUsageMB", "memoryPercentage"}),
+     "no live worker of the queue has its memory measured (workers on other hosts need the queuewatch agent)",
+     None),
+    (frozenset({"oldestWaitingMs"}), "no waiting job's enqueue time could be read", None),
+)
 
 
 @dataclass(frozen=True)
@@ -80,8 +91,8 @@ def reasons(library: str, fields: Iterable[str]) -> list[Reason]:
     """The unavailable fields grouped by why the library cannot measure them."""
     left = set(fields)
     found = []
-    for group, why in _REASONS.get(library, ()):
-        if left & group:
+    for group, why, requires in (*_REASONS.get(library, ()), *_COMMON_REASONS):
+        if left & group and (requires is None or requires in left):
             found.append(Reason(tuple(field_labels(left & group)), why))
             left -= group
     if left:

@@ -23,6 +23,13 @@ def current_tiles(row: Mapping[str, Any]) -> None:
             column.metric(label, text, border=True)
 
 
+def stale_warning(row: Mapping[str, Any]) -> None:
+    """Says that the figures below are the last a queue's library reported, not current ones."""
+    note = tables.stale_note(float(row["sampled_at_s"]), library_name(str(row.get("library") or "")))
+    st.warning(f"{note}. The figures below are the last it reported, not current ones.",
+               icon=":material/history:")
+
+
 def bullmq_panel(details: BullMQDetails) -> None:
     """Paused badge, stalled jobs, throughput source and the waiting jobs per priority tier."""
     if details.paused:

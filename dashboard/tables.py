@@ -5,9 +5,9 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from dashboard.formatting import fmt_count, fmt_ms, fmt_rate
+from dashboard.formatting import fmt_count, fmt_ms, fmt_rate, fmt_utc
 from dashboard.libraries import NOT_AVAILABLE, TIER_LABELS, label_of
-from storage.queries_details import BullMQDetails
+from storage.queries_details import BullMQDetails, bullmq_details
 from storage.queries_latest import issues_of, unavailable_of
 
 # Overview columns that show a QueueMetrics field ("n/a" where the backend cannot measure it).
@@ -23,9 +23,26 @@ def by_library(rows: pd.DataFrame, libraries: Sequence[str] | None, column: str 
     return rows[rows[column].isin(list(libraries))].reset_index(drop=True)
 
 
+def stale_note(last_seen_at_s: float, library: str) -> str:
+    """What a stale queue shows instead of its issues."""
+    return f"Not reported by {library or 'its library'} since {fmt_utc(last_seen_at_s)}"
+
+
+def queue_notes(record: Mapping[str, Any]) -> list[str]:
+    """The overview's Issues cell: stale, or paused plus the health issues."""
+    if not record["current"]:
+        return [stale_note(float(record["sampled_at_s"]), str(record.get("library") or ""))]
+    details = bullmq_details(record)
+    return (["Paused"] if details is not None and details.paused else []) + issues_of(record)
+
+
 def overview_table(latest: pd.DataFrame, now_s: float) -> pd.DataFrame:
     """One row per queue: status, library, issues, depths, throughput, error rate, p95, age of the newest
-    snapshot; figures the queue's backend could not measure are NA (shown as "n/a"), never 0."""
+    snapshot; figures the queue's backend could not measure are NA (shown as "n/a"), never 0.
+
+    A stale queue (its library no longer reports it) shows when it was last seen and no figures: its last
+    ones are not current. A paused queue says so first in Issues.
+    """
     columns = ["Status", "Queue", "Library", "Issues", "Waiting", "Active", "Delayed", "Failed", "Jobs/min",
                "Error %", "Timeout %", "p95 (ms)", "Oldest waiting (s)", "Last seen (s ago)"]
     if latest.empty:
@@ -35,7 +52,7 @@ def overview_table(latest: pd.DataFrame, now_s: float) -> pd.DataFrame:
         "Status": [r["status"] if r["current"] else "stale" for r in records],
         "Queue": [r["queue_name"] for r in records],
         "Library": [r.get("library") or "" for r in records],
-        "Issues": ["; ".join(issues_of(r)) for r in records],
+        "Issues": ["; ".join(queue_notes(r)) for r in records],
         "Waiting": latest["waiting"].astype("Int64"),
         "Active": latest["active"].astype("Int64"),
         "Delayed": latest["delayed"].astype("Int64"),
@@ -48,7 +65,8 @@ def overview_table(latest: pd.DataFrame, now_s: float) -> pd.DataFrame:
         "Last seen (s ago)": (now_s - latest["sampled_at_s"].astype("float64")).clip(lower=0),
     })
     for index, record in enumerate(records):
-        for field in unavailable_of(record):
+        unmeasured = METRIC_COLUMNS if not record["current"] else unavailable_of(record)
+        for field in unmeasured:
             if field in METRIC_COLUMNS:
                 table.loc[index, METRIC_COLUMNS[field]] = pd.NA
     order = {"critical": 0, "warning": 1, "healthy": 2}
@@ -92,7 +110,7 @@ def current_figures(row: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("errorRate", "Error rate", fmt_rate(row.get("error_rate_pct"), "%")),
         ("timeoutRate", "Timeout rate", fmt_rate(row.get("timeout_rate_pct"), "%")),
         ("oldestWaitingMs", "Oldest waiting", fmt_ms(row.get("oldest_waiting_ms"))),
-        ("memoryUsageMB", "Worker memory", f"{memory_mb:,.0f} MB" if memory_mb else "–"),
+        ("memoryUsageMB", "Worker memory", "–" if memory_mb is None else f"{memory_mb:,.0f} MB"),
     ]
     return [(label, NOT_AVAILABLE if field in unmeasured else text) for field, label, text in shown]
 

@@ -22,15 +22,18 @@ def live_overview() -> None:
             components.empty_state()
             return
         summary = queries.dashboard_summary(engine)
+        system = queries.system_figures(engine)
     components.freshness_note(float(latest["sampled_at_s"].max()), now_s)
     components.summary_tiles(summary)
+    components.system_tiles(system)
     st.subheader("Queues")
     with st.columns([1, 2])[0]:
         libraries = components.library_filter("overview_libraries")
     components.queue_table(tables.overview_table(tables.by_library(latest, libraries), now_s))
     st.caption("Rates: jobs/min over the last 60 s, error and timeout rates and p95 over the last 5 min. "
                "n/a: the queue's library cannot measure the figure (**Queue detail** says why), or no job "
-               "ended yet to time. The tiles count every library. Open **Queue detail** for history.")
+               "ended yet to time. The tiles count every library. Stale: the queue's library no longer reports it. "
+               "Open **Queue detail** for history.")
 
 
 live_overview()

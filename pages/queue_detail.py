@@ -23,6 +23,7 @@ label = st.selectbox("Queue", list(choices), key="queue_detail_queue",
                      index=tables.requested_choice(choices, st.query_params.get("queue"),
                                                    st.query_params.get("library")))
 library, queue = choices[label]
+chosen = listing[(listing["library"] == library) & (listing["queue_name"] == queue)].iloc[0]
 
 
 @st.fragment(run_every=context.QUEUE_REFRESH_S)
@@ -32,6 +33,8 @@ def queue_now(library: str, queue: str) -> None:
         row = queries.latest_snapshot(engine, queue, library=library)
     if row is None:
         return
+    if not chosen["current"]:
+        queue_panels.stale_warning(row)
     queue_panels.current_tiles(row)
     details = queries.bullmq_details(row)
     if details is not None:

@@ -15,7 +15,7 @@ from storage.queries_export import (
 from storage.queries_latest import (
     current_queue_metrics, dashboard_summary, health_statuses, latest_snapshot, latest_snapshots,
     newest_sample_at_s, open_alert_count, queue_exists, queue_health, queue_list, queue_metrics,
-    queue_metrics_history, queue_names, unavailable_of,
+    queue_metrics_history, queue_names, system_figures, unavailable_of,
 )
 from storage.queries_series import (
     execution_histogram, outages, queue_series, range_percentiles, range_sketches, range_timing,
@@ -38,7 +38,7 @@ __all__ = [
     "memory_stats", "newest_sample_at_s", "open_alert_count", "outages", "queue_exists", "queue_health",
     "queue_list", "queue_metrics", "queue_metrics_history", "queue_names", "queue_series",
     "range_percentiles", "range_sketches", "range_timing", "recycle_reasons", "recycle_verdict",
-    "sketch_histogram", "sketch_summary", "snapshots_export", "to_csv_text", "unavailable_of",
+    "sketch_histogram", "sketch_summary", "snapshots_export", "system_figures", "to_csv_text", "unavailable_of",
     "worker_memory_export",
     "worker_memory_series", "worker_memory_state", "worker_memory_summary", "worker_table", "write_csv",
 ]

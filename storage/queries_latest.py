@@ -20,6 +20,7 @@ from storage.schema import alerts, queue_snapshots
 _INT_FIELDS = frozenset({"waiting", "active", "delayed", "failed", "completed"})
 # A library writing a queue name that another library wrote later is found if it wrote it this recently.
 SHARED_NAME_WITHIN_S = 3600.0
+SYSTEM_WINDOW_S = 300.0  # the rate window of the queues' own error rates
 SNAPSHOT_COLUMNS = [c for c in queue_snapshots.c
                     if c.name not in ("processing_sketch", "wait_sketch", "recent_processing_ms")]
 
@@ -106,19 +107,34 @@ def latest_queue_rows(columns: list, *, shared_name_within_s: float = SHARED_NAM
             .order_by(t.c.queue_name, t.c.library))
 
 
+def mark_current(rows: pd.DataFrame, current_within_s: float | None = CURRENT_WITHIN_S) -> pd.Series:
+    """Per newest-snapshot row: whether its library still reports the queue.
+
+    A queue is current when its newest snapshot is from the newest cycle that stored its library's queues
+    and within `current_within_s` of the newest snapshot; otherwise it is stale (None: every queue is current).
+    """
+    if rows.empty or current_within_s is None:
+        return pd.Series(True, index=rows.index, dtype=bool)
+    newest_cycle = rows.groupby("library")["cycle_id"].transform("max")
+    recent = rows["sampled_at_s"] >= rows["sampled_at_s"].max() - current_within_s
+    return (rows["cycle_id"] == newest_cycle) & recent
+
+
 def queue_list(engine: Engine, *, libraries: Sequence[str] | None = None) -> pd.DataFrame:
-    """Every queue recorded (see latest_queue_rows): queue_name, library, last_seen_at_s, last_seen (UTC).
+    """Every queue recorded (see latest_queue_rows): queue_name, library, last_seen_at_s, last_seen (UTC),
+    current (see mark_current).
 
     Sorted by name then library; `libraries` keeps those libraries' queues only (None or empty: all).
     """
     t = queue_snapshots
     with reading(engine) as conn:
-        rows = frame(conn, latest_queue_rows([t.c.queue_name, t.c.library, t.c.sampled_at_s]),
-                     ["queue_name", "library", "last_seen_at_s"])
+        rows = frame(conn, latest_queue_rows([t.c.queue_name, t.c.library, t.c.sampled_at_s, t.c.cycle_id]),
+                     ["queue_name", "library", "last_seen_at_s", "cycle_id"])
+    rows["current"] = mark_current(rows.rename(columns={"last_seen_at_s": "sampled_at_s"}))
     if libraries:
         rows = rows[rows["library"].isin(list(libraries))].reset_index(drop=True)
     rows["last_seen"] = utc_times(rows["last_seen_at_s"])
-    return rows
+    return rows.drop(columns="cycle_id")
 
 
 def queue_names(engine: Engine, *, libraries: Sequence[str] | None = None) -> list[str]:
@@ -144,21 +160,13 @@ def newest_sample_at_s(engine: Engine) -> float | None:
 
 
 def latest_snapshots(engine: Engine, *, current_within_s: float | None = CURRENT_WITHIN_S) -> pd.DataFrame:
-    """Newest snapshot per (library, queue) (no sketches), plus `current`: seen within `current_within_s` of
-    the newest.
-
-    With current_within_s=None every queue counts as current.
-    """
+    """Newest snapshot per (library, queue) (no sketches), plus `current` (see mark_current)."""
     with reading(engine) as conn:
         rows = frame(conn, latest_queue_rows(SNAPSHOT_COLUMNS), [c.name for c in SNAPSHOT_COLUMNS])
     if rows.empty:
         rows["current"] = pd.Series(dtype=bool)
         return rows
-    newest_s = rows["sampled_at_s"].max()
-    if current_within_s is None:
-        rows["current"] = True
-    else:
-        rows["current"] = rows["sampled_at_s"] >= newest_s - current_within_s
+    rows["current"] = mark_current(rows, current_within_s)
     return rows.reset_index(drop=True)
 
 
@@ -242,3 +250,25 @@ def dashboard_summary(engine: Engine, *, current_within_s: float | None = CURREN
         "avgErrorRate": round(float(error_rate.mean()), 2) if not error_rate.empty else 0.0,
         "timestamp": iso_utc(rows["sampled_at_s"].max()) if not rows.empty else None,
     }
+
+
+def system_figures(engine: Engine, *, window_s: float = SYSTEM_WINDOW_S) -> dict[str, float | None]:
+    """The whole system's own figures beside the spec's per-queue means, over the current queues.
+
+    jobsPerMinute: the sum of the queues' jobs per minute (those that measure it); errorRate: failed jobs as %
+    of all jobs that ended in the last `window_s` on every queue (None when none ended); endedJobs: that count.
+    """
+    rows = latest_snapshots(engine)
+    if rows.empty:
+        return {"jobsPerMinute": None, "errorRate": None, "endedJobs": 0}
+    rows = rows[rows["current"]]
+    per_minute = measured(rows, "jobsPerMinute", "jobs_per_minute")
+    t = queue_snapshots
+    statement = (select(func.coalesce(func.sum(t.c.failed_delta), 0),
+                        func.coalesce(func.sum(t.c.finished_delta + t.c.failed_delta), 0))
+                 .where(t.c.sampled_at_s > float(rows["sampled_at_s"].max()) - window_s))
+    with reading(engine) as conn:
+        failed, ended = conn.execute(statement).one()
+    return {"jobsPerMinute": round(float(per_minute.sum()), 2) if not per_minute.empty else None,
+            "errorRate": round(float(failed) / float(ended) * 100.0, 2) if ended else None,
+            "endedJobs": int(ended)}

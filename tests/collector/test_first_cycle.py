@@ -3,7 +3,12 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import os
+import signal
 import sqlite3
+import subprocess
+import time
 
 import pytest
 import redis
@@ -20,7 +25,8 @@ from storage.engine import make_engine
 from storage.executions import execution_stats
 from storage.schema import alerts, queue_snapshots
 from tests.collector import rq_jobs
-from tests.collector.test_rq_reader import redis_time_s, run_burst_worker
+from tests.collector.test_rq_reader import _rq_command, _worker_env, redis_time_s, run_burst_worker
+from tests.conftest import REPO_ROOT
 from tests.percentiles import nearest_rank
 
 FAST_S, SLOW_S = 0.04, 1.5
@@ -138,3 +144,29 @@ def test_a_restart_in_the_middle_of_a_window_changes_no_figure(redis_url, redis_
     assert alert_rows(restarted.engine) == alert_rows(running.engine)
     assert all(resolved is None for _, _, resolved in alert_rows(restarted.engine))
     assert len(alert_rows(restarted.engine)) == 2  # error and timeout rate: opened once, kept open
+
+
+def test_waiting_jobs_without_a_live_worker_are_a_health_issue(redis_url, redis_client, tmp_path):
+    queue = Queue("backlog", connection=redis_client)
+    busy = queue.enqueue(rq_jobs.sleep_for, 30)
+    for _ in range(3):
+        queue.enqueue(rq_jobs.noop)
+    collector = _collector(redis_url, f"sqlite:///{tmp_path / 'backlog.db'}")
+    worker = subprocess.Popen(_rq_command(redis_url, "backlog", burst=False), cwd=REPO_ROOT, env=_worker_env(),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 20
+        while redis_client.hget(f"rq:job:{busy.id}", "status") != b"started":
+            assert time.monotonic() < deadline, "the worker never started the job"
+            time.sleep(0.05)
+        assert collector.run_cycle().ok
+        served = _rows(collector.engine, "backlog")[-1]
+        assert served["waiting"] == 3 and "No live worker" not in served["issues"]
+        assert served["status"] == "healthy"
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)  # the worker dies without unregistering
+        worker.wait(timeout=10)
+    assert collector.run_cycle().ok
+    orphaned = _rows(collector.engine, "backlog")[-1]
+    assert json.loads(orphaned["issues"]) == ["No live worker for 3 waiting jobs"]
+    assert orphaned["status"] == "warning"

@@ -5,6 +5,9 @@ from typing import Any, Iterable
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from storage.fields import QUEUE_METRICS_FIELDS
+from storage.queries_latest import unavailable_of
+
 QUEUE_GAUGES: tuple[tuple[str, str, str], ...] = (
     ("queuewatch_queue_waiting_jobs", "Jobs waiting in the queue", "waiting"),
     ("queuewatch_queue_active_jobs", "Jobs being processed", "active"),
@@ -18,15 +21,22 @@ QUEUE_GAUGES: tuple[tuple[str, str, str], ...] = (
     ("queuewatch_queue_memory_usage_megabytes", "Largest RSS among the queue's workers", "memory_usage_mb"),
 )
 STATUS_VALUES = ("healthy", "warning", "critical")
+_FIELD_OF = {column: field for field, column in QUEUE_METRICS_FIELDS} | {"oldest_waiting_s": "oldestWaitingMs"}
 
 
 def queue_families(rows: Iterable[dict[str, Any]]) -> list[Metric]:
-    """Gauges per queue, processing/wait time quantiles, and a one-hot health status."""
+    """Gauges per queue, processing/wait time quantiles, and a one-hot health status.
+
+    A figure the queue's snapshot did not measure has no sample (absent, never 0).
+    """
     rows = list(rows)
     families: list[Metric] = []
+    unmeasured = [set(unavailable_of(row)) for row in rows]
     for name, doc, column in QUEUE_GAUGES:
         family = GaugeMetricFamily(name, doc, labels=["queue", "library"])
-        for row in rows:
+        for row, skipped in zip(rows, unmeasured):
+            if _FIELD_OF.get(column) in skipped:
+                continue
             value = row["oldest_waiting_ms"] / 1000.0 if column == "oldest_waiting_s" else row[column]
             family.add_metric([row["queue_name"], row["library"]], float(value or 0.0))
         families.append(family)

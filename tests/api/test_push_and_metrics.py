@@ -72,6 +72,8 @@ def test_metrics_in_prometheus_format(api_site):
     assert 'queuewatch_queue_status{library="rq",queue="email-campaigns",status="warning"} 1.0' in text
     assert 'queuewatch_open_alerts{queue="email-campaigns",severity="warning",type="queue_depth"}' in text
     assert 'queuewatch_queue_processing_time_seconds{library="rq",quantile="0.95",queue="email-campaigns"}' in text
+    # no live worker of the queue was measured: no memory sample at all, never 0
+    assert 'queuewatch_queue_memory_usage_megabytes{library="rq",queue="email-campaigns"}' not in text
 
 
 @pytest.mark.parametrize("access,status", [("public", 200), ("off", 404)])

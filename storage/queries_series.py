@@ -90,8 +90,9 @@ def queue_series(engine: Engine, queue_name: str, since_s: float, until_s: float
     seconds = series["interval_s"].astype("float64")
     series["jobs_per_minute"] = np.where(seconds > 0, ended / seconds.where(seconds > 0, 1.0) * 60.0, 0.0)
     safe_ended = ended.where(ended > 0, 1)
-    series["error_rate_pct"] = np.where(ended > 0, series["failed_delta"] / safe_ended * 100.0, 0.0)
-    series["timeout_rate_pct"] = np.where(ended > 0, series["timeout_delta"] / safe_ended * 100.0, 0.0)
+    # no job ended in the bucket: its rates were not measured (NaN), never 0 %
+    series["error_rate_pct"] = np.where(ended > 0, series["failed_delta"] / safe_ended * 100.0, np.nan)
+    series["timeout_rate_pct"] = np.where(ended > 0, series["timeout_delta"] / safe_ended * 100.0, np.nan)
     series = series.merge(timings, on="bucket", how="left")
     for column in SERIES_COLUMNS:
         if column not in series:

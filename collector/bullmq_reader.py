@@ -53,7 +53,7 @@ import dataclasses
 
 import math
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,17 +64,20 @@ from collector.bullmq_layout import (
     NORMAL,
     BullMQLayout,
     CounterSnapshot,
+    Throughput,
     ThroughputState,
     TimeoutRule,
     advance_throughput,
     events_start,
     is_job_id,
     ms_to_s,
+    oldest_probe_ranges,
     parse_int,
     priority_tier,
     text,
     tier_score_ranges,
 )
+from collector.bullmq_recent import METRICS_POINTS_READ, HeldSet, MetricsMinutes, RecentCount, recent_past
 from collector.model import Cursor, FinishedJob, QueueReading, RedisReading
 from collector.roundtrips import counting
 
@@ -85,8 +88,7 @@ DEFAULT_EVENTS_PER_CYCLE = 10_000
 EMPTY_REGISTRY_CURSOR = 0.0
 THROUGHPUT_SOURCES = ("auto", "metrics", "events")
 BASELINE = Cursor()
-UNAVAILABLE = frozenset({"memoryUsageMB"})
-"""Worker pids are unknown to BullMQ, so worker memory cannot be measured."""
+METRICS_FIELDS = ("count", "prevTS", "prevCount")
 JOB_FIELDS = ("timestamp", "delay", "processedOn", "finishedOn", "failedReason", "stacktrace")
 _STATES = (("llen", "wait"), ("llen", "paused"), ("zcard", "prioritized"), ("llen", "active"),
            ("zcard", "delayed"), ("zcard", "waiting-children"), ("zcard", "failed"), ("zcard", "completed"))
@@ -117,9 +119,12 @@ class _Snap:
     is_job_hash: bool = False
     paused: bool = False
     tiers: dict[int, int] = field(default_factory=dict)
-    head_ids: list[str] = field(default_factory=list)
+    waiting_ids: list[str] = field(default_factory=list)
     active_ids: list[str] = field(default_factory=list)
     metrics: tuple[int | None, int | None] = (None, None)
+    minutes: tuple[MetricsMinutes | None, MetricsMinutes | None] = (None, None)
+    held: tuple[HeldSet, HeldSet] = (HeldSet(0, None), HeldSet(0, None))
+    recent: RecentCount | None = None
     latest_event_id: str | None = None
     first_event_id: str | None = None
     events: list[Any] = field(default_factory=list)
@@ -177,7 +182,7 @@ class BullMQReader:
         self.last_extras = extras
         workers = self.discovery.workers(clients, read_at_s)
         return RedisReading(read_at_s=read_at_s, queues=queues, workers=workers,
-                            round_trips=self.client.round_trips - trips_before, unavailable=UNAVAILABLE)
+                            round_trips=self.client.round_trips - trips_before)
 
     def _snapshot(self, plans: Sequence[tuple[QueueRef, Cursor]]) -> tuple[float, list[_Snap]]:
         """Round trip 2: one atomic snapshot of every queue, with TIME."""
@@ -195,15 +200,21 @@ class BullMQReader:
             pipe.exists(ref.key("meta"))
             pipe.hmget(ref.key("meta"), ["paused", "timestamp"])
             for _, low, high in tier_score_ranges():
-                pipe.zcount(ref.key("prioritized"), low, "+inf" if math.isinf(high) else high)
-            pipe.lrange(ref.key("wait"), -self.head_probe, -1)
-            pipe.zrange(ref.key("prioritized"), 0, self.head_probe - 1)
+                pipe.zcount(ref.key("prioritized"), low, _bound(high))
+            for suffix in ("wait", "paused"):
+                pipe.lrange(ref.key(suffix), 0, self.head_probe - 1)
+                pipe.lrange(ref.key(suffix), -self.head_probe, -1)
+            for low, high in oldest_probe_ranges():
+                pipe.zrange(ref.key("prioritized"), low, _bound(high), byscore=True, offset=0, num=1)
             pipe.lrange(ref.key("active"), 0, probe - 1)
-            pipe.hget(ref.layout.metrics(ref.queue, "completed"), "count")
-            pipe.hget(ref.layout.metrics(ref.queue, "failed"), "count")
+            for target in ("completed", "failed"):
+                pipe.hmget(ref.layout.metrics(ref.queue, target), list(METRICS_FIELDS))
             pipe.xrevrange(ref.key("events"), "+", "-", count=1)
             if snap.events_from is not None:
-                pipe.xrange(ref.key("events"), snap.events_from, "+", count=self.events_per_cycle)
+                if _counts_all(snap):
+                    pipe.xrevrange(ref.key("events"), "+", "-", count=self.events_per_cycle)
+                else:
+                    pipe.xrange(ref.key("events"), snap.events_from, "+", count=self.events_per_cycle)
                 pipe.xrange(ref.key("events"), "-", "+", count=1)
             for suffix, score in zip(("completed", "failed"), _scores(snap)):
                 if score is None:
@@ -212,39 +223,76 @@ class BullMQReader:
                     pipe.zcount(ref.key(suffix), f"({score!r}", "+inf")
                     pipe.zrevrangebyscore(ref.key(suffix), "+inf", f"({score!r}", start=0, num=probe,
                                           withscores=True)
+            if _counts_all(snap):
+                for target in ("completed", "failed"):
+                    pipe.zrange(ref.key(target), 0, 0, withscores=True)
+                for target in ("completed", "failed"):
+                    pipe.lrange(ref.layout.metrics_data(ref.queue, target), 0, METRICS_POINTS_READ - 1)
         replies = iter(pipe.execute(raise_on_error=False))
         seconds, micros = _ok(next(replies), (0, 0))
         for snap in snaps:
-            snap.counts = {suffix: int(_ok(next(replies), 0)) for _, suffix in _STATES}
-            snap.exists = bool(_ok(next(replies), 0))
-            paused, job_timestamp = _ok(next(replies), [None, None])
-            snap.paused, snap.is_job_hash = paused is not None, job_timestamp is not None
-            for tier, _, _ in tier_score_ranges():
-                snap.tiers[tier] = int(_ok(next(replies), 0))
-            tail = [text(member) for member in _ok(next(replies), [])]
-            if tail and not is_job_id(tail[-1]):
-                snap.counts["wait"] = max(0, snap.counts["wait"] - 1)
-            snap.head_ids = [job_id for job_id in tail if is_job_id(job_id)]
-            snap.head_ids += [text(member) or "" for member in _ok(next(replies), [])]
-            snap.active_ids = [job_id for job_id in (text(m) for m in _ok(next(replies), [])) if is_job_id(job_id)]
-            snap.metrics = (parse_int(_ok(next(replies), None)), parse_int(_ok(next(replies), None)))
-            snap.latest_event_id = _first_id(_ok(next(replies), []))
-            if snap.events_from is not None:
-                snap.events = list(_ok(next(replies), []))
-                snap.first_event_id = _first_id(_ok(next(replies), []))
-            gains, tops = [], []
-            for score in _scores(snap):
-                gains.append(0 if score is None else int(_ok(next(replies), 0)))
-                tops.append(_entries(next(replies)))
-            snap.set_gains, snap.tops = (gains[0], gains[1]), (tops[0], tops[1])
+            self._parse_snap(snap, replies)
         return int(seconds) + int(micros) / 1e6, snaps
 
+    def _parse_snap(self, snap: _Snap, replies: Iterator[Any]) -> None:
+        """One queue's replies, in the order _snapshot asked for them."""
+        snap.counts = {suffix: int(_ok(next(replies), 0)) for _, suffix in _STATES}
+        snap.exists = bool(_ok(next(replies), 0))
+        paused, job_timestamp = _ok(next(replies), [None, None])
+        snap.paused, snap.is_job_hash = paused is not None, job_timestamp is not None
+        for tier, _, _ in tier_score_ranges():
+            snap.tiers[tier] = int(_ok(next(replies), 0))
+        ends: list[str] = []
+        for suffix in ("wait", "paused"):
+            head = [job_id for job_id in (text(m) for m in _ok(next(replies), [])) if is_job_id(job_id)]
+            tail = [text(member) for member in _ok(next(replies), [])]
+            if suffix == "wait" and tail and not is_job_id(tail[-1]):
+                snap.counts["wait"] = max(0, snap.counts["wait"] - 1)
+            tail = [job_id for job_id in tail if is_job_id(job_id)]
+            ends += head[:1] + tail[-1:]
+        for _ in oldest_probe_ranges():
+            ends += [text(member) or "" for member in _ok(next(replies), [])]
+        snap.waiting_ids = list(dict.fromkeys(job_id for job_id in ends if job_id))
+        snap.active_ids = [job_id for job_id in (text(m) for m in _ok(next(replies), [])) if is_job_id(job_id)]
+        metric_fields = [_ok(next(replies), []) for _ in range(2)]
+        snap.metrics = (parse_int(_first(metric_fields[0])), parse_int(_first(metric_fields[1])))
+        snap.latest_event_id = _first_id(_ok(next(replies), []))
+        if snap.events_from is not None:
+            snap.events = list(_ok(next(replies), []))
+            if _counts_all(snap):
+                snap.events.reverse()
+            snap.first_event_id = _first_id(_ok(next(replies), []))
+        gains, tops = [], []
+        for score in _scores(snap):
+            gains.append(0 if score is None else int(_ok(next(replies), 0)))
+            tops.append(_entries(next(replies)))
+        snap.set_gains, snap.tops = (gains[0], gains[1]), (tops[0], tops[1])
+        if _counts_all(snap):
+            lows = [_entries(next(replies)) for _ in range(2)]
+            snap.held = (HeldSet(snap.counts["completed"], lows[0][0][1] if lows[0] else None),
+                         HeldSet(snap.counts["failed"], lows[1][0][1] if lows[1] else None))
+            points = [_ok(next(replies), []) for _ in range(2)]
+            snap.minutes = (MetricsMinutes.parse(metric_fields[0], points[0]),
+                            MetricsMinutes.parse(metric_fields[1], points[1]))
+            snap.recent = recent_past(snap.held, snap.events if snap.events_from is not None else None,
+                                      snap.minutes)
+
+    def _picks(self, snap: _Snap) -> list[tuple[str, bool]]:
+        """(job id, failed) of the newest `sample_jobs` entries above the cursors, both sets together.
+
+        On a first read only entries of the span counted (ended at or after RecentCount.since_s) are taken.
+        """
+        since_ms = snap.recent.since_s * 1000.0 if snap.recent and snap.recent.since_s is not None else None
+        entries = [(score, job_id, failed) for failed, top, cursor in zip((False, True), snap.tops, _scores(snap))
+                   if cursor is not None for job_id, score in top if since_ms is None or score >= since_ms]
+        entries.sort(key=lambda entry: entry[0], reverse=True)
+        return [(job_id, failed) for _, job_id, failed in entries[:self.sample_jobs]]
+
     def _details(self, snaps: Sequence[_Snap]):
-        """Round trip 3: enqueue times of head jobs, sampled job hashes, locks of active jobs."""
-        heads = sorted({(snap.ref, job_id) for snap in snaps for job_id in snap.head_ids if snap.counts["wait"]
-                        or snap.counts["prioritized"]}, key=lambda item: (item[0].name, item[1]))
-        sampled = sorted({(snap.ref, job_id) for snap in snaps for top, score in zip(snap.tops, _scores(snap))
-                          if score is not None for job_id, _ in top[:self.sample_jobs]},
+        """Round trip 3: enqueue times of the oldest-waiting candidates, sampled job hashes, active jobs' locks."""
+        heads = sorted({(snap.ref, job_id) for snap in snaps if _waiting_lists(snap) for job_id in snap.waiting_ids},
+                       key=lambda item: (item[0].name, item[1]))
+        sampled = sorted({(snap.ref, job_id) for snap in snaps for job_id, _ in self._picks(snap)},
                          key=lambda item: (item[0].name, item[1]))
         active = [(snap.ref, job_id) for snap in snaps for job_id in snap.active_ids]
         if not heads and not sampled and not active:
@@ -262,25 +310,28 @@ class BullMQReader:
         locks = {item: bool(_ok(next(replies), 1)) for item in active}
         return head_times, jobs, locks
 
+    def _flow(self, snap: _Snap) -> tuple[Throughput, float | None]:
+        """New finishes and the resume state; a first read counts the recent past (collector/bullmq_recent.py)."""
+        counters = CounterSnapshot(snap.metrics, snap.latest_event_id,
+                                   snap.events if snap.events_from is not None else None, snap.first_event_id,
+                                   snap.set_gains)
+        if snap.recent is None:
+            return advance_throughput(snap.prev, counters, source=self.throughput_source, count_all=False,
+                                      events_cap=self.events_per_cycle), None
+        resume = advance_throughput(None, counters, source=self.throughput_source, count_all=False,
+                                    events_cap=self.events_per_cycle)
+        recent = snap.recent
+        flow = Throughput(recent.finished, recent.failed, recent.failures, resume.state, recent.source)
+        return flow, recent.since_s if recent.finished + recent.failed else None
+
     def _queue_reading(self, snap: _Snap, head_times: Mapping, jobs: Mapping,
                        locks: Mapping) -> tuple[QueueReading, BullMQExtras]:
         """Counts, oldest waiting job, new finishes and extras of one queue."""
         ref, counts = snap.ref, snap.counts
-        counters = CounterSnapshot(snap.metrics, snap.latest_event_id,
-                                   snap.events if snap.events_from is not None else None, snap.first_event_id,
-                                   snap.set_gains)
-        flow = advance_throughput(snap.prev, counters, source=self.throughput_source, count_all=_counts_all(snap),
-                                  events_cap=self.events_per_cycle)
-        cursors, samples = [], []
-        for failed, top, score in zip((False, True), snap.tops, _scores(snap)):
-            if score is None:
-                cursors.append(top[0][1] if top else EMPTY_REGISTRY_CURSOR)
-                continue
-            cursors.append(max(score, top[0][1]) if top else score)
-            for job_id, _ in top[:self.sample_jobs]:
-                sample = self._sample(job_id, jobs.get((ref, job_id)), failed)
-                if sample:
-                    samples.append(sample)
+        flow, counted_since_s = self._flow(snap)
+        cursors = [_next_cursor(top, score) for top, score in zip(snap.tops, _scores(snap))]
+        samples = [sample for job_id, failed in self._picks(snap)
+                   if (sample := self._sample(job_id, jobs.get((ref, job_id)), failed))]
         sampled_failures = [job for job in samples if job.failed]
         if flow.failures is not None:
             timeouts = sum(1 for job_id, reason in flow.failures
@@ -290,7 +341,7 @@ class BullMQReader:
             if sampled_failures and flow.failed > len(sampled_failures):
                 timeouts = round(timeouts * flow.failed / len(sampled_failures))
             timeouts = min(timeouts, flow.failed)
-        starts = [head_times.get((ref, job_id)) for job_id in snap.head_ids]
+        starts = [head_times.get((ref, job_id)) for job_id in snap.waiting_ids]
         known_starts = [at_s for at_s in starts if at_s is not None]
         priority_counts = {tier: count for tier, count in snap.tiers.items()}
         unprioritized = counts["wait"] + counts["paused"]
@@ -302,7 +353,8 @@ class BullMQReader:
             scheduled=counts["delayed"], deferred=counts["waiting-children"], failed=counts["failed"],
             completed=counts["completed"], oldest_enqueued_at_s=min(known_starts) if known_starts else None,
             cursor=Cursor(finished_score=cursors[0], failed_score=cursors[1], state=flow.state.to_text()),
-            new_finished=flow.finished, new_failed=flow.failed, new_timeouts=timeouts, sampled_jobs=samples)
+            new_finished=flow.finished, new_failed=flow.failed, new_timeouts=timeouts, sampled_jobs=samples,
+            counted_since_s=counted_since_s)
         stalled = sum(1 for job_id in snap.active_ids if not locks.get((ref, job_id), True))
         extras = BullMQExtras(paused=snap.paused, priority_counts=priority_counts, stalled=stalled,
                               prefix=ref.layout.prefix, throughput_source=flow.source, events_gap=flow.events_gap)
@@ -329,6 +381,25 @@ def _scores(snap: _Snap) -> tuple[float | None, float | None]:
 def _counts_all(snap: _Snap) -> bool:
     """Whether a queue without resume state was given the count-everything cursor (0.0, 0.0)."""
     return snap.prev is None and snap.cursor.finished_score == 0.0 and snap.cursor.failed_score == 0.0
+
+
+def _next_cursor(top: Sequence[tuple[str, float]], score: float | None) -> float:
+    """The highest score seen in a set: the newest entry read, else the cursor it was read above."""
+    if score is None:
+        return top[0][1] if top else EMPTY_REGISTRY_CURSOR
+    return max(score, top[0][1]) if top else score
+
+
+def _waiting_lists(snap: _Snap) -> bool:
+    return bool(snap.counts["wait"] or snap.counts["paused"] or snap.counts["prioritized"])
+
+
+def _bound(score: float) -> float | str:
+    return "+inf" if math.isinf(score) else score
+
+
+def _first(values: Sequence[Any]) -> Any:
+    return values[0] if values else None
 
 
 def _ok(reply: Any, default: Any) -> Any:

@@ -50,12 +50,9 @@ allowable limit").
 from __future__ import annotations
 
 import dataclasses
-
-import math
 import socket
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import redis
 
@@ -69,15 +66,11 @@ from collector.bullmq_layout import (
     TimeoutRule,
     advance_throughput,
     events_start,
-    is_job_id,
     ms_to_s,
-    oldest_probe_ranges,
-    parse_int,
     priority_tier,
     text,
-    tier_score_ranges,
 )
-from collector.bullmq_recent import METRICS_POINTS_READ, HeldSet, MetricsMinutes, RecentCount, recent_past
+from collector.bullmq_snapshot import Probe, QueueSnap, ask, enqueued_at_s, ok, parse
 from collector.model import Cursor, FinishedJob, QueueReading, RedisReading
 from collector.roundtrips import counting
 
@@ -88,10 +81,7 @@ DEFAULT_EVENTS_PER_CYCLE = 10_000
 EMPTY_REGISTRY_CURSOR = 0.0
 THROUGHPUT_SOURCES = ("auto", "metrics", "events")
 BASELINE = Cursor()
-METRICS_FIELDS = ("count", "prevTS", "prevCount")
 JOB_FIELDS = ("timestamp", "delay", "processedOn", "finishedOn", "failedReason", "stacktrace")
-_STATES = (("llen", "wait"), ("llen", "paused"), ("zcard", "prioritized"), ("llen", "active"),
-           ("zcard", "delayed"), ("zcard", "waiting-children"), ("zcard", "failed"), ("zcard", "completed"))
 
 
 @dataclass
@@ -104,32 +94,6 @@ class BullMQExtras:
     prefix: str
     throughput_source: str = "events"
     events_gap: bool = False
-
-
-@dataclass
-class _Snap:
-    """One queue's replies from the snapshot."""
-
-    ref: QueueRef
-    cursor: Cursor
-    prev: ThroughputState | None
-    events_from: str | None
-    counts: dict[str, int] = field(default_factory=dict)
-    exists: bool = False
-    is_job_hash: bool = False
-    paused: bool = False
-    tiers: dict[int, int] = field(default_factory=dict)
-    waiting_ids: list[str] = field(default_factory=list)
-    active_ids: list[str] = field(default_factory=list)
-    metrics: tuple[int | None, int | None] = (None, None)
-    minutes: tuple[MetricsMinutes | None, MetricsMinutes | None] = (None, None)
-    held: tuple[HeldSet, HeldSet] = (HeldSet(0, None), HeldSet(0, None))
-    recent: RecentCount | None = None
-    latest_event_id: str | None = None
-    first_event_id: str | None = None
-    events: list[Any] = field(default_factory=list)
-    tops: tuple[list[tuple[str, float]], list[tuple[str, float]]] = ([], [])
-    set_gains: tuple[int, int] = (0, 0)
 
 
 class BullMQReader:
@@ -155,6 +119,7 @@ class BullMQReader:
         self.events_per_cycle = max(1, events_per_cycle)
         self.head_probe = max(1, head_probe)
         self.unprioritized_tier = unprioritized_tier
+        self.probe = Probe(self.sample_jobs, self.head_probe, self.events_per_cycle)
         self.discovery = BullMQDiscovery(
             self.client, self.layouts, queues=queues, scan_count=max(1, scan_count),
             hostname=hostname if hostname is not None else socket.gethostname())
@@ -184,115 +149,45 @@ class BullMQReader:
         return RedisReading(read_at_s=read_at_s, queues=queues, workers=workers,
                             round_trips=self.client.round_trips - trips_before)
 
-    def _snapshot(self, plans: Sequence[tuple[QueueRef, Cursor]]) -> tuple[float, list[_Snap]]:
+    def _snapshot(self, plans: Sequence[tuple[QueueRef, Cursor]]) -> tuple[float, list[QueueSnap]]:
         """Round trip 2: one atomic snapshot of every queue, with TIME."""
         pipe = self.client.pipeline(transaction=True)
         pipe.time()
         snaps = []
-        probe = max(1, self.sample_jobs)
         for ref, cursor in plans:
             prev = ThroughputState.from_text(cursor.state)
             count_all = prev is None and cursor.finished_score == 0.0 and cursor.failed_score == 0.0
-            snap = _Snap(ref, cursor, prev, events_start(prev, count_all=count_all, source=self.throughput_source))
+            snap = QueueSnap(ref, cursor, prev, events_start(prev, count_all=count_all,
+                                                             source=self.throughput_source))
             snaps.append(snap)
-            for command, suffix in _STATES:
-                getattr(pipe, command)(ref.key(suffix))
-            pipe.exists(ref.key("meta"))
-            pipe.hmget(ref.key("meta"), ["paused", "timestamp"])
-            for _, low, high in tier_score_ranges():
-                pipe.zcount(ref.key("prioritized"), low, _bound(high))
-            for suffix in ("wait", "paused"):
-                pipe.lrange(ref.key(suffix), 0, self.head_probe - 1)
-                pipe.lrange(ref.key(suffix), -self.head_probe, -1)
-            for low, high in oldest_probe_ranges():
-                pipe.zrange(ref.key("prioritized"), low, _bound(high), byscore=True, offset=0, num=1)
-            pipe.lrange(ref.key("active"), 0, probe - 1)
-            for target in ("completed", "failed"):
-                pipe.hmget(ref.layout.metrics(ref.queue, target), list(METRICS_FIELDS))
-            pipe.xrevrange(ref.key("events"), "+", "-", count=1)
-            if snap.events_from is not None:
-                if _counts_all(snap):
-                    pipe.xrevrange(ref.key("events"), "+", "-", count=self.events_per_cycle)
-                else:
-                    pipe.xrange(ref.key("events"), snap.events_from, "+", count=self.events_per_cycle)
-                pipe.xrange(ref.key("events"), "-", "+", count=1)
-            for suffix, score in zip(("completed", "failed"), _scores(snap)):
-                if score is None:
-                    pipe.zrevrangebyscore(ref.key(suffix), "+inf", "-inf", start=0, num=1, withscores=True)
-                else:
-                    pipe.zcount(ref.key(suffix), f"({score!r}", "+inf")
-                    pipe.zrevrangebyscore(ref.key(suffix), "+inf", f"({score!r}", start=0, num=probe,
-                                          withscores=True)
-            if _counts_all(snap):
-                for target in ("completed", "failed"):
-                    pipe.zrange(ref.key(target), 0, 0, withscores=True)
-                for target in ("completed", "failed"):
-                    pipe.lrange(ref.layout.metrics_data(ref.queue, target), 0, METRICS_POINTS_READ - 1)
+            ask(pipe, snap, self.probe)
         replies = iter(pipe.execute(raise_on_error=False))
-        seconds, micros = _ok(next(replies), (0, 0))
+        seconds, micros = ok(next(replies), (0, 0))
         for snap in snaps:
-            self._parse_snap(snap, replies)
+            parse(snap, replies)
         return int(seconds) + int(micros) / 1e6, snaps
 
-    def _parse_snap(self, snap: _Snap, replies: Iterator[Any]) -> None:
-        """One queue's replies, in the order _snapshot asked for them."""
-        snap.counts = {suffix: int(_ok(next(replies), 0)) for _, suffix in _STATES}
-        snap.exists = bool(_ok(next(replies), 0))
-        paused, job_timestamp = _ok(next(replies), [None, None])
-        snap.paused, snap.is_job_hash = paused is not None, job_timestamp is not None
-        for tier, _, _ in tier_score_ranges():
-            snap.tiers[tier] = int(_ok(next(replies), 0))
-        ends: list[str] = []
-        for suffix in ("wait", "paused"):
-            head = [job_id for job_id in (text(m) for m in _ok(next(replies), [])) if is_job_id(job_id)]
-            tail = [text(member) for member in _ok(next(replies), [])]
-            if suffix == "wait" and tail and not is_job_id(tail[-1]):
-                snap.counts["wait"] = max(0, snap.counts["wait"] - 1)
-            tail = [job_id for job_id in tail if is_job_id(job_id)]
-            ends += head[:1] + tail[-1:]
-        for _ in oldest_probe_ranges():
-            ends += [text(member) or "" for member in _ok(next(replies), [])]
-        snap.waiting_ids = list(dict.fromkeys(job_id for job_id in ends if job_id))
-        snap.active_ids = [job_id for job_id in (text(m) for m in _ok(next(replies), [])) if is_job_id(job_id)]
-        metric_fields = [_ok(next(replies), []) for _ in range(2)]
-        snap.metrics = (parse_int(_first(metric_fields[0])), parse_int(_first(metric_fields[1])))
-        snap.latest_event_id = _first_id(_ok(next(replies), []))
-        if snap.events_from is not None:
-            snap.events = list(_ok(next(replies), []))
-            if _counts_all(snap):
-                snap.events.reverse()
-            snap.first_event_id = _first_id(_ok(next(replies), []))
-        gains, tops = [], []
-        for score in _scores(snap):
-            gains.append(0 if score is None else int(_ok(next(replies), 0)))
-            tops.append(_entries(next(replies)))
-        snap.set_gains, snap.tops = (gains[0], gains[1]), (tops[0], tops[1])
-        if _counts_all(snap):
-            lows = [_entries(next(replies)) for _ in range(2)]
-            snap.held = (HeldSet(snap.counts["completed"], lows[0][0][1] if lows[0] else None),
-                         HeldSet(snap.counts["failed"], lows[1][0][1] if lows[1] else None))
-            points = [_ok(next(replies), []) for _ in range(2)]
-            snap.minutes = (MetricsMinutes.parse(metric_fields[0], points[0]),
-                            MetricsMinutes.parse(metric_fields[1], points[1]))
-            snap.recent = recent_past(snap.held, snap.events if snap.events_from is not None else None,
-                                      snap.minutes)
-
-    def _picks(self, snap: _Snap) -> list[tuple[str, bool]]:
-        """(job id, failed) of the newest `sample_jobs` entries above the cursors, both sets together.
-
-        On a first read only entries of the span counted (ended at or after RecentCount.since_s) are taken.
-        """
+    def _entries(self, snap: QueueSnap) -> list[tuple[float, str, bool]]:
+        """(score, job id, failed) read above the cursors, newest first; on a first read, of the span counted."""
         since_ms = snap.recent.since_s * 1000.0 if snap.recent and snap.recent.since_s is not None else None
-        entries = [(score, job_id, failed) for failed, top, cursor in zip((False, True), snap.tops, _scores(snap))
+        entries = [(score, job_id, failed) for failed, top, cursor in zip((False, True), snap.tops, snap.scores)
                    if cursor is not None for job_id, score in top if since_ms is None or score >= since_ms]
-        entries.sort(key=lambda entry: entry[0], reverse=True)
-        return [(job_id, failed) for _, job_id, failed in entries[:self.sample_jobs]]
+        return sorted(entries, key=lambda entry: entry[0], reverse=True)
 
-    def _details(self, snaps: Sequence[_Snap]):
+    def _picks(self, snap: QueueSnap) -> list[tuple[str, bool]]:
+        """(job id, failed) of the newest `sample_jobs` entries of both sets together: the timed jobs."""
+        return [(job_id, failed) for _, job_id, failed in self._entries(snap)[:self.sample_jobs]]
+
+    def _judged(self, snap: QueueSnap) -> list[str]:
+        """Ids of the newest `sample_jobs` failures: the failures judged by the timeout rule."""
+        return [job_id for _, job_id, failed in self._entries(snap) if failed][:self.sample_jobs]
+
+    def _details(self, snaps: Sequence[QueueSnap]):
         """Round trip 3: enqueue times of the oldest-waiting candidates, sampled job hashes, active jobs' locks."""
-        heads = sorted({(snap.ref, job_id) for snap in snaps if _waiting_lists(snap) for job_id in snap.waiting_ids},
+        heads = sorted({(snap.ref, job_id) for snap in snaps if snap.waiting for job_id in snap.waiting_ids},
                        key=lambda item: (item[0].name, item[1]))
-        sampled = sorted({(snap.ref, job_id) for snap in snaps for job_id, _ in self._picks(snap)},
+        sampled = sorted({(snap.ref, job_id) for snap in snaps
+                          for job_id in [job_id for job_id, _ in self._picks(snap)] + self._judged(snap)},
                          key=lambda item: (item[0].name, item[1]))
         active = [(snap.ref, job_id) for snap in snaps for job_id in snap.active_ids]
         if not heads and not sampled and not active:
@@ -305,12 +200,12 @@ class BullMQReader:
         for ref, job_id in active:
             pipe.exists(ref.layout.lock(ref.queue, job_id))
         replies = iter(pipe.execute(raise_on_error=False))
-        head_times = {item: _enqueued_at_s(_ok(next(replies), [None, None])) for item in heads}
-        jobs = {item: dict(zip(JOB_FIELDS, (text(v) for v in _ok(next(replies), [])))) for item in sampled}
-        locks = {item: bool(_ok(next(replies), 1)) for item in active}
+        head_times = {item: enqueued_at_s(ok(next(replies), [None, None])) for item in heads}
+        jobs = {item: dict(zip(JOB_FIELDS, (text(v) for v in ok(next(replies), [])))) for item in sampled}
+        locks = {item: bool(ok(next(replies), 1)) for item in active}
         return head_times, jobs, locks
 
-    def _flow(self, snap: _Snap) -> tuple[Throughput, float | None]:
+    def _flow(self, snap: QueueSnap) -> tuple[Throughput, float | None]:
         """New finishes and the resume state; a first read counts the recent past (collector/bullmq_recent.py)."""
         counters = CounterSnapshot(snap.metrics, snap.latest_event_id,
                                    snap.events if snap.events_from is not None else None, snap.first_event_id,
@@ -324,15 +219,16 @@ class BullMQReader:
         flow = Throughput(recent.finished, recent.failed, recent.failures, resume.state, recent.source)
         return flow, recent.since_s if recent.finished + recent.failed else None
 
-    def _queue_reading(self, snap: _Snap, head_times: Mapping, jobs: Mapping,
+    def _queue_reading(self, snap: QueueSnap, head_times: Mapping, jobs: Mapping,
                        locks: Mapping) -> tuple[QueueReading, BullMQExtras]:
         """Counts, oldest waiting job, new finishes and extras of one queue."""
         ref, counts = snap.ref, snap.counts
         flow, counted_since_s = self._flow(snap)
-        cursors = [_next_cursor(top, score) for top, score in zip(snap.tops, _scores(snap))]
+        cursors = [_next_cursor(top, score) for top, score in zip(snap.tops, snap.scores)]
         samples = [sample for job_id, failed in self._picks(snap)
                    if (sample := self._sample(job_id, jobs.get((ref, job_id)), failed))]
-        sampled_failures = [job for job in samples if job.failed]
+        sampled_failures = [sample for job_id in self._judged(snap)
+                            if (sample := self._sample(job_id, jobs.get((ref, job_id)), True))]
         if flow.failures is not None:
             timeouts = sum(1 for job_id, reason in flow.failures
                            if self.timeout_rule.matches(reason, (jobs.get((ref, job_id)) or {}).get("stacktrace")))
@@ -367,20 +263,11 @@ class BullMQReader:
             return None
         timed_out = failed and self.timeout_rule.matches(fields.get("failedReason"), fields.get("stacktrace"))
         return FinishedJob(job_id=job_id, failed=failed, timed_out=timed_out,
-                           enqueued_at_s=_enqueued_at_s([fields.get("timestamp"), fields.get("delay")]),
+                           enqueued_at_s=enqueued_at_s([fields.get("timestamp"), fields.get("delay")]),
                            started_at_s=ms_to_s(fields.get("processedOn")),
                            ended_at_s=ms_to_s(fields.get("finishedOn")))
 
 
-def _scores(snap: _Snap) -> tuple[float | None, float | None]:
-    """The finite sample cursors (completed, failed) of a queue; None starts a baseline."""
-    return tuple(score if score is not None and math.isfinite(score) else None  # type: ignore[return-value]
-                 for score in (snap.cursor.finished_score, snap.cursor.failed_score))
-
-
-def _counts_all(snap: _Snap) -> bool:
-    """Whether a queue without resume state was given the count-everything cursor (0.0, 0.0)."""
-    return snap.prev is None and snap.cursor.finished_score == 0.0 and snap.cursor.failed_score == 0.0
 
 
 def _next_cursor(top: Sequence[tuple[str, float]], score: float | None) -> float:
@@ -388,37 +275,3 @@ def _next_cursor(top: Sequence[tuple[str, float]], score: float | None) -> float
     if score is None:
         return top[0][1] if top else EMPTY_REGISTRY_CURSOR
     return max(score, top[0][1]) if top else score
-
-
-def _waiting_lists(snap: _Snap) -> bool:
-    return bool(snap.counts["wait"] or snap.counts["paused"] or snap.counts["prioritized"])
-
-
-def _bound(score: float) -> float | str:
-    return "+inf" if math.isinf(score) else score
-
-
-def _first(values: Sequence[Any]) -> Any:
-    return values[0] if values else None
-
-
-def _ok(reply: Any, default: Any) -> Any:
-    """A pipeline reply, or the default when the command failed (e.g. a key of the wrong type)."""
-    return default if isinstance(reply, Exception) or reply is None else reply
-
-
-def _first_id(reply: Sequence[Any]) -> str | None:
-    return text(reply[0][0]) if reply else None
-
-
-def _entries(reply: Any) -> list[tuple[str, float]]:
-    """(job id, score) pairs of a ZREVRANGEBYSCORE WITHSCORES reply."""
-    return [(text(member) or "", float(score)) for member, score in _ok(reply, [])]
-
-
-def _enqueued_at_s(fields: Sequence[Any]) -> float | None:
-    """When a job became runnable: its `timestamp` plus its `delay` (ms fields), in epoch seconds."""
-    created_ms = parse_int(fields[0]) if fields else None
-    if not created_ms:
-        return None
-    return (created_ms + (parse_int(fields[1]) or 0)) / 1000.0

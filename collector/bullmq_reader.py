@@ -5,11 +5,9 @@ Redis >= 6.2 (SCAN TYPE, exclusive XRANGE ids) and one Redis node (no RedisClust
 
 Round trips per cycle, whatever the number of queues, jobs or workers:
 1. discovery: CLIENT LIST and one SCAN step (`MATCH <prefix>:*:meta COUNT scan_count TYPE hash`) per prefix;
-2. snapshot, one MULTI/EXEC so that counts, counters, events and TIME agree: per queue LLEN/ZCARD of every
-   state, EXISTS/HMGET of `:meta`, five ZCOUNTs of `:prioritized` (one per tier), a few ids at the head of
-   `:wait`/`:prioritized`/`:active`, the `:metrics:*` counts, the `:events` ids and entries (events source),
-   and ZREVRANGEBYSCORE of `:completed`/`:failed` above the cursor (newest `sample_jobs`);
-3. details: HMGET of the sampled and head job hashes, EXISTS of the active jobs' locks (skipped when empty).
+2. snapshot, one MULTI/EXEC so that counts, counters, events and TIME agree (collector/bullmq_snapshot.py);
+3. details: HMGET of the sampled and judged jobs and of the oldest-waiting candidates, EXISTS of the active
+   jobs' locks (skipped when empty).
 
 Discovery (the queue registry BullMQ lacks, its SCAN cost) and workers (CLIENT LIST) are in
 collector/bullmq_discovery.py.
@@ -29,19 +27,39 @@ Throughput (new_finished/new_failed) comes from cumulative sources only, never f
 force one. Switches happen between two cycles on counters and stream ids read in the same snapshot, so nothing
 is counted twice. The resume state (source, counts, last event id) is Cursor.state: a restarted collector that
 passes its stored cursors continues exactly (finishes while it was down are counted on its first cycle, unless
-the stream was trimmed past its id); a queue read without a cursor is a baseline (new_* are 0), and
-`unseen=Cursor(0.0, 0.0)` counts the whole metrics count (or the whole stream) of a queue seen for the first time.
+the stream was trimmed past its id); a queue read without a cursor is a baseline (new_* are 0).
+
+First reads. `unseen=Cursor(0.0, 0.0)` (a new database's first cycle, or a queue that appeared since) counts
+the finishes still held in Redis before the read, from one source for both counts: the `:completed` and
+`:failed` sets, or the events stream or the metrics minutes when they show that a set was trimmed (rules in
+collector/bullmq_recent.py). QueueReading.counted_since_s is the earliest end time among them (None when
+nothing was counted); the resume state starts at the snapshot, so the next cycle counts from there.
 
 Samples. `:completed`/`:failed` scores are finishedOn (epoch ms, the worker's clock). Cursor.finished_score and
-failed_score are the highest scores sampled; each cycle samples the newest `sample_jobs` entries above them.
-Processing = finishedOn - processedOn; wait = processedOn - (timestamp + delay), so a retried job's wait
-includes its earlier attempts. Jobs removed on completion (`removeOnComplete`) cannot be sampled. Entries that
-land below the cursor (a worker whose clock lags another's, or the same millisecond after the snapshot) are
-counted but never sampled.
+failed_score are the highest scores read; each cycle reads the newest `sample_jobs` entries above them and
+times the newest `sample_jobs` of both sets together (on a first read, of the span counted). Processing =
+finishedOn - processedOn; wait = processedOn - (timestamp + delay), so a retried job's wait includes its
+earlier attempts. Jobs removed on completion (`removeOnComplete`) cannot be sampled. Entries that land below
+the cursor (a worker whose clock lags another's, or the same millisecond after the snapshot) are counted but
+never sampled.
 
 Timeouts (BullMQ has none of its own) follow `timeout_rule` (see TimeoutRule): from events, every new failure's
-failedReason is judged (plus the stacktrace of sampled ones); from metrics, the sampled failures are judged and
-scaled by new_failed / sampled failures.
+failedReason is judged (plus the stacktrace of sampled ones); otherwise the newest `sample_jobs` failures are
+judged and scaled by new_failed / failures judged.
+
+Oldest waiting (oldest_enqueued_at_s): the smallest `timestamp + delay` among the candidates for the oldest
+job in any waiting list or priority: the job ids at both ends of `:wait` and of the old-style `:paused` list
+(FIFO jobs age towards the tail, LIFO jobs towards the head) and the lowest member of each priority 1..10 of
+`:prioritized` and of all higher priorities together (a priority's lowest score is the job that entered it
+first). Limits: in a list mixing FIFO and LIFO jobs, or among priorities above 10, an older job in the middle
+is not seen; a job that re-entered a list (retried, moved back from stalled) keeps its old timestamp.
+
+BullMQExtras.throughput_source names where a reading's counts came from: "metrics" or "events", and on a first
+read also "sets".
+
+Memory: BullMQ records no worker pids; the collector attaches the memory the queuewatch agent reports for a
+worker (collector/agents.py, matched by the worker's connection ids), so the reader declares no figure
+unavailable.
 
 Stalled: BullMQExtras.stalled counts active jobs (the first `sample_jobs`) whose `:lock` key is gone: their
 worker died and the next stalled check will move them back to wait (or fail them with "job stalled more than

@@ -99,6 +99,8 @@ DEFAULT_EVENTS_PER_CYCLE = 10_000
 EMPTY_REGISTRY_CURSOR = 0.0
 THROUGHPUT_SOURCES = ("auto", "metrics", "events")
 BASELINE = Cursor()
+UNAVAILABLE: frozenset[str] = frozenset()
+"""QueueMetrics fields a BullMQ reading never measures: none (worker memory comes from agent reports)."""
 JOB_FIELDS = ("timestamp", "delay", "processedOn", "finishedOn", "failedReason", "stacktrace")
 
 
@@ -165,7 +167,7 @@ class BullMQReader:
         self.last_extras = extras
         workers = self.discovery.workers(clients, read_at_s)
         return RedisReading(read_at_s=read_at_s, queues=queues, workers=workers,
-                            round_trips=self.client.round_trips - trips_before)
+                            round_trips=self.client.round_trips - trips_before, unavailable=UNAVAILABLE)
 
     def _snapshot(self, plans: Sequence[tuple[QueueRef, Cursor]]) -> tuple[float, list[QueueSnap]]:
         """Round trip 2: one atomic snapshot of every queue, with TIME."""

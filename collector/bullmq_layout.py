@@ -49,6 +49,10 @@ class BullMQLayout:
         """HASH {count, prevTS, prevCount} kept by workers started with the `metrics` option."""
         return self.key(queue, f"metrics:{target}")
 
+    def metrics_data(self, queue: str, target: str) -> str:
+        """LIST of finishes per minute, newest first (see collector.bullmq_recent.MetricsMinutes)."""
+        return f"{self.metrics(queue, target)}:data"
+
     @property
     def meta_pattern(self) -> str:
         """SCAN MATCH pattern of every queue's `:meta` hash under this prefix."""
@@ -104,6 +108,18 @@ def tier_score_ranges() -> list[tuple[int, int, float]]:
         ranges.append((tier, low_priority * PRIORITY_SCORE_STEP, high))
         low_priority = tier + 1
     return ranges
+
+
+def oldest_probe_ranges() -> list[tuple[int, float]]:
+    """`:prioritized` score ranges whose lowest member is a candidate for the oldest prioritized job.
+
+    The counter in a score is queue-wide and rises with each job entering `:prioritized`, so within one
+    priority the lowest score is the job that entered first. Priorities 1..BACKGROUND get a range each;
+    all higher priorities share one (its lowest member is the first of the most urgent of them).
+    """
+    ranges: list[tuple[int, float]] = [(p * PRIORITY_SCORE_STEP, (p + 1) * PRIORITY_SCORE_STEP - 1)
+                                       for p in range(1, BACKGROUND + 1)]
+    return ranges + [((BACKGROUND + 1) * PRIORITY_SCORE_STEP, float("inf"))]
 
 
 def priority_of_score(score: float) -> int:

@@ -5,11 +5,9 @@ Redis >= 6.2 (SCAN TYPE, exclusive XRANGE ids) and one Redis node (no RedisClust
 
 Round trips per cycle, whatever the number of queues, jobs or workers:
 1. discovery: CLIENT LIST and one SCAN step (`MATCH <prefix>:*:meta COUNT scan_count TYPE hash`) per prefix;
-2. snapshot, one MULTI/EXEC so that counts, counters, events and TIME agree: per queue LLEN/ZCARD of every
-   state, EXISTS/HMGET of `:meta`, five ZCOUNTs of `:prioritized` (one per tier), a few ids at the head of
-   `:wait`/`:prioritized`/`:active`, the `:metrics:*` counts, the `:events` ids and entries (events source),
-   and ZREVRANGEBYSCORE of `:completed`/`:failed` above the cursor (newest `sample_jobs`);
-3. details: HMGET of the sampled and head job hashes, EXISTS of the active jobs' locks (skipped when empty).
+2. snapshot, one MULTI/EXEC so that counts, counters, events and TIME agree (collector/bullmq_snapshot.py);
+3. details: HMGET of the sampled and judged jobs and of the oldest-waiting candidates, EXISTS of the active
+   jobs' locks (skipped when empty).
 
 Discovery (the queue registry BullMQ lacks, its SCAN cost) and workers (CLIENT LIST) are in
 collector/bullmq_discovery.py.
@@ -29,19 +27,39 @@ Throughput (new_finished/new_failed) comes from cumulative sources only, never f
 force one. Switches happen between two cycles on counters and stream ids read in the same snapshot, so nothing
 is counted twice. The resume state (source, counts, last event id) is Cursor.state: a restarted collector that
 passes its stored cursors continues exactly (finishes while it was down are counted on its first cycle, unless
-the stream was trimmed past its id); a queue read without a cursor is a baseline (new_* are 0), and
-`unseen=Cursor(0.0, 0.0)` counts the whole metrics count (or the whole stream) of a queue seen for the first time.
+the stream was trimmed past its id); a queue read without a cursor is a baseline (new_* are 0).
+
+First reads. `unseen=Cursor(0.0, 0.0)` (a new database's first cycle, or a queue that appeared since) counts
+the finishes still held in Redis before the read, from one source for both counts: the `:completed` and
+`:failed` sets, or the events stream or the metrics minutes when they show that a set was trimmed (rules in
+collector/bullmq_recent.py). QueueReading.counted_since_s is the earliest end time among them (None when
+nothing was counted); the resume state starts at the snapshot, so the next cycle counts from there.
 
 Samples. `:completed`/`:failed` scores are finishedOn (epoch ms, the worker's clock). Cursor.finished_score and
-failed_score are the highest scores sampled; each cycle samples the newest `sample_jobs` entries above them.
-Processing = finishedOn - processedOn; wait = processedOn - (timestamp + delay), so a retried job's wait
-includes its earlier attempts. Jobs removed on completion (`removeOnComplete`) cannot be sampled. Entries that
-land below the cursor (a worker whose clock lags another's, or the same millisecond after the snapshot) are
-counted but never sampled.
+failed_score are the highest scores read; each cycle reads the newest `sample_jobs` entries above them and
+times the newest `sample_jobs` of both sets together (on a first read, of the span counted). Processing =
+finishedOn - processedOn; wait = processedOn - (timestamp + delay), so a retried job's wait includes its
+earlier attempts. Jobs removed on completion (`removeOnComplete`) cannot be sampled. Entries that land below
+the cursor (a worker whose clock lags another's, or the same millisecond after the snapshot) are counted but
+never sampled.
 
 Timeouts (BullMQ has none of its own) follow `timeout_rule` (see TimeoutRule): from events, every new failure's
-failedReason is judged (plus the stacktrace of sampled ones); from metrics, the sampled failures are judged and
-scaled by new_failed / sampled failures.
+failedReason is judged (plus the stacktrace of sampled ones); otherwise the newest `sample_jobs` failures are
+judged and scaled by new_failed / failures judged.
+
+Oldest waiting (oldest_enqueued_at_s): the smallest `timestamp + delay` among the candidates for the oldest
+job in any waiting list or priority: the job ids at both ends of `:wait` and of the old-style `:paused` list
+(FIFO jobs age towards the tail, LIFO jobs towards the head) and the lowest member of each priority 1..10 of
+`:prioritized` and of all higher priorities together (a priority's lowest score is the job that entered it
+first). Limits: in a list mixing FIFO and LIFO jobs, or among priorities above 10, an older job in the middle
+is not seen; a job that re-entered a list (retried, moved back from stalled) keeps its old timestamp.
+
+BullMQExtras.throughput_source names where a reading's counts came from: "metrics" or "events", and on a first
+read also "sets".
+
+Memory: BullMQ records no worker pids; the collector attaches the memory the queuewatch agent reports for a
+worker (collector/agents.py, matched by the worker's connection ids), so the reader declares no figure
+unavailable.
 
 Stalled: BullMQExtras.stalled counts active jobs (the first `sample_jobs`) whose `:lock` key is gone: their
 worker died and the next stalled check will move them back to wait (or fail them with "job stalled more than
@@ -50,12 +68,9 @@ allowable limit").
 from __future__ import annotations
 
 import dataclasses
-
-import math
 import socket
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import redis
 
@@ -64,17 +79,16 @@ from collector.bullmq_layout import (
     NORMAL,
     BullMQLayout,
     CounterSnapshot,
+    Throughput,
     ThroughputState,
     TimeoutRule,
     advance_throughput,
     events_start,
-    is_job_id,
     ms_to_s,
-    parse_int,
     priority_tier,
     text,
-    tier_score_ranges,
 )
+from collector.bullmq_snapshot import Probe, QueueSnap, ask, enqueued_at_s, ok, parse
 from collector.model import Cursor, FinishedJob, QueueReading, RedisReading
 from collector.roundtrips import counting
 
@@ -85,11 +99,9 @@ DEFAULT_EVENTS_PER_CYCLE = 10_000
 EMPTY_REGISTRY_CURSOR = 0.0
 THROUGHPUT_SOURCES = ("auto", "metrics", "events")
 BASELINE = Cursor()
-UNAVAILABLE = frozenset({"memoryUsageMB"})
-"""Worker pids are unknown to BullMQ, so worker memory cannot be measured."""
+UNAVAILABLE: frozenset[str] = frozenset()
+"""QueueMetrics fields a BullMQ reading never measures: none (worker memory comes from agent reports)."""
 JOB_FIELDS = ("timestamp", "delay", "processedOn", "finishedOn", "failedReason", "stacktrace")
-_STATES = (("llen", "wait"), ("llen", "paused"), ("zcard", "prioritized"), ("llen", "active"),
-           ("zcard", "delayed"), ("zcard", "waiting-children"), ("zcard", "failed"), ("zcard", "completed"))
 
 
 @dataclass
@@ -102,29 +114,6 @@ class BullMQExtras:
     prefix: str
     throughput_source: str = "events"
     events_gap: bool = False
-
-
-@dataclass
-class _Snap:
-    """One queue's replies from the snapshot."""
-
-    ref: QueueRef
-    cursor: Cursor
-    prev: ThroughputState | None
-    events_from: str | None
-    counts: dict[str, int] = field(default_factory=dict)
-    exists: bool = False
-    is_job_hash: bool = False
-    paused: bool = False
-    tiers: dict[int, int] = field(default_factory=dict)
-    head_ids: list[str] = field(default_factory=list)
-    active_ids: list[str] = field(default_factory=list)
-    metrics: tuple[int | None, int | None] = (None, None)
-    latest_event_id: str | None = None
-    first_event_id: str | None = None
-    events: list[Any] = field(default_factory=list)
-    tops: tuple[list[tuple[str, float]], list[tuple[str, float]]] = ([], [])
-    set_gains: tuple[int, int] = (0, 0)
 
 
 class BullMQReader:
@@ -150,6 +139,7 @@ class BullMQReader:
         self.events_per_cycle = max(1, events_per_cycle)
         self.head_probe = max(1, head_probe)
         self.unprioritized_tier = unprioritized_tier
+        self.probe = Probe(self.sample_jobs, self.head_probe, self.events_per_cycle)
         self.discovery = BullMQDiscovery(
             self.client, self.layouts, queues=queues, scan_count=max(1, scan_count),
             hostname=hostname if hostname is not None else socket.gethostname())
@@ -179,72 +169,45 @@ class BullMQReader:
         return RedisReading(read_at_s=read_at_s, queues=queues, workers=workers,
                             round_trips=self.client.round_trips - trips_before, unavailable=UNAVAILABLE)
 
-    def _snapshot(self, plans: Sequence[tuple[QueueRef, Cursor]]) -> tuple[float, list[_Snap]]:
+    def _snapshot(self, plans: Sequence[tuple[QueueRef, Cursor]]) -> tuple[float, list[QueueSnap]]:
         """Round trip 2: one atomic snapshot of every queue, with TIME."""
         pipe = self.client.pipeline(transaction=True)
         pipe.time()
         snaps = []
-        probe = max(1, self.sample_jobs)
         for ref, cursor in plans:
             prev = ThroughputState.from_text(cursor.state)
             count_all = prev is None and cursor.finished_score == 0.0 and cursor.failed_score == 0.0
-            snap = _Snap(ref, cursor, prev, events_start(prev, count_all=count_all, source=self.throughput_source))
+            snap = QueueSnap(ref, cursor, prev, events_start(prev, count_all=count_all,
+                                                             source=self.throughput_source))
             snaps.append(snap)
-            for command, suffix in _STATES:
-                getattr(pipe, command)(ref.key(suffix))
-            pipe.exists(ref.key("meta"))
-            pipe.hmget(ref.key("meta"), ["paused", "timestamp"])
-            for _, low, high in tier_score_ranges():
-                pipe.zcount(ref.key("prioritized"), low, "+inf" if math.isinf(high) else high)
-            pipe.lrange(ref.key("wait"), -self.head_probe, -1)
-            pipe.zrange(ref.key("prioritized"), 0, self.head_probe - 1)
-            pipe.lrange(ref.key("active"), 0, probe - 1)
-            pipe.hget(ref.layout.metrics(ref.queue, "completed"), "count")
-            pipe.hget(ref.layout.metrics(ref.queue, "failed"), "count")
-            pipe.xrevrange(ref.key("events"), "+", "-", count=1)
-            if snap.events_from is not None:
-                pipe.xrange(ref.key("events"), snap.events_from, "+", count=self.events_per_cycle)
-                pipe.xrange(ref.key("events"), "-", "+", count=1)
-            for suffix, score in zip(("completed", "failed"), _scores(snap)):
-                if score is None:
-                    pipe.zrevrangebyscore(ref.key(suffix), "+inf", "-inf", start=0, num=1, withscores=True)
-                else:
-                    pipe.zcount(ref.key(suffix), f"({score!r}", "+inf")
-                    pipe.zrevrangebyscore(ref.key(suffix), "+inf", f"({score!r}", start=0, num=probe,
-                                          withscores=True)
+            ask(pipe, snap, self.probe)
         replies = iter(pipe.execute(raise_on_error=False))
-        seconds, micros = _ok(next(replies), (0, 0))
+        seconds, micros = ok(next(replies), (0, 0))
         for snap in snaps:
-            snap.counts = {suffix: int(_ok(next(replies), 0)) for _, suffix in _STATES}
-            snap.exists = bool(_ok(next(replies), 0))
-            paused, job_timestamp = _ok(next(replies), [None, None])
-            snap.paused, snap.is_job_hash = paused is not None, job_timestamp is not None
-            for tier, _, _ in tier_score_ranges():
-                snap.tiers[tier] = int(_ok(next(replies), 0))
-            tail = [text(member) for member in _ok(next(replies), [])]
-            if tail and not is_job_id(tail[-1]):
-                snap.counts["wait"] = max(0, snap.counts["wait"] - 1)
-            snap.head_ids = [job_id for job_id in tail if is_job_id(job_id)]
-            snap.head_ids += [text(member) or "" for member in _ok(next(replies), [])]
-            snap.active_ids = [job_id for job_id in (text(m) for m in _ok(next(replies), [])) if is_job_id(job_id)]
-            snap.metrics = (parse_int(_ok(next(replies), None)), parse_int(_ok(next(replies), None)))
-            snap.latest_event_id = _first_id(_ok(next(replies), []))
-            if snap.events_from is not None:
-                snap.events = list(_ok(next(replies), []))
-                snap.first_event_id = _first_id(_ok(next(replies), []))
-            gains, tops = [], []
-            for score in _scores(snap):
-                gains.append(0 if score is None else int(_ok(next(replies), 0)))
-                tops.append(_entries(next(replies)))
-            snap.set_gains, snap.tops = (gains[0], gains[1]), (tops[0], tops[1])
+            parse(snap, replies)
         return int(seconds) + int(micros) / 1e6, snaps
 
-    def _details(self, snaps: Sequence[_Snap]):
-        """Round trip 3: enqueue times of head jobs, sampled job hashes, locks of active jobs."""
-        heads = sorted({(snap.ref, job_id) for snap in snaps for job_id in snap.head_ids if snap.counts["wait"]
-                        or snap.counts["prioritized"]}, key=lambda item: (item[0].name, item[1]))
-        sampled = sorted({(snap.ref, job_id) for snap in snaps for top, score in zip(snap.tops, _scores(snap))
-                          if score is not None for job_id, _ in top[:self.sample_jobs]},
+    def _entries(self, snap: QueueSnap) -> list[tuple[float, str, bool]]:
+        """(score, job id, failed) read above the cursors, newest first; on a first read, of the span counted."""
+        since_ms = snap.recent.since_s * 1000.0 if snap.recent and snap.recent.since_s is not None else None
+        entries = [(score, job_id, failed) for failed, top, cursor in zip((False, True), snap.tops, snap.scores)
+                   if cursor is not None for job_id, score in top if since_ms is None or score >= since_ms]
+        return sorted(entries, key=lambda entry: entry[0], reverse=True)
+
+    def _picks(self, snap: QueueSnap) -> list[tuple[str, bool]]:
+        """(job id, failed) of the newest `sample_jobs` entries of both sets together: the timed jobs."""
+        return [(job_id, failed) for _, job_id, failed in self._entries(snap)[:self.sample_jobs]]
+
+    def _judged(self, snap: QueueSnap) -> list[str]:
+        """Ids of the newest `sample_jobs` failures: the failures judged by the timeout rule."""
+        return [job_id for _, job_id, failed in self._entries(snap) if failed][:self.sample_jobs]
+
+    def _details(self, snaps: Sequence[QueueSnap]):
+        """Round trip 3: enqueue times of the oldest-waiting candidates, sampled job hashes, active jobs' locks."""
+        heads = sorted({(snap.ref, job_id) for snap in snaps if snap.waiting for job_id in snap.waiting_ids},
+                       key=lambda item: (item[0].name, item[1]))
+        sampled = sorted({(snap.ref, job_id) for snap in snaps
+                          for job_id in [job_id for job_id, _ in self._picks(snap)] + self._judged(snap)},
                          key=lambda item: (item[0].name, item[1]))
         active = [(snap.ref, job_id) for snap in snaps for job_id in snap.active_ids]
         if not heads and not sampled and not active:
@@ -257,31 +220,35 @@ class BullMQReader:
         for ref, job_id in active:
             pipe.exists(ref.layout.lock(ref.queue, job_id))
         replies = iter(pipe.execute(raise_on_error=False))
-        head_times = {item: _enqueued_at_s(_ok(next(replies), [None, None])) for item in heads}
-        jobs = {item: dict(zip(JOB_FIELDS, (text(v) for v in _ok(next(replies), [])))) for item in sampled}
-        locks = {item: bool(_ok(next(replies), 1)) for item in active}
+        head_times = {item: enqueued_at_s(ok(next(replies), [None, None])) for item in heads}
+        jobs = {item: dict(zip(JOB_FIELDS, (text(v) for v in ok(next(replies), [])))) for item in sampled}
+        locks = {item: bool(ok(next(replies), 1)) for item in active}
         return head_times, jobs, locks
 
-    def _queue_reading(self, snap: _Snap, head_times: Mapping, jobs: Mapping,
-                       locks: Mapping) -> tuple[QueueReading, BullMQExtras]:
-        """Counts, oldest waiting job, new finishes and extras of one queue."""
-        ref, counts = snap.ref, snap.counts
+    def _flow(self, snap: QueueSnap) -> tuple[Throughput, float | None]:
+        """New finishes and the resume state; a first read counts the recent past (collector/bullmq_recent.py)."""
         counters = CounterSnapshot(snap.metrics, snap.latest_event_id,
                                    snap.events if snap.events_from is not None else None, snap.first_event_id,
                                    snap.set_gains)
-        flow = advance_throughput(snap.prev, counters, source=self.throughput_source, count_all=_counts_all(snap),
-                                  events_cap=self.events_per_cycle)
-        cursors, samples = [], []
-        for failed, top, score in zip((False, True), snap.tops, _scores(snap)):
-            if score is None:
-                cursors.append(top[0][1] if top else EMPTY_REGISTRY_CURSOR)
-                continue
-            cursors.append(max(score, top[0][1]) if top else score)
-            for job_id, _ in top[:self.sample_jobs]:
-                sample = self._sample(job_id, jobs.get((ref, job_id)), failed)
-                if sample:
-                    samples.append(sample)
-        sampled_failures = [job for job in samples if job.failed]
+        if snap.recent is None:
+            return advance_throughput(snap.prev, counters, source=self.throughput_source, count_all=False,
+                                      events_cap=self.events_per_cycle), None
+        resume = advance_throughput(None, counters, source=self.throughput_source, count_all=False,
+                                    events_cap=self.events_per_cycle)
+        recent = snap.recent
+        flow = Throughput(recent.finished, recent.failed, recent.failures, resume.state, recent.source)
+        return flow, recent.since_s if recent.finished + recent.failed else None
+
+    def _queue_reading(self, snap: QueueSnap, head_times: Mapping, jobs: Mapping,
+                       locks: Mapping) -> tuple[QueueReading, BullMQExtras]:
+        """Counts, oldest waiting job, new finishes and extras of one queue."""
+        ref, counts = snap.ref, snap.counts
+        flow, counted_since_s = self._flow(snap)
+        cursors = [_next_cursor(top, score) for top, score in zip(snap.tops, snap.scores)]
+        samples = [sample for job_id, failed in self._picks(snap)
+                   if (sample := self._sample(job_id, jobs.get((ref, job_id)), failed))]
+        sampled_failures = [sample for job_id in self._judged(snap)
+                            if (sample := self._sample(job_id, jobs.get((ref, job_id)), True))]
         if flow.failures is not None:
             timeouts = sum(1 for job_id, reason in flow.failures
                            if self.timeout_rule.matches(reason, (jobs.get((ref, job_id)) or {}).get("stacktrace")))
@@ -290,7 +257,7 @@ class BullMQReader:
             if sampled_failures and flow.failed > len(sampled_failures):
                 timeouts = round(timeouts * flow.failed / len(sampled_failures))
             timeouts = min(timeouts, flow.failed)
-        starts = [head_times.get((ref, job_id)) for job_id in snap.head_ids]
+        starts = [head_times.get((ref, job_id)) for job_id in snap.waiting_ids]
         known_starts = [at_s for at_s in starts if at_s is not None]
         priority_counts = {tier: count for tier, count in snap.tiers.items()}
         unprioritized = counts["wait"] + counts["paused"]
@@ -302,7 +269,8 @@ class BullMQReader:
             scheduled=counts["delayed"], deferred=counts["waiting-children"], failed=counts["failed"],
             completed=counts["completed"], oldest_enqueued_at_s=min(known_starts) if known_starts else None,
             cursor=Cursor(finished_score=cursors[0], failed_score=cursors[1], state=flow.state.to_text()),
-            new_finished=flow.finished, new_failed=flow.failed, new_timeouts=timeouts, sampled_jobs=samples)
+            new_finished=flow.finished, new_failed=flow.failed, new_timeouts=timeouts, sampled_jobs=samples,
+            counted_since_s=counted_since_s)
         stalled = sum(1 for job_id in snap.active_ids if not locks.get((ref, job_id), True))
         extras = BullMQExtras(paused=snap.paused, priority_counts=priority_counts, stalled=stalled,
                               prefix=ref.layout.prefix, throughput_source=flow.source, events_gap=flow.events_gap)
@@ -315,39 +283,15 @@ class BullMQReader:
             return None
         timed_out = failed and self.timeout_rule.matches(fields.get("failedReason"), fields.get("stacktrace"))
         return FinishedJob(job_id=job_id, failed=failed, timed_out=timed_out,
-                           enqueued_at_s=_enqueued_at_s([fields.get("timestamp"), fields.get("delay")]),
+                           enqueued_at_s=enqueued_at_s([fields.get("timestamp"), fields.get("delay")]),
                            started_at_s=ms_to_s(fields.get("processedOn")),
                            ended_at_s=ms_to_s(fields.get("finishedOn")))
 
 
-def _scores(snap: _Snap) -> tuple[float | None, float | None]:
-    """The finite sample cursors (completed, failed) of a queue; None starts a baseline."""
-    return tuple(score if score is not None and math.isfinite(score) else None  # type: ignore[return-value]
-                 for score in (snap.cursor.finished_score, snap.cursor.failed_score))
 
 
-def _counts_all(snap: _Snap) -> bool:
-    """Whether a queue without resume state was given the count-everything cursor (0.0, 0.0)."""
-    return snap.prev is None and snap.cursor.finished_score == 0.0 and snap.cursor.failed_score == 0.0
-
-
-def _ok(reply: Any, default: Any) -> Any:
-    """A pipeline reply, or the default when the command failed (e.g. a key of the wrong type)."""
-    return default if isinstance(reply, Exception) or reply is None else reply
-
-
-def _first_id(reply: Sequence[Any]) -> str | None:
-    return text(reply[0][0]) if reply else None
-
-
-def _entries(reply: Any) -> list[tuple[str, float]]:
-    """(job id, score) pairs of a ZREVRANGEBYSCORE WITHSCORES reply."""
-    return [(text(member) or "", float(score)) for member, score in _ok(reply, [])]
-
-
-def _enqueued_at_s(fields: Sequence[Any]) -> float | None:
-    """When a job became runnable: its `timestamp` plus its `delay` (ms fields), in epoch seconds."""
-    created_ms = parse_int(fields[0]) if fields else None
-    if not created_ms:
-        return None
-    return (created_ms + (parse_int(fields[1]) or 0)) / 1000.0
+def _next_cursor(top: Sequence[tuple[str, float]], score: float | None) -> float:
+    """The highest score seen in a set: the newest entry read, else the cursor it was read above."""
+    if score is None:
+        return top[0][1] if top else EMPTY_REGISTRY_CURSOR
+    return max(score, top[0][1]) if top else score

@@ -29,7 +29,6 @@ import numpy as np
 from sqlalchemy import Engine
 
 from collector import alerts
-from collector.bullmq_reader import UNAVAILABLE as BULLMQ_UNAVAILABLE
 from collector.celery_reader import ALWAYS_UNAVAILABLE as CELERY_UNAVAILABLE
 from collector.celery_reader import TIMING_FIELDS
 from collector.derive import QueueWindow, snapshot_row
@@ -42,7 +41,9 @@ from storage.writer import CycleRecord, record_outage, write_cycle
 DEFAULT_QUEUES = ("emails", "reports", "thumbnails", "notifications", "celery")
 INTERVAL_S = 10.0
 PAUSED_FROM_FRACTION = 0.85
-UNAVAILABLE = {"rq": frozenset(), "bullmq": BULLMQ_UNAVAILABLE, "celery": CELERY_UNAVAILABLE | TIMING_FIELDS}
+NO_AGENT_MEMORY = frozenset({"memoryUsageMB"})
+"""The seeded BullMQ queues' workers run no memory agent, so their memory is not measured."""
+UNAVAILABLE = {"rq": frozenset(), "bullmq": NO_AGENT_MEMORY, "celery": CELERY_UNAVAILABLE | TIMING_FIELDS}
 
 
 @dataclass(frozen=True)

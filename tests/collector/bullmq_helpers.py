@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import signal
 import subprocess
@@ -31,12 +32,31 @@ def run_worker(url: str, queue: str, *, prefix: str = "bull", **worker_opts) -> 
                    check=True, timeout=60, stdout=subprocess.DEVNULL)
 
 
-def start_worker(url: str, queue: str, **worker_opts) -> subprocess.Popen:
+def start_worker(url: str, queue: str, *, prefix: str = "bull", agent: bool = False,
+                 env: dict[str, str] | None = None, **worker_opts) -> subprocess.Popen:
     """Start a real bullmq Worker that runs until killed; returns once its connections are named."""
-    proc = subprocess.Popen(_command(url, queue, {"burst": False, "worker": worker_opts}), cwd=REPO_ROOT,
-                            env=_env(), stdout=subprocess.PIPE, text=True, start_new_session=True)
+    options = {"burst": False, "prefix": prefix, "agent": agent, "worker": worker_opts}
+    proc = subprocess.Popen(_command(url, queue, options), cwd=REPO_ROOT, env={**_env(), **(env or {})},
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)
     assert proc.stdout.readline().strip() == "ready"
     return proc
+
+
+def run_node_worker(url: str, queue: str, worker_js, **worker_opts) -> None:
+    """Run tests/collector/node/worker.js (a real Node bullmq Worker) until the queue is drained."""
+    subprocess.run(["node", str(worker_js), url, queue, json.dumps({"worker": worker_opts})], check=True,
+                   timeout=60, stdout=subprocess.DEVNULL)
+
+
+def finished_jobs(url: str, queue: str, *, prefix: str = "bull") -> list:
+    """Every job of `:completed` and `:failed`, read with bullmq's own Queue.getJobs."""
+    return on_queue(url, queue, "getJobs", ["completed", "failed"], 0, -1, prefix=prefix)
+
+
+def nearest_rank(values: list[float], fraction: float) -> float:
+    """The nearest-rank percentile: the smallest value with at least `fraction` of the values at or below it."""
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(fraction * len(ordered))) - 1]
 
 
 def kill(proc: subprocess.Popen) -> None:

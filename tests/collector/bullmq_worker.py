@@ -4,7 +4,8 @@ Job data drives the processor: {"sleep_s": s} sleeps, {"fail": text} raises Valu
 {"wait_for_s": s, "sleep_s": t} runs the sleep under asyncio.wait_for (TimeoutError when t > s).
 Options: "burst" (default true: exit once wait, prioritized and active are empty), "worker" (bullmq Worker
 options such as name, concurrency, metrics, removeOnComplete, lockDuration, stalledInterval,
-maxStalledCount), "prefix". Prints "ready" once its connections are named.
+maxStalledCount), "prefix", "agent" (report memory with queuewatch_agent.bullmq.monitored). Prints "ready"
+once its connections are named.
 """
 from __future__ import annotations
 
@@ -32,6 +33,10 @@ async def run(url: str, queue_name: str, options: dict) -> None:
     prefix = options.get("prefix", "bull")
     worker_opts = {"connection": url, "prefix": prefix, "drainDelay": 1, **options.get("worker", {})}
     worker = Worker(queue_name, process, worker_opts)
+    if options.get("agent"):
+        from queuewatch_agent.bullmq import monitored
+
+        monitored(worker)
     queue = Queue(queue_name, {"connection": url, "prefix": prefix})
     try:
         while not worker._client_name_set:

@@ -5,12 +5,17 @@ The listener only PSUBSCRIBEs (no key is written, no queue declared or bound). W
 - `task-received` / `task-started` (workers with `-E`): uuid, hostname, timestamp; no queue or routing data.
 - `task-succeeded`: runtime (seconds, measured in the pool); `task-failed`: exception, traceback. A hard time
   limit in the prefork pool sends two task-failed events for one task, with exception `ExceptionWithTraceback()`
-  and a traceback ending in `billiard.exceptions.TimeLimitExceeded`; each task is counted once.
+  and a traceback ending in `billiard.exceptions.TimeLimitExceeded`; each task is counted once. A pool child that
+  dies (kill -9, OOM) gives one task-failed from the main process, its traceback ending in `WorkerLostError`.
 - `worker-heartbeat` (every `freq` = 2 s, even without `-E`): hostname, pid, freq, active, processed (tasks
   accepted since the worker started), loadavg; `worker-online` / `worker-offline` on start and clean stop.
 Worker liveness is judged by the collector's clock at receipt: a worker not heard from for 2 x freq + slack is
-stale. Task events count as enabled once a worker task event has been seen and no live worker's `processed`
-grew without task events from it (a worker started without `-E` next to ones with it turns them off again).
+stale. Tasks running on a worker that went offline, went stale or came back as a new process (worker-online, or a
+new pid) are lost: each ends once as a failure with an unknown end time, and its later events are ignored.
+A heartbeat reporting fewer active tasks than were started only stops counting the older ones as running (their
+end may still be on its way, batched behind the heartbeat); what is known of them, the queue above all, is kept.
+Task events count as enabled once a worker task event has been seen and no live worker's `processed` grew
+without task events from it (a worker started without `-E` next to ones with it turns them off again).
 The opt-in publish-time header hook for producers is in collector/celery_publish.py.
 """
 from __future__ import annotations
@@ -51,11 +56,12 @@ class _Task:
     sent_at_s: float | None = None
     started_at_s: float | None = None
     hostname: str | None = None
+    pid: int | None = None  # the worker main process that started it
 
 
 @dataclass(frozen=True)
 class TaskOutcome:
-    """A task that succeeded or failed (times are the sending hosts' epoch seconds)."""
+    """A task that succeeded, failed or was lost with its worker (times are the sending hosts' epoch seconds)."""
 
     task_id: str
     name: str | None
@@ -66,6 +72,7 @@ class TaskOutcome:
     sent_at_s: float | None
     started_at_s: float | None
     ended_at_s: float | None
+    lost: bool = False
 
     def finished_job(self) -> FinishedJob:
         return FinishedJob(job_id=self.task_id, failed=self.failed, timed_out=self.timed_out,
@@ -133,6 +140,7 @@ class EventState:
         worker = self._workers.get(nodename) or WorkerState(nodename)
         self._workers[nodename] = worker
         pid, processed = as_int(event.get("pid")), as_int(event.get("processed"))
+        known_pid = worker.pid
         if processed is not None:
             if worker.pid == pid and processed > worker.processed and worker.heartbeat_at_s is not None:
                 worker.processed_grew_at_s = now_s
@@ -141,6 +149,10 @@ class EventState:
         worker.freq_s = as_float(event.get("freq")) or worker.freq_s
         worker.active = as_int(event.get("active")) or 0
         worker.loadavg = tuple(v for v in (as_float(x) for x in event.get("loadavg") or ()) if v is not None)
+        if kind == "worker-offline":
+            self._lose(nodename, lambda task: True)
+        elif pid is not None and (kind == "worker-online" or (known_pid is not None and pid != known_pid)):
+            self._lose(nodename, lambda task: task.pid != pid)
         worker.seen_at_s = now_s
         worker.offline = kind == "worker-offline"
         timestamp_s = as_float(event.get("timestamp"))
@@ -151,12 +163,31 @@ class EventState:
             self._settle_in_flight(nodename, worker.active, timestamp_s - worker.freq_s)
 
     def _settle_in_flight(self, nodename: str, active: int, before_s: float) -> None:
-        """Forget tasks whose end was missed: a heartbeat reports `active` tasks, so older starts beyond that ended."""
+        """Stop counting as running the older starts beyond the `active` tasks a heartbeat reports (kept otherwise)."""
         running = self._running.get(nodename, {})
         started = sorted((self._tasks[task_id].started_at_s or 0.0, task_id) for task_id in running)
         older = [task_id for started_at_s, task_id in started if started_at_s < before_s]
         for task_id in older[:max(0, len(started) - active)]:
-            self._forget(task_id)
+            del running[task_id]
+
+    def _lose(self, nodename: str, which: Callable[[_Task], bool]) -> None:
+        """End the chosen running tasks of a worker as lost with it (failed, end time unknown)."""
+        lost = [task_id for task_id in self._running.get(nodename, {}) if which(self._tasks[task_id])]
+        for task_id in lost:
+            task = self._tasks[task_id]
+            self._end(task_id, TaskOutcome(task_id, task.name, task.queue, nodename, True, False, task.sent_at_s,
+                                           task.started_at_s, None, lost=True))
+        if lost:
+            log.warning("celery worker %s went away with %d running task(s): counted as failed (lost)",
+                        nodename, len(lost))
+
+    def settle_lost(self, now_s: float) -> None:
+        """End as lost the tasks running on workers that stopped heartbeating."""
+        with self._lock:
+            for nodename in list(self._running):
+                worker = self._workers.get(nodename)
+                if worker is not None and worker.heartbeat_at_s is not None and not self._alive(worker, now_s):
+                    self._lose(nodename, lambda task: True)
 
     def _apply_task(self, kind: str, event: Mapping[str, Any], now_s: float) -> None:
         task_id = text(event.get("uuid"))
@@ -183,6 +214,7 @@ class EventState:
         elif kind == "task-started":
             self._stop_running(task_id, task)
             task.started_at_s, task.hostname = timestamp_s if timestamp_s is not None else now_s, nodename
+            task.pid = as_int(event.get("pid"))
             if nodename:
                 self._running.setdefault(nodename, {})[task_id] = None
         elif kind == "task-received":
@@ -203,12 +235,16 @@ class EventState:
         timed_out = failed and is_timeout(event.get("exception"), event.get("traceback"))
         if failed and nodename in self._workers:
             self._workers[nodename].failed_seen += 1
+        self._end(task_id, TaskOutcome(task_id, task.name, task.queue, nodename or task.hostname, failed, timed_out,
+                                       task.sent_at_s, started_at_s, ended_at_s))
+
+    def _end(self, task_id: str, outcome: TaskOutcome) -> None:
+        """Record an outcome; the task is remembered as ended, so its later events are ignored."""
         self._forget(task_id)
         self._ended[task_id] = None
         while len(self._ended) > ENDED_MEMORY:
             self._ended.popitem(last=False)
-        self._outcomes.append(TaskOutcome(task_id, task.name, task.queue, nodename or task.hostname, failed, timed_out,
-                                          task.sent_at_s, started_at_s, ended_at_s))
+        self._outcomes.append(outcome)
         if len(self._outcomes) > self.max_outcomes:
             del self._outcomes[0]
             self.dropped_outcomes += 1

@@ -76,7 +76,8 @@ class CeleryReader:
 
     def __init__(self, client: redis.Redis, *, queues: Sequence[str] = (), global_keyprefix: str = "",
                  sep: str = DEFAULT_SEP, priority_steps: Sequence[int] = DEFAULT_PRIORITY_STEPS,
-                 fanout_prefix: str | bool = True, routes: Mapping[str, str] | None = None, discover_every: int = DEFAULT_DISCOVER_EVERY,
+                 fanout_prefix: str | bool = True, routes: Mapping[str, str] | None = None,
+                 discover_every: int = DEFAULT_DISCOVER_EVERY,
                  scan_count: int = DEFAULT_SCAN_COUNT, unacked_sample: int = DEFAULT_UNACKED_SAMPLE,
                  result_client: redis.Redis | None = None, result_key_prefix: str = RESULT_KEY_PREFIX,
                  result_lookups: int = DEFAULT_RESULT_LOOKUPS, sample_jobs: int = DEFAULT_SAMPLE_JOBS,

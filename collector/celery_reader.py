@@ -36,7 +36,6 @@ import redis
 from collector.celery_events import (
     DEFAULT_FORGET_WORKER_AFTER_S,
     DEFAULT_HEARTBEAT_SLACK_S,
-    EventListener,
     EventState,
     TaskOutcome,
     WorkerState,
@@ -52,6 +51,7 @@ from collector.celery_layout import (
     parse_unacked,
     text,
 )
+from collector.celery_listener import EventListener
 from collector.model import Cursor, QueueReading, RedisReading, WorkerReading
 from collector.roundtrips import counting
 

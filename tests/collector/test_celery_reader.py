@@ -8,7 +8,7 @@ import time
 import pytest
 import redis
 
-from collector.celery_events import EventListener, EventState
+from collector.celery_events import EventState
 from collector.celery_layout import (
     PUBLISHED_AT_HEADER,
     Bindings,
@@ -18,6 +18,7 @@ from collector.celery_layout import (
     parse_head,
     parse_unacked,
 )
+from collector.celery_listener import EventListener
 from collector.celery_publish import install_publish_timestamp, uninstall_publish_timestamp
 from collector.celery_reader import ALWAYS_UNAVAILABLE, OLDEST_FIELD, TIMING_FIELDS, CeleryReader
 from collector.roundtrips import CountingRedis

@@ -16,7 +16,8 @@ A heartbeat reporting fewer active tasks than were started only stops counting t
 end may still be on its way, batched behind the heartbeat); what is known of them, the queue above all, is kept.
 Task events count as enabled once a worker task event has been seen and no live worker's `processed` grew
 without task events from it (a worker started without `-E` next to ones with it turns them off again).
-The opt-in publish-time header hook for producers is in collector/celery_publish.py.
+The subscriber thread is collector/celery_listener.py; the opt-in publish-time header hook for producers is
+collector/celery_publish.py.
 """
 from __future__ import annotations
 

@@ -1,32 +1,34 @@
-"""Celery events over Redis pub/sub: a subscriber thread and the state it keeps between reads.
+"""Celery events over Redis pub/sub: the state folded from them between reads (no I/O).
 
-The listener only PSUBSCRIBEs (no key is written, no queue declared or bound). What the events carry:
+What the events carry:
 - `task-sent` (producers with `task_send_sent_event`): uuid, name, queue, exchange, routing_key, timestamp.
 - `task-received` / `task-started` (workers with `-E`): uuid, hostname, timestamp; no queue or routing data.
 - `task-succeeded`: runtime (seconds, measured in the pool); `task-failed`: exception, traceback. A hard time
   limit in the prefork pool sends two task-failed events for one task, with exception `ExceptionWithTraceback()`
-  and a traceback ending in `billiard.exceptions.TimeLimitExceeded`; each task is counted once.
+  and a traceback ending in `billiard.exceptions.TimeLimitExceeded`; each task is counted once. A pool child that
+  dies (kill -9, OOM) gives one task-failed from the main process, its traceback ending in `WorkerLostError`.
 - `worker-heartbeat` (every `freq` = 2 s, even without `-E`): hostname, pid, freq, active, processed (tasks
   accepted since the worker started), loadavg; `worker-online` / `worker-offline` on start and clean stop.
 Worker liveness is judged by the collector's clock at receipt: a worker not heard from for 2 x freq + slack is
-stale. Task events count as enabled once a worker task event has been seen and no live worker's `processed`
-grew without task events from it (a worker started without `-E` next to ones with it turns them off again).
-The opt-in publish-time header hook for producers is in collector/celery_publish.py.
+stale. Tasks running on a worker that went offline, went stale or came back as a new process (worker-online, or a
+new pid) are lost: each ends once as a failure with an unknown end time, and its later events are ignored.
+A heartbeat reporting fewer active tasks than were started only stops counting the older ones as running (their
+end may still be on its way, batched behind the heartbeat); what is known of them, the queue above all, is kept.
+Task events count as enabled once a worker task event has been seen and no live worker's `processed` grew
+without task events from it (a worker started without `-E` next to ones with it turns them off again).
+The subscriber thread is collector/celery_listener.py; the opt-in publish-time header hook for producers is
+collector/celery_publish.py.
 """
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import redis
-
-from collector.backoff import backoff_s
-from collector.celery_layout import as_float, as_int, decode_events, is_timeout, text
+from collector.celery_layout import as_float, as_int, is_timeout, text
 from collector.model import FinishedJob
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,6 @@ DEFAULT_MAX_TASKS = 100_000
 DEFAULT_MAX_OUTCOMES = 100_000
 DEFAULT_FORGET_WORKER_AFTER_S = 3600.0
 ENDED_MEMORY = 10_000
-RETRY_BASE_S = 0.25
 WORKER_TASK_EVENTS = frozenset({"task-received", "task-started", "task-succeeded", "task-failed", "task-retried",
                                 "task-rejected", "task-revoked"})
 
@@ -51,11 +52,12 @@ class _Task:
     sent_at_s: float | None = None
     started_at_s: float | None = None
     hostname: str | None = None
+    pid: int | None = None  # the worker main process that started it
 
 
 @dataclass(frozen=True)
 class TaskOutcome:
-    """A task that succeeded or failed (times are the sending hosts' epoch seconds)."""
+    """A task that succeeded, failed or was lost with its worker (times are the sending hosts' epoch seconds)."""
 
     task_id: str
     name: str | None
@@ -66,6 +68,7 @@ class TaskOutcome:
     sent_at_s: float | None
     started_at_s: float | None
     ended_at_s: float | None
+    lost: bool = False
 
     def finished_job(self) -> FinishedJob:
         return FinishedJob(job_id=self.task_id, failed=self.failed, timed_out=self.timed_out,
@@ -133,6 +136,7 @@ class EventState:
         worker = self._workers.get(nodename) or WorkerState(nodename)
         self._workers[nodename] = worker
         pid, processed = as_int(event.get("pid")), as_int(event.get("processed"))
+        known_pid = worker.pid
         if processed is not None:
             if worker.pid == pid and processed > worker.processed and worker.heartbeat_at_s is not None:
                 worker.processed_grew_at_s = now_s
@@ -141,6 +145,10 @@ class EventState:
         worker.freq_s = as_float(event.get("freq")) or worker.freq_s
         worker.active = as_int(event.get("active")) or 0
         worker.loadavg = tuple(v for v in (as_float(x) for x in event.get("loadavg") or ()) if v is not None)
+        if kind == "worker-offline":
+            self._lose(nodename, lambda task: True)
+        elif pid is not None and (kind == "worker-online" or (known_pid is not None and pid != known_pid)):
+            self._lose(nodename, lambda task: task.pid != pid)
         worker.seen_at_s = now_s
         worker.offline = kind == "worker-offline"
         timestamp_s = as_float(event.get("timestamp"))
@@ -151,12 +159,31 @@ class EventState:
             self._settle_in_flight(nodename, worker.active, timestamp_s - worker.freq_s)
 
     def _settle_in_flight(self, nodename: str, active: int, before_s: float) -> None:
-        """Forget tasks whose end was missed: a heartbeat reports `active` tasks, so older starts beyond that ended."""
+        """Stop counting as running the older starts beyond the `active` tasks a heartbeat reports (kept otherwise)."""
         running = self._running.get(nodename, {})
         started = sorted((self._tasks[task_id].started_at_s or 0.0, task_id) for task_id in running)
         older = [task_id for started_at_s, task_id in started if started_at_s < before_s]
         for task_id in older[:max(0, len(started) - active)]:
-            self._forget(task_id)
+            del running[task_id]
+
+    def _lose(self, nodename: str, which: Callable[[_Task], bool]) -> None:
+        """End the chosen running tasks of a worker as lost with it (failed, end time unknown)."""
+        lost = [task_id for task_id in self._running.get(nodename, {}) if which(self._tasks[task_id])]
+        for task_id in lost:
+            task = self._tasks[task_id]
+            self._end(task_id, TaskOutcome(task_id, task.name, task.queue, nodename, True, False, task.sent_at_s,
+                                           task.started_at_s, None, lost=True))
+        if lost:
+            log.warning("celery worker %s went away with %d running task(s): counted as failed (lost)",
+                        nodename, len(lost))
+
+    def settle_lost(self, now_s: float) -> None:
+        """End as lost the tasks running on workers that stopped heartbeating."""
+        with self._lock:
+            for nodename in list(self._running):
+                worker = self._workers.get(nodename)
+                if worker is not None and worker.heartbeat_at_s is not None and not self._alive(worker, now_s):
+                    self._lose(nodename, lambda task: True)
 
     def _apply_task(self, kind: str, event: Mapping[str, Any], now_s: float) -> None:
         task_id = text(event.get("uuid"))
@@ -183,6 +210,7 @@ class EventState:
         elif kind == "task-started":
             self._stop_running(task_id, task)
             task.started_at_s, task.hostname = timestamp_s if timestamp_s is not None else now_s, nodename
+            task.pid = as_int(event.get("pid"))
             if nodename:
                 self._running.setdefault(nodename, {})[task_id] = None
         elif kind == "task-received":
@@ -203,12 +231,16 @@ class EventState:
         timed_out = failed and is_timeout(event.get("exception"), event.get("traceback"))
         if failed and nodename in self._workers:
             self._workers[nodename].failed_seen += 1
+        self._end(task_id, TaskOutcome(task_id, task.name, task.queue, nodename or task.hostname, failed, timed_out,
+                                       task.sent_at_s, started_at_s, ended_at_s))
+
+    def _end(self, task_id: str, outcome: TaskOutcome) -> None:
+        """Record an outcome; the task is remembered as ended, so its later events are ignored."""
         self._forget(task_id)
         self._ended[task_id] = None
         while len(self._ended) > ENDED_MEMORY:
             self._ended.popitem(last=False)
-        self._outcomes.append(TaskOutcome(task_id, task.name, task.queue, nodename or task.hostname, failed, timed_out,
-                                          task.sent_at_s, started_at_s, ended_at_s))
+        self._outcomes.append(outcome)
         if len(self._outcomes) > self.max_outcomes:
             del self._outcomes[0]
             self.dropped_outcomes += 1
@@ -311,81 +343,3 @@ class EventState:
             return True
         grace_s = 2 * worker.freq_s + self.heartbeat_slack_s
         return worker.task_event_at_s < grew_at_s - grace_s and now_s >= grew_at_s + grace_s
-
-
-class EventListener:
-    """A daemon thread that PSUBSCRIBEs to Celery's event channels and folds every event into an EventState."""
-
-    def __init__(self, client: redis.Redis, pattern: str, state: EventState, *,
-                 clock: Callable[[], float] = time.time, poll_s: float = 0.5, retry_cap_s: float = 30.0) -> None:
-        self.client = client
-        self.pattern = pattern
-        self.state = state
-        self.clock = clock
-        self.poll_s = poll_s
-        self.retry_cap_s = retry_cap_s
-        self.gaps = 0
-        self._stop = threading.Event()
-        self._subscribed = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def start(self) -> None:
-        """Start the subscriber thread (once)."""
-        if self.running:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="celery-events", daemon=True)
-        self._thread.start()
-
-    def wait_subscribed(self, timeout_s: float) -> bool:
-        """Block until the subscription is confirmed by Redis."""
-        return self._subscribed.wait(timeout_s)
-
-    def close(self, timeout_s: float = 5.0) -> None:
-        """Stop the thread and release its connection."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-        self._thread = None
-        self._subscribed.clear()
-
-    def _run(self) -> None:
-        failures = 0
-        while not self._stop.is_set():
-            pubsub = self.client.pubsub()
-            try:
-                pubsub.psubscribe(self.pattern)
-                while not self._stop.is_set():
-                    message = pubsub.get_message(timeout=self.poll_s)
-                    if not message:
-                        continue
-                    kind = text(message.get("type"))
-                    if kind == "psubscribe":
-                        self._subscribed.set()
-                        failures = 0
-                    elif kind == "pmessage":
-                        now_s = self.clock()
-                        for event in decode_events(message.get("data")):
-                            self._apply(event, now_s)
-            except (redis.RedisError, OSError) as exc:
-                self._subscribed.clear()
-                failures += 1
-                self.gaps += 1
-                log.warning("celery event subscription lost (%s); retrying", exc)
-                self._stop.wait(backoff_s(RETRY_BASE_S, failures, self.retry_cap_s))
-            finally:
-                try:
-                    pubsub.close()
-                except (redis.RedisError, OSError):
-                    pass
-
-
-    def _apply(self, event: Mapping[str, Any], now_s: float) -> None:
-        try:
-            self.state.apply(event, now_s)
-        except (TypeError, ValueError, AttributeError) as exc:
-            log.debug("malformed celery event %r skipped: %s", event.get("type"), exc)

@@ -25,7 +25,6 @@ from collector.replies import glob_escape, text  # noqa: F401 - re-exported
 
 DEFAULT_SEP = "\x06\x16"
 DEFAULT_PRIORITY_STEPS = (0, 3, 6, 9)
-DEFAULT_QUEUE = "celery"
 BINDING_PREFIX = "_kombu.binding."
 EVENT_EXCHANGE = "celeryev"
 PIDBOX_SUFFIX = ".pidbox"

@@ -11,9 +11,11 @@ Discovery: the binding table names need a SCAN MATCH `_kombu.binding.*` (TYPE se
 in a queue that was not read. Queues are the configured ones, the bound ones (event and pidbox tables dropped)
 and those named by task-sent events.
 
-Queue of a finished task, first that applies: its task-sent event; its `unacked` entry (exchange and routing key,
+Queue of an ended task, first that applies: its task-sent event; its `unacked` entry (exchange and routing key,
 resolved through the bindings) seen by a read; its result metadata's `queue` (`result_extended`, with a result
-client); the configured `routes` (task name -> queue); the one queue its name was seen on; `default_queue`.
+client); the configured `routes` (task name -> queue); the one queue its name was seen on; the one queue there is.
+Only a queue known to exist (configured, bound, named by a task-sent event or a route) is ever reported: an ended
+task whose queue cannot be told is counted in no queue, added to `unattributed` and logged (the first one).
 
 Active: with task events, tasks started and not ended on workers not known to be gone; without them, the `unacked`
 messages that are not waiting for an ETA (prefetched by workers, plus running ones under the solo pool or
@@ -34,14 +36,12 @@ import redis
 from collector.celery_events import (
     DEFAULT_FORGET_WORKER_AFTER_S,
     DEFAULT_HEARTBEAT_SLACK_S,
-    EventListener,
     EventState,
     TaskOutcome,
     WorkerState,
 )
 from collector.celery_layout import (
     DEFAULT_PRIORITY_STEPS,
-    DEFAULT_QUEUE,
     DEFAULT_SEP,
     RESULT_KEY_PREFIX,
     Bindings,
@@ -51,6 +51,7 @@ from collector.celery_layout import (
     parse_unacked,
     text,
 )
+from collector.celery_listener import EventListener
 from collector.model import Cursor, QueueReading, RedisReading, WorkerReading
 from collector.roundtrips import counting
 
@@ -75,8 +76,8 @@ class CeleryReader:
 
     def __init__(self, client: redis.Redis, *, queues: Sequence[str] = (), global_keyprefix: str = "",
                  sep: str = DEFAULT_SEP, priority_steps: Sequence[int] = DEFAULT_PRIORITY_STEPS,
-                 fanout_prefix: str | bool = True, default_queue: str = DEFAULT_QUEUE,
-                 routes: Mapping[str, str] | None = None, discover_every: int = DEFAULT_DISCOVER_EVERY,
+                 fanout_prefix: str | bool = True, routes: Mapping[str, str] | None = None,
+                 discover_every: int = DEFAULT_DISCOVER_EVERY,
                  scan_count: int = DEFAULT_SCAN_COUNT, unacked_sample: int = DEFAULT_UNACKED_SAMPLE,
                  result_client: redis.Redis | None = None, result_key_prefix: str = RESULT_KEY_PREFIX,
                  result_lookups: int = DEFAULT_RESULT_LOOKUPS, sample_jobs: int = DEFAULT_SAMPLE_JOBS,
@@ -87,7 +88,6 @@ class CeleryReader:
         db = int(client.connection_pool.connection_kwargs.get("db") or 0)
         self.layout = CeleryLayout(global_keyprefix, sep, tuple(priority_steps), fanout_prefix, db)
         self.queues = tuple(queues)
-        self.default_queue = default_queue
         self.routes = dict(routes or {})
         self.discover_every = discover_every
         self.scan_count = max(10, scan_count)
@@ -105,6 +105,8 @@ class CeleryReader:
         self._discover_due = True
         self._binding_keys: list[str] = []
         self._workers_seen: set[str] = set()
+        self.unattributed = 0
+        """Ended tasks counted in no queue because their queue could not be told (since the reader started)."""
 
     def start(self) -> None:
         """Start the event subscriber thread (read() starts it too)."""
@@ -137,20 +139,23 @@ class CeleryReader:
         self._cycles += 1
         bindings = self._bindings()
         names = sorted(set(self.queues) | bindings.queues | self.state.sent_queues())
+        known = set(names) | set(self.routes.values())
         read_at_s, sizes, heads, unacked_total, unacked = self._snapshot(names)
         now_s = self.clock()
         learned = {entry.task_id: (entry.task_name, queue) for entry, queue in
-                   ((entry, bindings.queue_for(entry.exchange, entry.routing_key, names)) for entry in unacked)
-                   if entry.task_id and queue}
+                   ((entry, _known(bindings.queue_for(entry.exchange, entry.routing_key, names), known))
+                    for entry in unacked) if entry.task_id and queue}
         self.state.remember_queues(learned)
+        self.state.settle_lost(now_s)
         outcomes = self.state.drain()
         from_results = self._result_queues([o for o in outcomes if not o.queue and o.task_id not in learned],
-                                           bindings, names)
+                                           bindings, names, known)
         resolved = {**{k: q for k, (_, q) in learned.items()}, **from_results}
+        only_queue = names[0] if len(names) == 1 and names[0] in bindings.queues else None
 
-        def queue_of(task: TaskOutcome) -> str:
-            return (task.queue or resolved.get(task.task_id) or self.routes.get(task.name or "")
-                    or self.state.route_of(task.name) or self.default_queue)
+        def queue_of(task: TaskOutcome) -> str | None:
+            return _known(task.queue or resolved.get(task.task_id) or self.routes.get(task.name or "")
+                          or self.state.route_of(task.name) or only_queue, known)
 
         events_live = self.state.events_live(now_s)
         readings = {name: self._queue_reading(name, sizes[name], heads[name]) for name in names}
@@ -158,8 +163,10 @@ class CeleryReader:
         in_flight = self.state.in_flight(now_s)
         if events_live:
             for task in in_flight:
-                self._reading(readings, queue_of(task)).active += 1
-        self._count_unacked(readings, bindings, names, unacked, unacked_total, read_at_s, events_live)
+                queue = queue_of(task)
+                if queue:
+                    self._reading(readings, queue).active += 1
+        self._count_unacked(readings, bindings, known, unacked, unacked_total, read_at_s, events_live)
         unavailable = set(ALWAYS_UNAVAILABLE)
         if not events_live:
             unavailable |= TIMING_FIELDS
@@ -175,16 +182,30 @@ class CeleryReader:
                             round_trips=self._round_trips() - trips_before, unavailable=frozenset(unavailable))
 
     def _count_outcomes(self, readings: dict[str, QueueReading], outcomes: Sequence[TaskOutcome],
-                        queue_of: Callable[[TaskOutcome], str]) -> None:
+                        queue_of: Callable[[TaskOutcome], str | None]) -> None:
         """Ended tasks into their queues' counts and samples; their workers learn the queue."""
         for outcome in outcomes:
-            queue = self._reading(readings, queue_of(outcome))
+            name = queue_of(outcome)
+            if name is None:
+                self._unattributed(outcome)
+                continue
+            queue = self._reading(readings, name)
             queue.new_failed += outcome.failed
             queue.new_finished += not outcome.failed
             queue.new_timeouts += outcome.timed_out
             if len(queue.sampled_jobs) < self.sample_jobs:
                 queue.sampled_jobs.append(outcome.finished_job())
             self.state.note_worker_queues(outcome.hostname, {queue.queue_name})
+
+    def _unattributed(self, outcome: TaskOutcome) -> None:
+        """An ended task of unknown queue: counted apart, the first one logged."""
+        self.unattributed += 1
+        if self.unattributed == 1:
+            kind = "lost" if outcome.lost else "timed out" if outcome.timed_out else (
+                "failed" if outcome.failed else "succeeded")
+            log.warning("celery task %s (%s) %s in a queue that cannot be told; it is counted in no queue, nor are "
+                        "later ones (enable task_send_sent_event on producers, or result_extended with a result "
+                        "client, or pass routes)", outcome.task_id, outcome.name or "unknown name", kind)
 
     def _round_trips(self) -> int:
         total = self.client.round_trips
@@ -264,14 +285,16 @@ class CeleryReader:
                                           cursor=Cursor())
         return readings[name]
 
-    def _count_unacked(self, readings: dict[str, QueueReading], bindings: Bindings, names: Sequence[str],
+    def _count_unacked(self, readings: dict[str, QueueReading], bindings: Bindings, known: set[str],
                        unacked: Sequence[Unacked], unacked_total: int, read_at_s: float, events_live: bool) -> None:
         """Scheduled (future ETA) and, without task events, active counts from the unacked messages."""
         scale = unacked_total / len(unacked) if unacked and unacked_total > len(unacked) else 1.0
         scheduled: dict[str, int] = {}
         reserved: dict[str, int] = {}
         for entry in unacked:
-            queue = bindings.queue_for(entry.exchange, entry.routing_key, names) or self.default_queue
+            queue = _known(bindings.queue_for(entry.exchange, entry.routing_key, known), known)
+            if queue is None:
+                continue
             counts = scheduled if entry.eta_s is not None and entry.eta_s > read_at_s else reserved
             counts[queue] = counts.get(queue, 0) + 1
         for queue, count in scheduled.items():
@@ -280,8 +303,8 @@ class CeleryReader:
             for queue, count in reserved.items():
                 self._reading(readings, queue).active = round(count * scale)
 
-    def _result_queues(self, outcomes: Sequence[TaskOutcome], bindings: Bindings,
-                       names: Sequence[str]) -> dict[str, str]:
+    def _result_queues(self, outcomes: Sequence[TaskOutcome], bindings: Bindings, names: Sequence[str],
+                       known: set[str]) -> dict[str, str]:
         """Round trip 3 (optional): queues of finished tasks from their extended result metadata."""
         ids = sorted({o.task_id for o in outcomes})[:self.result_lookups]
         if self.result_client is None or not ids:
@@ -289,7 +312,7 @@ class CeleryReader:
         try:
             replies = self.result_client.mget([self.result_key_prefix + task_id for task_id in ids])
         except redis.RedisError as exc:
-            log.warning("celery result backend lookup failed, tasks go to routes or the default queue: %s", exc)
+            log.warning("celery result backend lookup failed, the queues of ended tasks come from routes: %s", exc)
             return {}
         found: dict[str, str] = {}
         learned: dict[str, tuple[str | None, str]] = {}
@@ -300,7 +323,7 @@ class CeleryReader:
                 continue
             if not isinstance(meta, dict) or not meta.get("queue"):
                 continue
-            queue = bindings.queue_for(None, text(meta["queue"]), names)
+            queue = _known(bindings.queue_for(None, text(meta["queue"]), names), known)
             if queue:
                 found[task_id] = queue
                 learned[task_id] = (text(meta.get("name")), queue)
@@ -322,6 +345,11 @@ class CeleryReader:
                              successful_jobs=max(0, worker.processed - worker.active - failed), failed_jobs=failed,
                              birth_at_s=worker.online_at_s, last_heartbeat_at_s=worker.heartbeat_at_s,
                              current_job_id=current_task_id if alive else None)
+
+
+def _known(queue: str | None, known: set[str]) -> str | None:
+    """The queue when it is known to exist, else None."""
+    return queue if queue in known else None
 
 
 def _ok(reply: Any, default: Any) -> Any:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
 from celery import Celery
 
@@ -23,6 +24,13 @@ def sleep_for(seconds: float) -> float:
     return seconds
 
 
+def sleep_noting_pid(pid_path: str, seconds: float) -> float:
+    """Write the pool process's pid to `pid_path`, then sleep (so a test can kill that process mid-task)."""
+    Path(pid_path).write_text(str(os.getpid()))
+    time.sleep(seconds)
+    return seconds
+
+
 def fail(message: str = "boom") -> None:
     """Raise an ordinary exception."""
     raise ValueError(message)
@@ -32,7 +40,8 @@ def noop() -> None:
     """Do nothing."""
 
 
-TASKS = {"qw.sleep_for": sleep_for, "qw.fail": fail, "qw.noop": noop}
+TASKS = {"qw.sleep_for": sleep_for, "qw.sleep_noting_pid": sleep_noting_pid, "qw.fail": fail,
+         "qw.noop": noop}
 
 
 def make_app(broker_url: str | None = None, *, backend_url: str | None = None,

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 
 import pytest
 import redis
 
-from collector.celery_events import EventListener, EventState
+from collector.celery_events import EventState
 from collector.celery_layout import (
     PUBLISHED_AT_HEADER,
     Bindings,
@@ -17,6 +18,7 @@ from collector.celery_layout import (
     parse_head,
     parse_unacked,
 )
+from collector.celery_listener import EventListener
 from collector.celery_publish import install_publish_timestamp, uninstall_publish_timestamp
 from collector.celery_reader import ALWAYS_UNAVAILABLE, OLDEST_FIELD, TIMING_FIELDS, CeleryReader
 from collector.roundtrips import CountingRedis
@@ -222,3 +224,90 @@ def test_constant_round_trips_for_1_and_20_queues(redis_url, redis_client):
         return first.round_trips, second.round_trips
 
     assert fill(1) == fill(20) == (3, 2)
+
+
+def test_event_state_keeps_what_it_knows_of_settled_tasks_and_ends_lost_ones_once():
+    state = EventState(heartbeat_slack_s=1.0)
+    state.apply({"type": "worker-online", "hostname": "a@h", "pid": 1, "freq": 2.0, "timestamp": 100.0}, 100.0)
+    state.apply({"type": "task-sent", "uuid": "t1", "name": "render", "queue": "pdf-render",
+                 "timestamp": 100.0}, 100.0)
+    state.apply({"type": "task-started", "uuid": "t1", "hostname": "a@h", "pid": 1, "timestamp": 100.5}, 100.5)
+    # a hard time limit: the worker drops the task from `active` before its batched task-failed goes out
+    state.apply({"type": "worker-heartbeat", "hostname": "a@h", "pid": 1, "freq": 2.0, "active": 0,
+                 "timestamp": 103.0}, 103.0)
+    assert state.in_flight(103.0) == []
+    state.apply({"type": "task-failed", "uuid": "t1", "hostname": "a@h", "timestamp": 102.5,
+                 "exception": "ExceptionWithTraceback()", "traceback": HARD_LIMIT_TRACEBACK}, 103.1)
+    [timed_out] = state.drain()
+    assert (timed_out.queue, timed_out.timed_out, timed_out.lost) == ("pdf-render", True, False)
+    assert timed_out.finished_job().processing_ms == pytest.approx(2000.0)
+
+    def start(task_id: str, nodename: str, pid: int, at_s: float) -> None:
+        state.apply({"type": "task-sent", "uuid": task_id, "name": "charge", "queue": "billing",
+                     "timestamp": at_s - 0.5}, at_s)
+        state.apply({"type": "task-started", "uuid": task_id, "hostname": nodename, "pid": pid, "timestamp": at_s},
+                    at_s)
+
+    start("stale", "a@h", 1, 104.0)
+    state.apply({"type": "worker-heartbeat", "hostname": "a@h", "pid": 1, "freq": 2.0, "active": 1,
+                 "timestamp": 104.5}, 104.5)
+    state.settle_lost(109.0)  # 2 x 2 + 1 s after the last heartbeat: not stale yet
+    assert state.drain() == []
+    state.settle_lost(109.6)
+    [lost] = state.drain()
+    assert (lost.task_id, lost.queue, lost.failed, lost.timed_out, lost.lost) == ("stale", "billing", True, False,
+                                                                                   True)
+    assert lost.finished_job().processing_ms is None and lost.finished_job().wait_ms == pytest.approx(500.0)
+    state.apply({"type": "task-succeeded", "uuid": "stale", "hostname": "a@h", "runtime": 9.0,
+                 "timestamp": 113.0}, 113.0)
+    state.settle_lost(200.0)
+    assert state.drain() == []  # counted once, as lost
+
+    state.apply({"type": "worker-online", "hostname": "b@h", "pid": 7, "freq": 2.0, "timestamp": 120.0}, 120.0)
+    start("cold", "b@h", 7, 121.0)
+    state.apply({"type": "worker-offline", "hostname": "b@h", "pid": 7, "freq": 2.0, "timestamp": 122.0}, 122.0)
+    assert [(o.task_id, o.lost) for o in state.drain()] == [("cold", True)]
+
+    state.apply({"type": "worker-online", "hostname": "c@h", "pid": 8, "freq": 2.0, "timestamp": 130.0}, 130.0)
+    start("old", "c@h", 8, 131.0)
+    state.apply({"type": "worker-heartbeat", "hostname": "c@h", "pid": 9, "freq": 2.0, "active": 0,
+                 "timestamp": 132.0}, 132.0)  # restarted at once under the same name
+    start("new", "c@h", 9, 132.5)
+    assert [(o.task_id, o.lost) for o in state.drain()] == [("old", True)]
+    assert [t.task_id for t in state.in_flight(133.0)] == ["new"]
+
+
+def _publish(client: redis.Redis, *events: dict) -> None:
+    client.publish("/0.celeryev/task.multi", envelope(list(events)))
+
+
+def test_an_end_of_unknown_queue_goes_to_no_queue_unless_only_one_exists(redis_url, redis_client, caplog):
+    app = make_app(redis_url, send_sent_events=False)
+    app.tasks["qw.noop"].apply_async(queue="solo")  # binds the one queue of this broker
+    reader = CeleryReader(redis.Redis.from_url(redis_url), discover_every=1)
+    try:
+        reader.start()
+        assert reader.listener.wait_subscribed(5)
+        now_s = time.time()
+        heartbeat = {"type": "worker-heartbeat", "hostname": "w@h", "pid": 1, "freq": 2.0, "timestamp": now_s}
+        started = {"type": "task-started", "uuid": "a", "hostname": "w@h", "timestamp": now_s}
+        _publish(redis_client, heartbeat, started, {"type": "task-failed", "uuid": "a", "hostname": "w@h", "timestamp": now_s + 1,
+                  "exception": "ExceptionWithTraceback()", "traceback": HARD_LIMIT_TRACEBACK})
+        wait_for(lambda: reader.state.task_events_seen >= 2, 5, "the events")
+        [solo] = reader.read({}).queues
+        assert (solo.queue_name, solo.new_failed, solo.new_timeouts) == ("solo", 1, 1)
+
+        app.tasks["qw.noop"].apply_async(queue="other")  # now there are two: an unknown queue stays unknown
+        caplog.set_level(logging.WARNING, logger="collector.celery_reader")
+        for task_id in ("b", "c"):
+            _publish(redis_client, {"type": "task-started", "uuid": task_id, "hostname": "w@h", "timestamp": now_s},
+                     {"type": "task-succeeded", "uuid": task_id, "hostname": "w@h", "runtime": 0.1,
+                      "timestamp": now_s + 1})
+        wait_for(lambda: reader.state.task_events_seen >= 6, 5, "the events")
+        reading = reader.read({})
+        assert [q.queue_name for q in reading.queues] == ["other", "solo"]
+        assert all(q.new_finished == q.new_failed == q.active == 0 for q in reading.queues)
+        assert reader.unattributed == 2
+        assert len([r for r in caplog.records if "cannot be told" in r.getMessage()]) == 1
+    finally:
+        reader.close()

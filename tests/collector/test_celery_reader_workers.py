@@ -3,84 +3,14 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 import redis
 
-from collector.celery_reader import ALWAYS_UNAVAILABLE, OLDEST_FIELD, TIMING_FIELDS, CeleryReader
-from tests.collector.celery_app import BACKEND_ENV, BROKER_ENV, make_app
-from tests.collector.celery_helpers import envelope, wait_for
-from tests.conftest import REPO_ROOT
-
-
-class Totals:
-    """Reads repeatedly and adds up what each queue reported (reads drain the events)."""
-
-    def __init__(self, reader: CeleryReader) -> None:
-        self.reader = reader
-        self.finished: dict[str, int] = {}
-        self.failed: dict[str, int] = {}
-        self.timeouts: dict[str, int] = {}
-        self.jobs: dict[str, list] = {}
-        self.last = None
-
-    def read(self):
-        self.last = self.reader.read({})
-        for q in self.last.queues:
-            self.finished[q.queue_name] = self.finished.get(q.queue_name, 0) + q.new_finished
-            self.failed[q.queue_name] = self.failed.get(q.queue_name, 0) + q.new_failed
-            self.timeouts[q.queue_name] = self.timeouts.get(q.queue_name, 0) + q.new_timeouts
-            self.jobs.setdefault(q.queue_name, []).extend(q.sampled_jobs)
-        return self.last
-
-    def queue(self, name: str):
-        return {q.queue_name: q for q in self.last.queues}[name]
-
-
-@pytest.fixture
-def open_reader() -> Iterator[Callable[..., CeleryReader]]:
-    """Makes readers whose listener threads are stopped at the end of the test."""
-    opened: list[CeleryReader] = []
-
-    def make(client: redis.Redis, **options) -> CeleryReader:
-        reader = CeleryReader(client, **options)
-        opened.append(reader)
-        return reader
-
-    yield make
-    for reader in opened:
-        reader.close()
-
-
-@pytest.fixture
-def start_worker(redis_url) -> Iterator[Callable[..., subprocess.Popen]]:
-    """Starts real `celery worker` processes (killed at the end of the test)."""
-    started: list[subprocess.Popen] = []
-
-    def start(*queues: str, events: bool = True, pool: str = "solo", concurrency: int = 1,
-              backend: bool = False) -> subprocess.Popen:
-        env = {**os.environ, BROKER_ENV: redis_url, BACKEND_ENV: redis_url if backend else "",
-               "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
-        command = [str(Path(sys.executable).parent / "celery"), "-A", "tests.collector.celery_app", "worker",
-                   *(["-E"] if events else []), f"--pool={pool}", f"--concurrency={concurrency}",
-                   "-Q", ",".join(queues), "-n", f"w{len(started)}-{uuid.uuid4().hex[:6]}@%h",
-                   "--without-gossip", "--without-mingle", "--loglevel=WARNING"]
-        proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+from collector.celery_reader import ALWAYS_UNAVAILABLE, OLDEST_FIELD, TIMING_FIELDS
+from tests.collector.celery_app import make_app
+from tests.collector.celery_helpers import Totals, envelope, open_reader, start_worker, wait_for  # noqa: F401
 
 
 def test_events_give_run_times_failures_timeouts_active_and_live_workers(redis_url, redis_client, start_worker,
@@ -127,6 +57,10 @@ def test_events_give_run_times_failures_timeouts_active_and_live_workers(redis_u
     [dead] = wait_for(lambda: [w for w in totals.read().workers if not w.alive], 2 * 2.0 + 1.0 + 5, "stale worker")
     assert (dead.name, dead.state, dead.current_job_id) == (seen.name, "stale", None)
     assert totals.queue("timing").active == 0
+    assert (totals.finished["timing"], totals.failed["timing"], totals.timeouts["timing"]) == (3, 3, 1)
+    lost = next(job for job in totals.jobs["timing"] if job.job_id == running_id)
+    assert lost.failed and not lost.timed_out and lost.processing_ms is None and lost.wait_ms is not None
+    assert app.AsyncResult(running_id).state == "PENDING"  # Celery itself never learns the task ended
     reader.close()
     assert not reader.listener.running
 

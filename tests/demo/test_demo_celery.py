@@ -31,6 +31,7 @@ def test_celery_worker_and_producer_run_real_tasks_and_leave_nothing_behind(tmp_
     failed: Counter[str] = Counter()
     timeouts: Counter[str] = Counter()
     buckets: set[str] = set()
+    reported: set[str] = set()
     stamped = False
     pool_size = 0
     layout = CeleryLayout()
@@ -54,6 +55,7 @@ def test_celery_worker_and_producer_run_real_tasks_and_leave_nothing_behind(tmp_
                     if time.monotonic() >= next_read_s:
                         reading = reader.read({})
                         for queue in reading.queues:
+                            reported.add(queue.queue_name)
                             finished[queue.queue_name] += queue.new_finished
                             failed[queue.queue_name] += queue.new_failed
                             timeouts[queue.queue_name] += queue.new_timeouts
@@ -70,6 +72,8 @@ def test_celery_worker_and_producer_run_real_tasks_and_leave_nothing_behind(tmp_
         assert finished[queue] >= 5, finished
         assert failed[queue] >= 1, failed
     assert timeouts[PDF_QUEUE] >= 1, timeouts
+    assert reported == set(CELERY_QUEUES), reported  # no queue is made up (the default `celery` one included)
+    assert reader.unattributed == 0
     assert len(buckets) >= 2, buckets
     assert stamped, "no message carried the publish-time header"
     assert pool_size >= CELERY_CONCURRENCY

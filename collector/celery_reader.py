@@ -178,8 +178,11 @@ class CeleryReader:
         new_workers = {worker.name for worker in workers} - self._workers_seen
         self._workers_seen |= new_workers
         self._discover_due = bool(new_workers) or not set(readings) <= set(names)
+        # Workers are known from their events; one whose queues are unknown could be consuming any queue.
+        workers_known = events_live and all(worker.queues for worker in workers if worker.alive)
         return RedisReading(read_at_s=read_at_s, queues=[readings[k] for k in sorted(readings)], workers=workers,
-                            round_trips=self._round_trips() - trips_before, unavailable=frozenset(unavailable))
+                            round_trips=self._round_trips() - trips_before, unavailable=frozenset(unavailable),
+                            workers_known=workers_known)
 
     def _count_outcomes(self, readings: dict[str, QueueReading], outcomes: Sequence[TaskOutcome],
                         queue_of: Callable[[TaskOutcome], str | None]) -> None:

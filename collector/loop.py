@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from collector import alerts
 from collector.agents import AGENT_SOURCE, AgentIndex, agent_memory, read_agent_index, with_agents
 from collector.backoff import backoff_s
-from collector.derive import QueueWindow, WindowEntry, recent_past, snapshot_row
+from collector.derive import RATE_WINDOW_S, QueueWindow, WindowEntry, snapshot_row
 from collector.health import Breach
 from collector.memory import host_memory, process_memory
 from collector.model import Cursor, RedisReading, WorkerReading
@@ -94,7 +94,9 @@ class Collector:
         readings, errors = [], []
         for reader in self.readers:
             cursors = {name: cursor for (library, name), cursor in self.cursors.items() if library == reader.library}
-            unseen = Cursor(0.0, 0.0)  # a queue without a cursor: count what its registries still hold
+            # a queue without a cursor: count what its registries still hold of the recent past (registries
+            # that forget at different ages are both complete over the rate window only)
+            unseen = Cursor(0.0, 0.0, recent_past_s=RATE_WINDOW_S)
             try:
                 readings.append((reader.library, reader.read(cursors, unseen=unseen)))
             except REDIS_ERRORS as exc:
@@ -118,13 +120,16 @@ class Collector:
         breaches: dict[str, list[Breach]] = {}
         windows: dict[QueueKey, QueueWindow] = {}
         for _, reading in readings:
-            for index, queue in enumerate(reading.queues):
+            for queue in reading.queues:
                 key = (queue.library, queue.queue_name)
                 thresholds = self.settings.thresholds.for_queue(queue.queue_name)
                 previous_s = self.last_sampled_at_s.get(key)
-                if previous_s is None:  # first reading: the recent past still held in Redis
-                    queue = reading.queues[index] = recent_past(queue, reading.read_at_s)
-                interval_s = reading.read_at_s - (previous_s if previous_s is not None else queue.counted_since_s)
+                if previous_s is not None:
+                    interval_s = reading.read_at_s - previous_s
+                elif queue.counted_since_s is not None:  # a first reading that counted the recent past
+                    interval_s = reading.read_at_s - queue.counted_since_s
+                else:
+                    interval_s = self.settings.interval_s
                 row, queue_breaches, windows[key] = snapshot_row(
                     queue, self.windows.get(key, QueueWindow()), now_s=reading.read_at_s,
                     interval_s=max(interval_s, 0.001), memory_usage_mb=rss_by_queue.get(key),

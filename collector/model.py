@@ -36,6 +36,8 @@ class Cursor:
     finished_score: float | None = None
     failed_score: float | None = None
     state: str | None = None  # backend-specific resume state (stored as text)
+    # For a queue read without a stored cursor: count only the jobs that ended this recently (s), None: all.
+    recent_past_s: float | None = None
 
 
 @dataclass

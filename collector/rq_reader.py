@@ -47,6 +47,7 @@ from typing import Any
 import redis
 
 from collector.model import Cursor, FinishedJob, QueueReading, RedisReading, WorkerReading
+from collector.recent import recent_past
 from collector.roundtrips import counting
 from collector.rq_layout import (
     RQLayout,
@@ -140,15 +141,20 @@ class RQReader:
         """One cycle: every queue's counts, new finishes since its cursor, and every registered worker.
 
         `unseen` is the cursor of a queue missing from `cursors`: the default makes its reading a baseline;
-        Cursor(0.0, 0.0) counts everything in its registries (a queue that appeared since the last cycle).
+        Cursor(0.0, 0.0) counts everything in its registries (a queue that appeared since the last cycle), and
+        with `recent_past_s` only the jobs that ended that recently (see collector.recent.recent_past).
         """
         trips_before = self.client.round_trips
         queue_names, worker_keys = self._discover()
+        first = {name for name in queue_names if not cursors.get(name)}
         cursors = {name: cursors.get(name) or unseen for name in queue_names}
         read_at_s, counts, heads, tops, worker_replies = self._snapshot(queue_names, worker_keys, cursors)
         details = self._details(heads, tops)
         queues = [self._queue_reading(name, counts[name], heads[name], tops[name], details, read_at_s)
                   for name in queue_names]
+        if unseen.recent_past_s is not None:
+            queues = [recent_past(q, read_at_s, unseen.recent_past_s) if q.queue_name in first else q
+                      for q in queues]
         workers = [self._worker_reading(key, hash_reply, executions, read_at_s)
                    for key, (hash_reply, executions) in zip(worker_keys, worker_replies)]
         return RedisReading(read_at_s=read_at_s, queues=queues, workers=workers,

@@ -221,7 +221,10 @@ def _api(settings, args) -> int:
     os.environ.update({"QUEUEWATCH_DB_URL": settings.db_url, "QUEUEWATCH_REDIS_URL": settings.redis_url})
     if settings.config_path:
         os.environ["QUEUEWATCH_CONFIG"] = settings.config_path
-    uvicorn.run("api.server:app", host=args.host, port=args.port, workers=args.workers, log_level="info")
+    # X-Forwarded-For is honoured by the app itself, only from QUEUEWATCH_TRUSTED_PROXIES (uvicorn would
+    # trust 127.0.0.1 by default); the server header is left out.
+    uvicorn.run("api.server:app", host=args.host, port=args.port, workers=args.workers, log_level="info",
+                proxy_headers=False, server_header=False)
     return 0
 
 

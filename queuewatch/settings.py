@@ -60,6 +60,11 @@ SETTINGS: tuple[Setting, ...] = (
             "API requests per minute per user, shared by all API processes through Redis."),
     Setting("metrics_access", "QUEUEWATCH_METRICS_ACCESS", "admin",
             "Who may read /metrics: `admin` (admin token), `public` (anyone) or `off`."),
+    Setting("docs_access", "QUEUEWATCH_DOCS_ACCESS", "public",
+            "Whether the API serves /docs, /redoc and /openapi.json: `public` or `off`."),
+    Setting("trusted_proxies", "QUEUEWATCH_TRUSTED_PROXIES", "",
+            "Proxy addresses, comma-separated, whose X-Forwarded-For gives the API client's address "
+            "(none by default: the connecting address counts)."),
     Setting("webhook_url", "QUEUEWATCH_WEBHOOK_URL", None,
             "URL that receives a JSON POST when an alert opens, escalates or is acknowledged."),
     Setting("session_ttl_s", "QUEUEWATCH_SESSION_TTL_S", 28800.0,
@@ -67,6 +72,7 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 METRICS_ACCESS = ("admin", "public", "off")
+DOCS_ACCESS = ("public", "off")
 LIBRARIES = ("rq", "bullmq", "celery")
 
 
@@ -92,6 +98,8 @@ class Settings:
     agent_prefix: str = "queuewatch"
     api_rate_limit_per_minute: int = 300
     metrics_access: str = "admin"
+    docs_access: str = "public"
+    trusted_proxies: str = ""
     webhook_url: str | None = None
     session_ttl_s: float = 28800.0
     thresholds: Thresholds = field(default_factory=Thresholds)
@@ -217,6 +225,9 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     if values.get("metrics_access", "admin") not in METRICS_ACCESS:
         raise SettingsError(f"QUEUEWATCH_METRICS_ACCESS must be one of {', '.join(METRICS_ACCESS)}, "
                             f"got {values['metrics_access']!r}")
+    if values.get("docs_access", "public") not in DOCS_ACCESS:
+        raise SettingsError(f"QUEUEWATCH_DOCS_ACCESS must be one of {', '.join(DOCS_ACCESS)}, "
+                            f"got {values['docs_access']!r}")
     for key, check in (*_CHECKS.items(), ("backoff_cap_s", lambda raw: _positive(raw, float))):
         if key in values:
             try:

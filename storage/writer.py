@@ -61,6 +61,7 @@ def write_cycle(engine: Engine, record: CycleRecord, plan_alerts: AlertPlanner) 
                 conn.execute(host_snapshots.insert().values(**record.host_row, cycle_id=cycle_id))
             changes = apply_alert_changes(conn, plan_alerts(open_alerts(conn)), record.finished_at_s)
     except SQLAlchemyError as exc:
+        engine.dispose()  # the next try opens the file anew: one opened read-only stays so while pooled
         raise StorageError(f"could not store the cycle: {error_text(exc)}") from exc
     return changes
 
@@ -72,6 +73,7 @@ def record_outage(engine: Engine, started_at_s: float, finished_at_s: float, err
             conn.execute(cycles.insert().values(started_at_s=started_at_s, finished_at_s=finished_at_s, ok=False,
                                                 error=error[:2000], round_trips=0, queue_count=0))
     except SQLAlchemyError as exc:
+        engine.dispose()
         raise StorageError(f"could not record the outage: {error_text(exc)}") from exc
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import asynccontextmanager
 
 import redis
 from fastapi import FastAPI, Request
@@ -10,6 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from api import errors
 from api.auth import RateLimited
@@ -17,6 +19,8 @@ from api.events import router as events_router
 from api.metrics import router as metrics_router
 from api.ratelimit import RateLimiter
 from api.routes import router
+from api.security import SecurityHeaders, docs_urls, trusted_proxy_list
+from api.token_use import TokenUseRecorder
 from queuewatch.settings import Settings
 from storage.engine import StorageError, make_engine
 
@@ -33,13 +37,31 @@ async def _storage_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(errors.envelope("INTERNAL_ERROR"), status_code=500)
 
 
+class _SecuredApp(FastAPI):
+    """FastAPI whose outermost layer adds the security headers, so that even a crash's 500 carries them."""
+
+    def build_middleware_stack(self):
+        pages = (self.docs_url, self.redoc_url, self.swagger_ui_oauth2_redirect_url if self.docs_url else None)
+        return SecurityHeaders(super().build_middleware_stack(), frozenset(p for p in pages if p))
+
+
 def create_app(settings: Settings, *, engine: Engine | None = None,
                limiter_client: redis.Redis | None = None) -> FastAPI:
     """The API over the database in `settings.db_url`; rate limits shared through Redis at `settings.redis_url`."""
-    app = FastAPI(title="queuewatch admin API", version="1.0.0",
-                  description="Queue system monitoring API (admin only). Data comes from what the collector stored.")
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.token_use.start()
+        try:
+            yield
+        finally:
+            app.state.token_use.stop()
+
+    app = _SecuredApp(title="queuewatch admin API", version="1.0.0",
+                      description="Queue system monitoring API (admin only). Data comes from what the collector "
+                                  "stored.", lifespan=lifespan, **docs_urls(settings.docs_access))
     app.state.settings = settings
     app.state.engine = engine or make_engine(settings.db_url)
+    app.state.token_use = TokenUseRecorder(app.state.engine)
     if limiter_client is None:
         limiter_client = redis.Redis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
     app.state.limiter = RateLimiter(limiter_client, limit=settings.api_rate_limit_per_minute)
@@ -58,6 +80,9 @@ def create_app(settings: Settings, *, engine: Engine | None = None,
     app.add_exception_handler(StorageError, _storage_error)
     app.add_exception_handler(OperationalError, _storage_error)
     app.add_exception_handler(Exception, errors.unexpected_error_handler)
+    proxies = trusted_proxy_list(settings.trusted_proxies)
+    if proxies:  # the client address the rate limiter counts: from X-Forwarded-For only behind these proxies
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=proxies)
     app.include_router(router)
     app.include_router(events_router)
     app.include_router(metrics_router)

@@ -8,7 +8,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import ApiError
 from api.ratelimit import Decision
-from queuewatch.accounts import User, user_for_token
+from queuewatch.accounts import User, token_owner
 
 
 def rate_headers(decision: Decision) -> dict[str, str]:
@@ -37,7 +37,10 @@ def require_admin(request: Request, response: Response,
     """Authenticate the bearer token, count the request against the caller's budget, insist on ADMIN."""
     state = request.app.state
     token = credentials.credentials.strip() if credentials else None
-    user = user_for_token(state.engine, token) if token else None
+    found = token_owner(state.engine, token) if token else None
+    user = found[0] if found else None
+    if found:
+        state.token_use.note(found[1])  # in memory; written apart from the request (api.token_use)
     key = f"user:{user.id}" if user else f"anonymous:{request.client.host if request.client else '-'}"
     decision = state.limiter.hit(key)
     headers = rate_headers(decision)

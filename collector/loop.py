@@ -31,7 +31,9 @@ from storage.cursors import latest_cursors, recent_intervals
 log = logging.getLogger(__name__)
 
 RETENTION_EVERY_S = 600.0
-REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+# A server that answers but is not Redis (garbage, HTTP) is an outage too: protocol and response errors.
+REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, redis.ResponseError,
+                redis.InvalidResponse)
 
 
 class Reader(Protocol):

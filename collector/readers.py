@@ -7,7 +7,7 @@ from collector.bullmq_reader import BullMQReader
 from collector.celery_reader import CeleryReader
 from collector.loop import Reader
 from collector.rq_reader import RQReader
-from queuewatch.settings import Settings, SettingsError
+from queuewatch.settings import Settings, SettingsError, redacted
 
 SOCKET_TIMEOUT_S = 10.0
 
@@ -17,7 +17,7 @@ def redis_client(url: str) -> redis.Redis:
     try:
         return redis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=5)
     except ValueError as exc:
-        raise SettingsError(f"bad Redis URL {url!r}: {exc}") from exc
+        raise SettingsError(f"bad Redis URL {redacted(url)}: {exc}") from exc
 
 
 def close_readers(readers: list[Reader]) -> None:

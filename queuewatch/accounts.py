@@ -92,11 +92,17 @@ def issue_token(engine: Engine, email: str, name: str | None = None) -> tuple[st
     return token, token_id
 
 
-def user_for_token(engine: Engine, token: str) -> User | None:
+def token_owner(engine: Engine, token: str) -> tuple[User, int] | None:
+    """(user, token id) of a live token of an enabled user, else None; reads only."""
     if not token.startswith(TOKEN_PREFIX):
         return None
-    row = user_rows.user_for_token_digest(engine, token_digest(token), time.time())
-    return _user(row) if row else None
+    row = user_rows.user_for_token_digest(engine, token_digest(token))
+    return (_user(row), row["token_id"]) if row else None
+
+
+def user_for_token(engine: Engine, token: str) -> User | None:
+    found = token_owner(engine, token)
+    return found[0] if found else None
 
 
 @functools.cache

@@ -11,15 +11,42 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from queuewatch import cli_accounts
-from queuewatch.settings import SettingsError, load_settings, redacted
+from queuewatch.settings import (SettingsError, check_redis_urls, interval_s_value, load_settings, port_value,
+                                 redacted, retention_days_value)
 
 log = logging.getLogger("queuewatch")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+REDIS_COMMANDS = frozenset({"collect", "api", "demo"})
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr (exit status 2), without the usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
+def _flag_type(check, name: str):
+    """An argparse type that applies a settings check and names the setting in its error."""
+    def parse(raw: str):
+        try:
+            return check(raw)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+    parse.__name__ = name
+    return parse
+
+
+_interval = _flag_type(interval_s_value, "interval")
+_retention_days = _flag_type(retention_days_value, "retention days")
+_port = _flag_type(port_value, "port")
+
+
 def _add_common(parser: argparse.ArgumentParser, *, redis: bool = True) -> None:
-    parser.add_argument("--db", dest="db_url", help="SQLAlchemy URL of the history database "
-                                                     "(env QUEUEWATCH_DB_URL; default sqlite:///data/queuewatch.db)")
+    parser.add_argument("--db", dest="db_url", help="SQLAlchemy URL of the history database (env QUEUEWATCH_DB_URL; "
+                                                     "default sqlite:///$XDG_DATA_HOME/queuewatch/queuewatch.db)")
     parser.add_argument("--config", dest="config_path", help="TOML file with thresholds (env QUEUEWATCH_CONFIG)")
     if redis:
         parser.add_argument("--redis", dest="redis_url",
@@ -27,22 +54,22 @@ def _add_common(parser: argparse.ArgumentParser, *, redis: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="queuewatch", description=__doc__)
+    parser = OneLineParser(prog="queuewatch", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     collect = commands.add_parser("collect", help="read queue state from Redis every interval and store it")
     _add_common(collect)
-    collect.add_argument("--interval", dest="interval_s", type=float,
-                         help="seconds between cycles (env QUEUEWATCH_INTERVAL_S; default 10)")
-    collect.add_argument("--retention-days", dest="retention_days", type=float,
-                         help="days of history kept (env QUEUEWATCH_RETENTION_DAYS; default 7)")
+    collect.add_argument("--interval", dest="interval_s", type=_interval,
+                         help="seconds between cycles, 0.1 to 86400 (env QUEUEWATCH_INTERVAL_S; default 10)")
+    collect.add_argument("--retention-days", dest="retention_days", type=_retention_days,
+                         help="days of history kept, above 0 (env QUEUEWATCH_RETENTION_DAYS; default 7)")
     collect.add_argument("--once", action="store_true", help="run one cycle and exit (status 1 if it failed)")
 
     dashboard = commands.add_parser("dashboard", help="serve the Streamlit dashboard")
     _add_common(dashboard, redis=False)
     dashboard.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    dashboard.add_argument("--port", type=int, default=8501, help="port to listen on (default 8501)")
+    dashboard.add_argument("--port", type=_port, default=8501, help="port to listen on (default 8501)")
 
     export = commands.add_parser("export", help="write stored snapshots as CSV")
     _add_common(export, redis=False)
@@ -57,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     api = commands.add_parser("api", help="serve the admin JSON API")
     _add_common(api)
     api.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    api.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    api.add_argument("--port", type=_port, default=8000, help="port to listen on (default 8000)")
     api.add_argument("--workers", type=int, default=1, help="server processes (they share the rate limits)")
 
     cli_accounts.add_parsers(commands, _add_common)
@@ -65,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run Redis, RQ, BullMQ and Celery workers with a demo workload, "
                                             "the collector and the dashboard")
     _add_common(demo)
-    demo.add_argument("--port", type=int, default=8501, help="dashboard port (default 8501)")
+    demo.add_argument("--port", type=_port, default=8501, help="dashboard port (default 8501)")
     demo.add_argument("--duration", dest="duration_s", type=float, help="stop after this many seconds")
     return parser
 
@@ -88,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
                                                       "config_path")}
     try:
         settings = load_settings(**overrides)
+        if args.command in REDIS_COMMANDS:
+            check_redis_urls(settings.redis_url)
     except SettingsError as exc:
         print(f"queuewatch: {exc}", file=sys.stderr)
         return 2
@@ -154,7 +183,7 @@ def _dashboard(settings, args) -> int:
 
     make_engine(settings.db_url).dispose()  # fail here, clearly, on a bad database URL
     command, env = dashboard_command(settings, args.host, args.port)
-    os.chdir(REPO_ROOT)
+    os.chdir(REPO_ROOT)  # Streamlit finds .streamlit/ and pages/ here; settings.db_url is already absolute
     os.execve(command[0], command, env)  # streamlit takes this process's place: signals reach it directly
 
 
@@ -192,7 +221,10 @@ def _api(settings, args) -> int:
     os.environ.update({"QUEUEWATCH_DB_URL": settings.db_url, "QUEUEWATCH_REDIS_URL": settings.redis_url})
     if settings.config_path:
         os.environ["QUEUEWATCH_CONFIG"] = settings.config_path
-    uvicorn.run("api.server:app", host=args.host, port=args.port, workers=args.workers, log_level="info")
+    # X-Forwarded-For is honoured by the app itself, only from QUEUEWATCH_TRUSTED_PROXIES (uvicorn would
+    # trust 127.0.0.1 by default); the server header is left out.
+    uvicorn.run("api.server:app", host=args.host, port=args.port, workers=args.workers, log_level="info",
+                proxy_headers=False, server_header=False)
     return 0
 
 

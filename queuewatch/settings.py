@@ -1,6 +1,7 @@
 """Settings: read once (CLI flags > environment > config file > defaults) and passed in."""
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -10,7 +11,10 @@ from typing import Any, Mapping
 from collector.health import Thresholds, ThresholdSet
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
-DEFAULT_DB_PATH = Path("data") / "queuewatch.db"
+DEFAULT_DB_LOCATION = "$XDG_DATA_HOME/queuewatch/queuewatch.db"
+"""Where the history database lives by default (XDG_DATA_HOME defaults to ~/.local/share)."""
+INTERVAL_S_RANGE = (0.1, 86400.0)
+PORT_RANGE = (1, 65535)
 
 
 class SettingsError(ValueError):
@@ -36,10 +40,13 @@ SETTINGS: tuple[Setting, ...] = (
             "BullMQ key prefixes, comma-separated (hash tags such as {bull} work)."),
     Setting("celery_queues", "QUEUEWATCH_CELERY_QUEUES", "",
             "Celery queues to read besides those found in kombu's bindings, comma-separated."),
-    Setting("db_url", "QUEUEWATCH_DB_URL", f"sqlite:///{DEFAULT_DB_PATH}",
-            "SQLAlchemy URL of the history database (SQLite file by default, PostgreSQL for larger sites)."),
-    Setting("interval_s", "QUEUEWATCH_INTERVAL_S", 10.0, "Seconds between two collection cycles."),
-    Setting("retention_days", "QUEUEWATCH_RETENTION_DAYS", 7.0, "Days of snapshots and alert history kept."),
+    Setting("db_url", "QUEUEWATCH_DB_URL", f"sqlite:///{DEFAULT_DB_LOCATION}",
+            "SQLAlchemy URL of the history database (SQLite file by default, PostgreSQL for larger sites); "
+            "a relative SQLite path is relative to the directory the command was started in."),
+    Setting("interval_s", "QUEUEWATCH_INTERVAL_S", 10.0,
+            "Seconds between two collection cycles (0.1 to 86400)."),
+    Setting("retention_days", "QUEUEWATCH_RETENTION_DAYS", 7.0,
+            "Days of snapshots and alert history kept (any finite number above 0)."),
     Setting("rq_key_prefix", "RQ_KEY_PREFIX", "rq", "Key prefix of RQ 3.x (RQ 2.x always uses `rq`)."),
     Setting("backoff_cap_s", "QUEUEWATCH_BACKOFF_CAP_S", 60.0,
             "Longest wait between retries while Redis is unreachable."),
@@ -53,6 +60,11 @@ SETTINGS: tuple[Setting, ...] = (
             "API requests per minute per user, shared by all API processes through Redis."),
     Setting("metrics_access", "QUEUEWATCH_METRICS_ACCESS", "admin",
             "Who may read /metrics: `admin` (admin token), `public` (anyone) or `off`."),
+    Setting("docs_access", "QUEUEWATCH_DOCS_ACCESS", "public",
+            "Whether the API serves /docs, /redoc and /openapi.json: `public` or `off`."),
+    Setting("trusted_proxies", "QUEUEWATCH_TRUSTED_PROXIES", "",
+            "Proxy addresses, comma-separated, whose X-Forwarded-For gives the API client's address "
+            "(none by default: the connecting address counts)."),
     Setting("webhook_url", "QUEUEWATCH_WEBHOOK_URL", None,
             "URL that receives a JSON POST when an alert opens, escalates or is acknowledged."),
     Setting("session_ttl_s", "QUEUEWATCH_SESSION_TTL_S", 28800.0,
@@ -60,6 +72,7 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 METRICS_ACCESS = ("admin", "public", "off")
+DOCS_ACCESS = ("public", "off")
 LIBRARIES = ("rq", "bullmq", "celery")
 
 
@@ -75,7 +88,7 @@ class Settings:
     libraries: str = "rq,bullmq,celery"
     bullmq_prefixes: str = "bull"
     celery_queues: str = ""
-    db_url: str = f"sqlite:///{DEFAULT_DB_PATH}"
+    db_url: str = field(default_factory=lambda: default_db_url(os.environ))
     interval_s: float = 10.0
     retention_days: float = 7.0
     rq_key_prefix: str = "rq"
@@ -85,6 +98,8 @@ class Settings:
     agent_prefix: str = "queuewatch"
     api_rate_limit_per_minute: int = 300
     metrics_access: str = "admin"
+    docs_access: str = "public"
+    trusted_proxies: str = ""
     webhook_url: str | None = None
     session_ttl_s: float = 28800.0
     thresholds: Thresholds = field(default_factory=Thresholds)
@@ -107,15 +122,88 @@ class Settings:
         return replace(self, **given)
 
 
-def _coerce(setting: Setting, raw: str) -> Any:
-    kind = type(setting.default) if setting.default is not None else str
+def default_db_url(env: Mapping[str, str]) -> str:
+    """sqlite:/// URL of $XDG_DATA_HOME/queuewatch/queuewatch.db (XDG_DATA_HOME defaults to ~/.local/share)."""
+    data_home = env.get("XDG_DATA_HOME") or ""
+    base = Path(data_home) if Path(data_home).is_absolute() else Path.home() / ".local" / "share"
+    return f"sqlite:///{base / 'queuewatch' / 'queuewatch.db'}"
+
+
+def absolute_db_url(db_url: str, cwd: Path | None = None) -> str:
+    """The URL with a relative SQLite path made absolute against `cwd` (default: the current directory)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(db_url)
+    except (ArgumentError, ValueError):
+        return db_url  # make_engine reports it
+    database = url.database
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+        return db_url
+    path = Path(database).expanduser()
+    if not path.is_absolute():
+        path = (cwd or Path.cwd()) / path
+    return url.set(database=str(path)).render_as_string(hide_password=False)
+
+
+def _number(raw: Any, kind: type, low: float, high: float, *, low_inclusive: bool = True) -> Any:
+    """`raw` as a finite `kind` within [low, high] (or (low, high] when not low_inclusive); else ValueError."""
     try:
         value = kind(raw)
-    except ValueError as exc:
-        raise SettingsError(f"{setting.env}={raw!r}: expected a {kind.__name__}") from exc
-    if isinstance(value, (int, float)) and value <= 0:
-        raise SettingsError(f"{setting.env}={raw!r}: must be greater than 0")
+    except (TypeError, ValueError):
+        value = None
+    if value is None or isinstance(value, bool) or not math.isfinite(value) \
+            or value > high or value < low or (value == low and not low_inclusive):
+        shown = "an integer" if kind is int else "a finite number"
+        above = f"from {low:g}" if low_inclusive else f"above {low:g}"
+        upper = f" to {high:g}" if math.isfinite(high) else ""
+        raise ValueError(f"must be {shown} {above}{upper}, got {raw!r}")
     return value
+
+
+def interval_s_value(raw: Any) -> float:
+    """Seconds between cycles: a finite number from 0.1 to 86400."""
+    return _number(raw, float, *INTERVAL_S_RANGE)
+
+
+def retention_days_value(raw: Any) -> float:
+    """Days kept: a finite number above 0."""
+    return _number(raw, float, 0.0, math.inf, low_inclusive=False)
+
+
+def port_value(raw: Any) -> int:
+    """A TCP port from 1 to 65535."""
+    return _number(raw, int, *PORT_RANGE)
+
+
+def _positive(raw: Any, kind: type) -> Any:
+    return _number(raw, kind, 0, math.inf, low_inclusive=False)
+
+
+_CHECKS = {"interval_s": interval_s_value, "retention_days": retention_days_value}
+
+
+def _coerce(setting: Setting, raw: str) -> Any:
+    kind = type(setting.default) if setting.default is not None else str
+    check = _CHECKS.get(setting.name)
+    if check is None and kind not in (int, float):
+        return kind(raw)
+    try:
+        return check(raw) if check else _positive(raw, kind)
+    except ValueError as exc:
+        raise SettingsError(f"{setting.env}: {exc}") from exc
+
+
+def check_redis_urls(urls: str) -> None:
+    """SettingsError, naming the URL with its password hidden, unless every comma-separated URL parses."""
+    from redis.connection import parse_url
+
+    for url in _split(urls) or [urls]:
+        try:
+            parse_url(url)
+        except ValueError as exc:
+            raise SettingsError(f"bad Redis URL {redacted(url)}: {exc}") from exc
 
 
 def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -137,9 +225,16 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     if values.get("metrics_access", "admin") not in METRICS_ACCESS:
         raise SettingsError(f"QUEUEWATCH_METRICS_ACCESS must be one of {', '.join(METRICS_ACCESS)}, "
                             f"got {values['metrics_access']!r}")
-    for key in ("interval_s", "retention_days", "backoff_cap_s"):
-        if key in values and float(values[key]) <= 0:
-            raise SettingsError(f"{key} must be greater than 0, got {values[key]!r}")
+    if values.get("docs_access", "public") not in DOCS_ACCESS:
+        raise SettingsError(f"QUEUEWATCH_DOCS_ACCESS must be one of {', '.join(DOCS_ACCESS)}, "
+                            f"got {values['docs_access']!r}")
+    for key, check in (*_CHECKS.items(), ("backoff_cap_s", lambda raw: _positive(raw, float))):
+        if key in values:
+            try:
+                values[key] = check(values[key])
+            except ValueError as exc:
+                raise SettingsError(f"{key} {exc}") from exc
+    values["db_url"] = absolute_db_url(values.get("db_url") or default_db_url(env))
     return Settings(**values)
 
 
@@ -175,14 +270,17 @@ def _threshold_set(base: ThresholdSet, values: Mapping[str, Any], path: Path) ->
 
 
 def redacted(urls: str) -> str:
-    """URL(s), comma-separated, with passwords hidden, for logs and banners."""
+    """URL(s), comma-separated, with passwords (user info or a `password=` query value) hidden, for logs."""
+    import re
+
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
     shown = []
     for url in _split(urls) or [urls]:
         try:
-            shown.append(make_url(url).render_as_string(hide_password=True))
-        except ArgumentError:
-            shown.append("<url>" if "@" in url else url)
+            text = make_url(url).render_as_string(hide_password=True)
+        except (ArgumentError, ValueError):  # not parseable: hide all user info (up to the last '@')
+            text = re.sub(r"^([\w+.-]+://)?.*@", r"\1***@", url)
+        shown.append(re.sub(r"(?i)(password=)[^&;]*", r"\1***", text))
     return ",".join(shown)

@@ -18,6 +18,10 @@ class StorageError(RuntimeError):
     """The history database cannot be opened, read or written; the message says why."""
 
 
+class SchemaTooNew(StorageError):
+    """The database was migrated by a newer queuewatch than this one."""
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -31,8 +35,11 @@ def make_engine(db_url: str, *, migrate: bool = True) -> Engine:
     """Open the database at `db_url` (creating a SQLite file and its folder) and bring its schema up to date."""
     try:
         url = make_url(db_url)
-    except ArgumentError as exc:
-        raise StorageError(f"not a database URL: {db_url!r} (expected e.g. sqlite:///data/queuewatch.db)") from exc
+    except (ArgumentError, ValueError) as exc:  # the URL is not echoed: it may hold a password
+        raise StorageError(f"not a database URL ({exc}); expected e.g. sqlite:///queuewatch.db or "
+                           "postgresql://user@host/db") from exc
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")  # psycopg 3, a dependency, whatever SQLAlchemy defaults to
     is_sqlite = url.get_backend_name() == "sqlite"
     if is_sqlite and url.database and url.database != ":memory:":
         try:
@@ -48,6 +55,9 @@ def make_engine(db_url: str, *, migrate: bool = True) -> Engine:
     if migrate:
         try:
             run_migrations(engine)
+        except StorageError:
+            engine.dispose()
+            raise
         except OperationalError as exc:
             raise StorageError(_describe(exc, url.render_as_string(hide_password=True))) from exc
         except SQLAlchemyError as exc:
@@ -55,8 +65,14 @@ def make_engine(db_url: str, *, migrate: bool = True) -> Engine:
     return engine
 
 
+def error_text(exc: BaseException) -> str:
+    """The driver's message of a database error on one line, without the SQL statement and its parameters."""
+    orig = getattr(exc, "orig", None)
+    return " ".join(str(orig if orig is not None else exc).split())
+
+
 def _describe(exc: OperationalError, where: str) -> str:
-    text = str(exc.orig) if exc.orig is not None else str(exc)
+    text = error_text(exc)
     if "locked" in text:
         return f"database {where} is locked by another process (waited {SQLITE_BUSY_TIMEOUT_MS} ms): {text}"
     return f"cannot open database {where}: {text}"
@@ -96,11 +112,20 @@ def current_version(conn: Connection) -> int:
     return conn.execute(select(func.coalesce(func.max(schema.schema_version.c.version), 0))).scalar_one()
 
 
+def latest_version() -> int:
+    """The schema version this code writes."""
+    return max(number for number, _ in MIGRATIONS)
+
+
 def run_migrations(engine: Engine) -> int:
-    """Apply every migration newer than the database's version, each in its own transaction."""
+    """Apply every migration newer than the database's version, each in its own transaction; refuse a database
+    whose version is newer than this code's (it may hold tables or meanings this code would get wrong)."""
     with engine.begin() as conn:
         schema.schema_version.create(conn, checkfirst=True)
         version = current_version(conn)
+    if version > latest_version():
+        raise SchemaTooNew(f"the database has schema version {version}, newer than version {latest_version()} "
+                           "that this queuewatch knows: upgrade queuewatch (or use another database)")
     for number, migrate in MIGRATIONS:
         if number <= version:
             continue

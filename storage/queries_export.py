@@ -171,9 +171,36 @@ def alerts_export(engine: Engine, since_s: float, until_s: float) -> pd.DataFram
     return _renamed(rows, ALERT_EXPORT_FIELDS)
 
 
+CSV_LINE_END = "\r\n"
+"""RFC 4180 line ends: with them the csv writer also quotes cells holding a lone CR, which would split a row."""
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""A text cell starting with one of these is read as a formula by spreadsheets (CSV injection)."""
+
+
+def _defused(value: object) -> object:
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def spreadsheet_safe(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows with text cells that a spreadsheet would run as a formula prefixed by a single quote.
+
+    Only text cells change: numeric columns (a negative figure too) are written as numbers.
+    """
+    text_columns = [name for name in rows.columns
+                    if pd.api.types.is_object_dtype(rows[name]) or pd.api.types.is_string_dtype(rows[name])]
+    if not text_columns:
+        return rows
+    safe = rows.copy()
+    for name in text_columns:
+        safe[name] = safe[name].map(_defused, na_action="ignore")
+    return safe
+
+
 def to_csv_text(rows: pd.DataFrame) -> str:
-    """CSV text of a DataFrame (no index)."""
-    return rows.to_csv(index=False)
+    """CSV text of a DataFrame (no index), safe to open in a spreadsheet."""
+    return spreadsheet_safe(rows).to_csv(index=False, lineterminator=CSV_LINE_END)
 
 
 def _frames(engine: Engine, kind: str, queues: Sequence[str] | None, since_s: float,
@@ -196,6 +223,8 @@ def write_csv(engine: Engine, out: str | Path | IO[str], *, kind: str = "snapsho
               libraries: Sequence[str] | None = None) -> int:
     """Write an export as CSV to a path or a text stream, snapshots in chunks; returns the rows written.
 
+    Text cells that would start a spreadsheet formula get a leading single quote (see spreadsheet_safe).
+
     `libraries` narrows every export to those libraries (alerts: see alert_queue_filter).
     """
     stream: IO[str]
@@ -206,7 +235,7 @@ def write_csv(engine: Engine, out: str | Path | IO[str], *, kind: str = "snapsho
     written = 0
     try:
         for index, part in enumerate(_frames(engine, kind, queues, since_s, until_s, libraries)):
-            part.to_csv(stream, index=False, header=index == 0)
+            spreadsheet_safe(part).to_csv(stream, index=False, header=index == 0, lineterminator=CSV_LINE_END)
             written += len(part)
     finally:
         if stream is not out:

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from sqlalchemy import Column, Engine, Table, delete, select
+from sqlalchemy.exc import SQLAlchemyError
 
+from storage.engine import StorageError, error_text
 from storage.schema import alerts, cycles, host_snapshots, queue_snapshots, worker_snapshots
 
 DEFAULT_BATCH_ROWS = 5000
@@ -21,7 +23,17 @@ def _purge_table(engine: Engine, table: Table, time_column: Column, cutoff_s: fl
 
 
 def purge(engine: Engine, cutoff_s: float, batch_rows: int = DEFAULT_BATCH_ROWS) -> dict[str, int]:
-    """Delete snapshots, cycles and resolved alerts older than `cutoff_s`; returns rows deleted per table."""
+    """Delete snapshots, cycles and resolved alerts older than `cutoff_s`; returns rows deleted per table.
+
+    A database error (disk full, read-only file) is a StorageError; batches already deleted stay deleted.
+    """
+    try:
+        return _purge_all(engine, cutoff_s, batch_rows)
+    except SQLAlchemyError as exc:
+        raise StorageError(f"retention could not delete old rows: {error_text(exc)}") from exc
+
+
+def _purge_all(engine: Engine, cutoff_s: float, batch_rows: int) -> dict[str, int]:
     counts = {
         "queue_snapshots": _purge_table(engine, queue_snapshots, queue_snapshots.c.sampled_at_s, cutoff_s, batch_rows),
         "worker_snapshots": _purge_table(engine, worker_snapshots, worker_snapshots.c.sampled_at_s, cutoff_s,

@@ -44,24 +44,16 @@ def insert_token(engine: Engine, user_id: int, digest: str, prefix: str, name: s
                                                       name=name, created_at_s=now_s)).inserted_primary_key[0]
 
 
-LAST_USED_RESOLUTION_S = 60.0
-
-
-def user_for_token_digest(engine: Engine, digest: str, now_s: float) -> dict[str, Any] | None:
-    """The active user owning a live token with this digest; notes when the token was used (to the minute,
-    so that a busy client does not turn every request into a write)."""
+def user_for_token_digest(engine: Engine, digest: str) -> dict[str, Any] | None:
+    """The active user owning a live token with this digest, with `token_id`; a pure read (token use is
+    recorded apart, by storage.token_use)."""
     with engine.connect() as conn:
         row = conn.execute(
             select(users, api_tokens.c.id.label("token_id"), api_tokens.c.last_used_at_s)
             .join(api_tokens, api_tokens.c.user_id == users.c.id)
             .where(and_(api_tokens.c.token_digest == digest, api_tokens.c.revoked_at_s.is_(None),
                         users.c.disabled.is_(False)))).mappings().first()
-    if row is None:
-        return None
-    if row["last_used_at_s"] is None or now_s - row["last_used_at_s"] >= LAST_USED_RESOLUTION_S:
-        with engine.begin() as conn:
-            conn.execute(update(api_tokens).where(api_tokens.c.id == row["token_id"]).values(last_used_at_s=now_s))
-    return dict(row)
+    return dict(row) if row else None
 
 
 def list_tokens(engine: Engine, email: str | None = None) -> list[dict[str, Any]]:

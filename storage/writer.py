@@ -8,7 +8,7 @@ from typing import Any, Callable, Protocol, Sequence
 from sqlalchemy import Connection, Engine, and_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from storage.engine import StorageError
+from storage.engine import StorageError, error_text
 from storage.schema import alert_events, alerts, cycles, host_snapshots, queue_snapshots, worker_snapshots
 
 
@@ -61,15 +61,20 @@ def write_cycle(engine: Engine, record: CycleRecord, plan_alerts: AlertPlanner) 
                 conn.execute(host_snapshots.insert().values(**record.host_row, cycle_id=cycle_id))
             changes = apply_alert_changes(conn, plan_alerts(open_alerts(conn)), record.finished_at_s)
     except SQLAlchemyError as exc:
-        raise StorageError(f"could not store the cycle: {exc}") from exc
+        engine.dispose()  # the next try opens the file anew: one opened read-only stays so while pooled
+        raise StorageError(f"could not store the cycle: {error_text(exc)}") from exc
     return changes
 
 
 def record_outage(engine: Engine, started_at_s: float, finished_at_s: float, error: str) -> None:
     """Store a failed cycle so that gaps in the charts are explained."""
-    with engine.begin() as conn:
-        conn.execute(cycles.insert().values(started_at_s=started_at_s, finished_at_s=finished_at_s, ok=False,
-                                            error=error[:2000], round_trips=0, queue_count=0))
+    try:
+        with engine.begin() as conn:
+            conn.execute(cycles.insert().values(started_at_s=started_at_s, finished_at_s=finished_at_s, ok=False,
+                                                error=error[:2000], round_trips=0, queue_count=0))
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        raise StorageError(f"could not record the outage: {error_text(exc)}") from exc
 
 
 def open_alerts(conn: Connection) -> list[OpenAlertRow]:

@@ -63,15 +63,16 @@ def test_duplicate_user(cli):
     assert code == 1 and "already exists" in err
 
 
-def test_token_use_is_noted_at_most_once_a_minute(engine):
-    from queuewatch.accounts import add_user, issue_token
+def test_token_lookup_reads_only_and_use_is_recorded_apart(engine):
+    from queuewatch.accounts import add_user, issue_token, token_digest, token_owner
+    from storage.token_use import note_tokens_used
     from storage.users import list_tokens, user_for_token_digest
-    from queuewatch.accounts import token_digest
 
     add_user(engine, "a@example.com", "ADMIN", "correct horse")
-    token, _ = issue_token(engine, "a@example.com")
-    assert user_for_token_digest(engine, token_digest(token), 1000.0)["email"] == "a@example.com"
-    user_for_token_digest(engine, token_digest(token), 1030.0)
-    assert list_tokens(engine)[0]["last_used_at_s"] == 1000.0
-    user_for_token_digest(engine, token_digest(token), 1061.0)
+    token, token_id = issue_token(engine, "a@example.com")
+    assert user_for_token_digest(engine, token_digest(token))["email"] == "a@example.com"
+    assert token_owner(engine, token)[1] == token_id
+    assert list_tokens(engine)[0]["last_used_at_s"] is None  # a lookup writes nothing
+    note_tokens_used(engine, {token_id: 1061.0})
+    note_tokens_used(engine, {token_id: 1000.0})  # an older use never moves the time back
     assert list_tokens(engine)[0]["last_used_at_s"] == 1061.0

@@ -14,3 +14,49 @@ def test_failing_cycle_rolls_back_on_postgres(pg_engine):
 
 def test_retention_on_postgres(pg_engine):
     test_retention.test_removes_exactly_the_rows_older_than_the_cutoff(pg_engine)
+
+
+def _plain(postgres_url: str) -> str:
+    """The test cluster's URL as a user types it: no driver named."""
+    return postgres_url.replace("postgresql+psycopg2://", "postgresql://")
+
+
+def test_a_plain_postgresql_url_uses_psycopg_3(postgres_url):
+    from storage.engine import make_engine
+    from storage.schema import metadata
+
+    engine = make_engine(_plain(postgres_url))
+    try:
+        assert engine.dialect.driver == "psycopg"
+        test_writer.test_alert_lifecycle_through_stored_cycles(engine)
+    finally:
+        metadata.drop_all(engine)
+        engine.dispose()
+
+
+def test_collect_and_export_with_a_plain_postgresql_url(postgres_url, redis_url, tmp_path):
+    import csv
+    import io
+
+    import redis
+    from rq import Queue
+
+    from storage.engine import make_engine
+    from storage.schema import metadata
+    from tests.collector import rq_jobs
+    from tests.queuewatch.test_bad_input import run_cli
+
+    Queue("pg-emails", connection=redis.Redis.from_url(redis_url)).enqueue(rq_jobs.noop)
+    url = _plain(postgres_url)
+    try:
+        collected = run_cli("collect", "--once", "--redis", redis_url, "--db", url,
+                            env={"QUEUEWATCH_LIBRARIES": "rq"})
+        assert collected.returncode == 0, collected.stderr
+        exported = run_cli("export", "--out", "-", "--db", url, "--queue", "pg-emails")
+        assert exported.returncode == 0, exported.stderr
+        rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+        assert [(row["queueName"], row["waiting"]) for row in rows] == [("pg-emails", "1")]
+    finally:
+        engine = make_engine(url, migrate=False)
+        metadata.drop_all(engine)
+        engine.dispose()

@@ -9,8 +9,9 @@ import streamlit as st
 from pandas.io.formats.style import Styler
 from sqlalchemy import Engine
 
+from dashboard import context
 from dashboard.formatting import (
-    EMPTY_STATE, fmt_age, fmt_figure, fmt_iso, fmt_ms, fmt_utc, severity_markdown, status_style,
+    EMPTY_STATE, fmt_age, fmt_figure, fmt_iso, fmt_ms, fmt_utc, markdown_text, severity_markdown, status_style,
 )
 from dashboard.libraries import ALL_LIBRARIES, LIBRARIES, NOT_AVAILABLE
 from storage.writer import acknowledge_alert
@@ -140,12 +141,15 @@ def worker_table(table: pd.DataFrame) -> None:
     })
 
 
-def _acknowledge(engine: Engine, alert_id: str, user: str) -> None:
-    row = acknowledge_alert(engine, alert_id, user, time.time())
+def _acknowledge(engine: Engine, alert_id: str) -> None:
+    actor = context.acting_admin("Acknowledgement")  # the role and disabled flag as they are now
+    if actor is None:
+        return
+    row = acknowledge_alert(engine, alert_id, actor.email, time.time())
     if row is None:
-        st.toast(f"Alert {alert_id} no longer exists.", icon=":material/warning:")
+        st.toast(f"Alert {markdown_text(alert_id)} no longer exists.", icon=":material/warning:")
     else:
-        st.toast(f"Acknowledged by `{row['acknowledged_by']}` at {fmt_utc(row['acknowledged_at_s'])}",
+        st.toast(f"Acknowledged by {markdown_text(row['acknowledged_by'])} at {fmt_utc(row['acknowledged_at_s'])}",
                  icon=":material/check_circle:")
 
 
@@ -153,19 +157,19 @@ def alert_card(alert: dict[str, Any], engine: Engine, user: str) -> None:
     """One open alert: what, since when, and an Acknowledge button or who acknowledged it and when."""
     with st.container(border=True):
         text, action = st.columns([4, 1], vertical_alignment="center")
-        text.markdown(f"{severity_markdown(alert['severity'])} · **{alert['queueName']}** · "
-                      f"**{alert['type']}**  \n"
-                      f"{alert['message']} — value {fmt_figure(alert['value'])}, "
+        text.markdown(f"{severity_markdown(alert['severity'])} · **{markdown_text(alert['queueName'])}** · "
+                      f"**{markdown_text(alert['type'])}**  \n"
+                      f"{markdown_text(alert['message'])} — value {fmt_figure(alert['value'])}, "
                       f"threshold {fmt_figure(alert['threshold'])}  \n"
-                      f"Opened {fmt_iso(alert['timestamp'])} · `{alert['id']}`")
+                      f"Opened {fmt_iso(alert['timestamp'])} · {markdown_text(alert['id'])}")
         if alert["acknowledged"]:
             action.markdown(f":green[:material/check_circle:] Acknowledged by "
-                            f"`{alert.get('acknowledgedBy', '?')}`  \n"
+                            f"{markdown_text(alert.get('acknowledgedBy', '?'))}  \n"
                             f"{fmt_iso(alert.get('acknowledgedAt'))}")
         else:
             action.button("Acknowledge", key=f"ack-{alert['id']}", on_click=_acknowledge,
-                          args=(engine, alert["id"], user), type="primary",
-                          help=f"Mark this alert as seen by {user}")
+                          args=(engine, alert["id"]), type="primary",
+                          help=f"Mark this alert as seen by {markdown_text(user)}")
 
 
 def alert_history_table(table: pd.DataFrame) -> None:
@@ -189,7 +193,8 @@ def leak_hints(hints: list[dict[str, Any]]) -> None:
         return
     for hint in hints:
         with st.container(border=True):
-            st.warning(f"**{hint['worker_name']}** ({hint['library']}): {hint['message']}",
+            st.warning(f"**{markdown_text(hint['worker_name'])}** ({markdown_text(hint['library'])}): "
+                       f"{markdown_text(hint['message'])}",
                        icon=":material/trending_up:")
             st.markdown(f"Fix: `{hint['setting']}`")
-            st.caption(hint["advice"])
+            st.caption(markdown_text(hint["advice"]))

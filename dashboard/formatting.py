@@ -17,9 +17,12 @@ _MARKDOWN_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation 
 
 
 def markdown_text(value: object) -> str:
-    """Any text (a queue, worker or alert name from Redis or the database) made safe to put inside markdown:
-    every ASCII punctuation character backslash-escaped, so no emphasis, link, image, HTML, colour, icon or
-    maths is made from it, and line breaks folded into spaces."""
+    """Text made safe to put inside markdown: every ASCII punctuation character backslash-escaped, so no
+    emphasis, link, image, HTML, colour, icon or maths is made from it, and line breaks folded into spaces.
+
+    Markdown still turns bare URLs and email addresses into links (GFM autolinks survive escaping), so names
+    read from Redis or the database are shown with st.text, and this is for figures and labels around them.
+    """
     text = " ".join(str(value).split())
     return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
 

@@ -15,7 +15,6 @@ import streamlit as st
 
 from dashboard import context
 from dashboard.context import EXPIRED_KEY, REFUSALS, SESSION_KEY
-from dashboard.formatting import markdown_text
 from dashboard.session_routes import SESSION_PATH
 from queuewatch.accounts import User
 from queuewatch.logins import Outcome, end_session, log_in, start_session
@@ -90,7 +89,7 @@ def refused_page() -> None:
 
 def account_sidebar(user: User) -> None:
     with st.sidebar:
-        st.caption(f"Signed in as {markdown_text(user.email)} ({user.role.value})")
+        st.text(f"Signed in as {user.email} ({user.role.value})")
         if st.button("Log out", key="logout"):
             logout()
             st.rerun()

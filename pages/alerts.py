@@ -6,7 +6,6 @@ import time
 import streamlit as st
 
 from dashboard import components, context, ranges, tables
-from dashboard.formatting import markdown_text
 from dashboard.ranges import RangeChoice
 from storage import queries
 
@@ -39,8 +38,8 @@ def open_alerts(filters: dict) -> None:
     if not alerts:
         st.success("No open alerts match these filters.", icon=":material/check_circle:")
     for alert in alerts:
-        components.alert_card(alert, engine, context.current_user())
-    st.caption(f"Acting as {markdown_text(context.current_user())}.")
+        components.alert_card(alert, engine)
+    st.caption("Acknowledgements record your account.")
 
 
 open_alerts(filters)

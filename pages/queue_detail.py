@@ -6,7 +6,6 @@ import time
 import streamlit as st
 
 from dashboard import charts, components, context, queue_panels, ranges, tables
-from dashboard.formatting import markdown_text
 from dashboard.libraries import PROCESSING_FIELDS
 from dashboard.ranges import RangeChoice
 from storage import queries
@@ -47,8 +46,7 @@ def queue_history(library: str, queue: str, choice: RangeChoice) -> None:
     with context.storage_errors():
         series = queries.queue_series(engine, queue, since_s, until_s, library=library)
         if series.empty:
-            st.info(f"No snapshots of **{markdown_text(queue)}** ({markdown_text(library)}) in this range. "
-                    "Pick a longer range.")
+            st.info("No snapshots of this queue in this range. Pick a longer range.")
             return
         gaps = queries.outages(engine, since_s, until_s)
         timing = queries.range_timing(engine, queue, since_s, until_s, library=library)

@@ -7,7 +7,8 @@ from dashboard import context
 from dashboard.login import account_sidebar, cookie_exchange, login_page, refused_page
 
 # (script, title, icon, URL path). The URL paths differ from the file names: Streamlit's older routing
-# (AppTest, a bare `streamlit run app.py`) would otherwise run a file of pages/ directly, skipping this script.
+# (AppTest, a bare `streamlit run app.py`) would otherwise run a file of pages/ directly, skipping this
+# script.
 PAGES = (("pages/overview.py", "Overview", ":material/dashboard:", "summary"),
          ("pages/queue_detail.py", "Queue detail", ":material/monitoring:", "queue"),
          ("pages/workers.py", "Workers & memory", ":material/memory:", "memory"),

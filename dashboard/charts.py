@@ -169,7 +169,8 @@ def worker_memory_figure(series: pd.DataFrame, soft_limit_mb: float, hard_limit_
     figure = go.Figure()
     for worker_name, rows in series.groupby("worker_name", sort=True):
         rows = with_gaps(rows.reset_index(drop=True), series.attrs.get("bucket_width_s"))
-        figure.add_trace(go.Scatter(x=rows["time"], y=rows["rss_mb"], name=plotly_text(worker_name), mode="lines",
+        figure.add_trace(go.Scatter(x=rows["time"], y=rows["rss_mb"], name=plotly_text(worker_name),
+                                    mode="lines",
                                     hovertemplate="%{y:,.0f} MB<extra>%{fullData.name}</extra>"))
     figure = _layout(figure, "Worker memory (RSS)", "MB")
     below = {"orientation": "h", "yanchor": "top", "y": -0.2, "xanchor": "left", "x": 0.0}

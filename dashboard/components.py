@@ -11,7 +11,8 @@ from sqlalchemy import Engine
 
 from dashboard import context
 from dashboard.formatting import (
-    EMPTY_STATE, fmt_age, fmt_figure, fmt_iso, fmt_ms, fmt_utc, markdown_text, severity_markdown, status_style,
+    EMPTY_STATE, fmt_age, fmt_figure, fmt_iso, fmt_ms, fmt_utc, markdown_text, severity_markdown,
+    status_style,
 )
 from dashboard.libraries import ALL_LIBRARIES, LIBRARIES, NOT_AVAILABLE
 from storage.writer import acknowledge_alert

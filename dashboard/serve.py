@@ -30,7 +30,8 @@ def parse(argv: list[str]) -> tuple[Path, dict[str, Any]]:
     if len(argv) < 2 or argv[0] != "run":
         raise SystemExit("usage: python -m dashboard.serve run APP [--section.option VALUE ...]")
     options = dict(zip(argv[2::2], argv[3::2]))
-    return Path(argv[1]).resolve(), {name.removeprefix("--"): _value(value) for name, value in options.items()}
+    config = {name.removeprefix("--"): _value(value) for name, value in options.items()}
+    return Path(argv[1]).resolve(), config
 
 
 def build_app(script: Path) -> App:

@@ -1,10 +1,10 @@
 """The same-origin HTTP route that gives the browser its HttpOnly login cookie and takes it back.
 
 Streamlit talks to the browser over a WebSocket, which cannot set cookies. After a login the page posts the
-session's one-time grant here (`POST /queuewatch/session`, form field `grant`); the answer sets the cookie
-`queuewatch_session` (HttpOnly, SameSite=Strict, Path=/, Max-Age = the session's absolute lifetime, Secure over
-HTTPS) holding a fresh random token whose digest the session row keeps. Every later WebSocket of that browser
-(reload, new tab) carries the cookie, which the app reads with st.context.cookies. `DELETE` ends the session
+session's one-time grant here (`POST /queuewatch/session`, form field `grant`); the answer sets the
+cookie `queuewatch_session` (HttpOnly, SameSite=Strict, Path=/, Max-Age = the session's absolute lifetime,
+Secure over HTTPS) holding a fresh random token whose digest the session row keeps. Every later WebSocket
+of that browser (reload, new tab) carries the cookie, which the app reads with st.context.cookies. `DELETE` ends the session
 named by the cookie and expires the cookie.
 """
 from __future__ import annotations
@@ -30,8 +30,8 @@ def _engine(db_url: str) -> Engine:
 
 
 def _set_cookie(response: Response, request: Request, value: str, max_age_s: float) -> None:
-    response.set_cookie(COOKIE_NAME, value, max_age=int(max_age_s), path="/", httponly=True, samesite="strict",
-                        secure=request.url.scheme == "https")
+    response.set_cookie(COOKIE_NAME, value, max_age=int(max_age_s), path="/", httponly=True,
+                        samesite="strict", secure=request.url.scheme == "https")
 
 
 def session_routes(db_url: str) -> list[Route]:

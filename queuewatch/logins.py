@@ -86,8 +86,8 @@ def log_in(engine: Engine, email: str, password: str, address: str, now_s: float
                           ("address", rows.failure_times(engine, since_s, address=address))):
         cooldown_s = policy.cooldown_s(len(failures))
         if cooldown_s:
-            log.warning("login lockout (%s): account %s, address %s, %d failures in %.0f s, refused for %.0f s",
-                        key, email, address, len(failures), policy.window_s, cooldown_s)
+            log.warning("login lockout (%s): account %s, address %s, %d failures in %.0f s, "
+                        "refused for %.0f s", key, email, address, len(failures), policy.window_s, cooldown_s)
     locked_until_s = _locked_until_s(engine, policy, email, address, now_s)
     if locked_until_s > now_s:
         return LoginResult(Outcome.LOCKED, retry_after_s=locked_until_s - now_s)
@@ -104,8 +104,10 @@ class SessionCheck:
     last_seen_at_s: float | None = None
 
 
-def start_session(engine: Engine, user: User, address: str, now_s: float, max_age_s: float) -> tuple[int, str]:
-    """A new session of `user` and the one-time grant (returned once) that the browser trades for its cookie."""
+def start_session(engine: Engine, user: User, address: str, now_s: float,
+                  max_age_s: float) -> tuple[int, str]:
+    """A new session of `user` and the one-time grant (returned once) that the browser trades for its
+    cookie."""
     grant = secrets.token_urlsafe(32)
     session_id = rows.insert_session(engine, user.id, token_digest(grant), now_s + GRANT_TTL_S,
                                      now_s + max_age_s, address or LOCAL_ADDRESS, now_s)
@@ -126,7 +128,8 @@ def redeem_grant(engine: Engine, grant: str, now_s: float) -> tuple[str, float] 
 def check_session(engine: Engine, now_s: float, ttl_s: float, *, session_id: int | None = None,
                   cookie: str | None = None) -> SessionCheck:
     """The session by id (this browser tab's) or cookie token (a reload, a new tab), checked against now."""
-    row = rows.session_row(engine, session_id=session_id, cookie_digest=token_digest(cookie) if cookie else None)
+    row = rows.session_row(engine, session_id=session_id,
+                           cookie_digest=token_digest(cookie) if cookie else None)
     if row is None or row["revoked_at_s"] is not None:
         return SessionCheck(None, None, "missing")
     if now_s - row["last_seen_at_s"] > ttl_s or now_s >= row["expires_at_s"]:
@@ -137,14 +140,16 @@ def check_session(engine: Engine, now_s: float, ttl_s: float, *, session_id: int
     return SessionCheck(row["session_id"], user, "" if user.is_admin else "not_admin", row["last_seen_at_s"])
 
 
-def touch(engine: Engine, session_id: int, now_s: float, ttl_s: float, last_seen_at_s: float | None = None) -> None:
+def touch(engine: Engine, session_id: int, now_s: float, ttl_s: float,
+          last_seen_at_s: float | None = None) -> None:
     """Note a user action; skipped when the last note is newer than a tenth of the TTL (at most 60 s)."""
     if last_seen_at_s is not None and now_s - last_seen_at_s < min(60.0, ttl_s / 10):
         return
     rows.touch_session(engine, session_id, now_s)
 
 
-def end_session(engine: Engine, now_s: float, *, session_id: int | None = None, cookie: str | None = None) -> int:
+def end_session(engine: Engine, now_s: float, *, session_id: int | None = None,
+                cookie: str | None = None) -> int:
     """Log out: the session row is revoked, so its cookie no longer opens anything."""
     return rows.revoke_session(engine, now_s, session_id=session_id,
                                cookie_digest=token_digest(cookie) if cookie else None)

@@ -62,7 +62,8 @@ def revoke_session(engine: Engine, now_s: float, *, session_id: int | None = Non
                             .values(revoked_at_s=now_s, grant_digest=None)).rowcount
 
 
-def redeem_grant(engine: Engine, grant_digest: str, cookie_digest: str, now_s: float) -> dict[str, Any] | None:
+def redeem_grant(engine: Engine, grant_digest: str, cookie_digest: str,
+                 now_s: float) -> dict[str, Any] | None:
     """Trade a live one-time grant for a cookie digest; the session row (expiry) or None if the grant is
     unknown, used or stale."""
     live = and_(dashboard_sessions.c.grant_digest == grant_digest,

@@ -42,7 +42,8 @@ def test_five_failures_lock_the_account_even_for_the_right_password(engine, capl
     policy = LockoutPolicy()
     caplog.set_level(logging.INFO, logger="queuewatch.logins")
     for attempt in range(4):
-        assert log_in(engine, "ops@example.com", "nope", "10.0.0.1", T0_S + attempt, policy).outcome is Outcome.WRONG
+        outcome = log_in(engine, "ops@example.com", "nope", "10.0.0.1", T0_S + attempt, policy).outcome
+        assert outcome is Outcome.WRONG
     fifth = log_in(engine, "ops@example.com", "nope", "10.0.0.1", T0_S + 4, policy)
     assert fifth.outcome is Outcome.LOCKED and fifth.retry_after_s == 60
     refused = log_in(engine, "OPS@example.com", PASSWORD, "10.0.0.2", T0_S + 63, policy)  # other address too
@@ -59,7 +60,8 @@ def test_further_failures_lengthen_the_lockout_and_a_success_resets_the_account(
         log_in(engine, "ops@example.com", "nope", f"10.0.1.{attempt}", T0_S + attempt, policy)
     sixth = log_in(engine, "ops@example.com", "nope", "10.0.1.9", T0_S + 70, policy)
     assert sixth.outcome is Outcome.LOCKED and sixth.retry_after_s == 120
-    assert log_in(engine, "ops@example.com", PASSWORD, "10.0.1.9", T0_S + 189, policy).outcome is Outcome.LOCKED
+    early = log_in(engine, "ops@example.com", PASSWORD, "10.0.1.9", T0_S + 189, policy)
+    assert early.outcome is Outcome.LOCKED
     assert log_in(engine, "ops@example.com", PASSWORD, "10.0.1.9", T0_S + 191, policy).outcome is Outcome.OK
     assert log_in(engine, "ops@example.com", "nope", "10.0.1.9", T0_S + 192, policy).outcome is Outcome.WRONG
 
@@ -76,7 +78,8 @@ def test_five_failures_from_one_address_lock_it_for_every_account(engine):
     policy = LockoutPolicy()
     for index in range(5):
         log_in(engine, f"guess{index}@example.com", "nope", "10.0.3.1", T0_S + index, policy)
-    assert log_in(engine, "dev@example.com", PASSWORD, "10.0.3.1", T0_S + 10, policy).outcome is Outcome.LOCKED
+    same_address = log_in(engine, "dev@example.com", PASSWORD, "10.0.3.1", T0_S + 10, policy)
+    assert same_address.outcome is Outcome.LOCKED
     assert log_in(engine, "dev@example.com", PASSWORD, "10.0.3.2", T0_S + 10, policy).outcome is Outcome.OK
 
 

@@ -3,23 +3,36 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard.context import session_user
-from dashboard.login import account_sidebar, login_page, refused_page
+from dashboard import context
+from dashboard.login import account_sidebar, cookie_exchange, login_page, refused_page
+
+# (script, title, icon, URL path). The URL paths differ from the file names: Streamlit's older routing
+# (AppTest, a bare `streamlit run app.py`) would otherwise run a file of pages/ directly, skipping this
+# script.
+PAGES = (("pages/overview.py", "Overview", ":material/dashboard:", "summary"),
+         ("pages/queue_detail.py", "Queue detail", ":material/monitoring:", "queue"),
+         ("pages/workers.py", "Workers & memory", ":material/memory:", "memory"),
+         ("pages/alerts.py", "Alerts", ":material/notifications_active:", "alert-history"),
+         ("pages/export.py", "Export", ":material/download:", "csv-export"))
+
+
+def stand_ins(page, title: str, icon: str) -> list[st.Page]:
+    """`page` at every page's URL, so that a link opened without access keeps its path and query."""
+    return [st.Page(page, title=title, icon=icon, url_path=url_path, default=index == 0)
+            for index, (_, _, _, url_path) in enumerate(PAGES)]
+
 
 st.set_page_config(page_title="queuewatch", page_icon=":material/monitor_heart:", layout="wide")
-user = session_user()
+user = context.session_user()
+cookie_exchange()
 if user is None:
-    pages = [st.Page(login_page, title="Log in", icon=":material/login:")]
+    navigation = st.navigation(stand_ins(login_page, "Log in", ":material/login:"), position="hidden")
 elif not user.is_admin:
-    pages = [st.Page(refused_page, title="Admin access required", icon=":material/block:")]
+    navigation = st.navigation(stand_ins(refused_page, "Admin access required", ":material/block:"),
+                               position="hidden")
 else:
-    pages = [
-        st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
-        st.Page("pages/queue_detail.py", title="Queue detail", icon=":material/monitoring:"),
-        st.Page("pages/workers.py", title="Workers & memory", icon=":material/memory:"),
-        st.Page("pages/alerts.py", title="Alerts", icon=":material/notifications_active:"),
-        st.Page("pages/export.py", title="Export", icon=":material/download:"),
-    ]
+    navigation = st.navigation([st.Page(path, title=title, icon=icon, url_path=url_path, default=index == 0)
+                                for index, (path, title, icon, url_path) in enumerate(PAGES)])
 if user is not None:
     account_sidebar(user)
-st.navigation(pages).run()
+navigation.run()

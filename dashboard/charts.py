@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from dashboard.formatting import plotly_text
 from storage.fields import QUEUE_METRICS_FIELDS
 
 CHART_HEIGHT_PX = 300
@@ -168,7 +169,8 @@ def worker_memory_figure(series: pd.DataFrame, soft_limit_mb: float, hard_limit_
     figure = go.Figure()
     for worker_name, rows in series.groupby("worker_name", sort=True):
         rows = with_gaps(rows.reset_index(drop=True), series.attrs.get("bucket_width_s"))
-        figure.add_trace(go.Scatter(x=rows["time"], y=rows["rss_mb"], name=str(worker_name), mode="lines",
+        figure.add_trace(go.Scatter(x=rows["time"], y=rows["rss_mb"], name=plotly_text(worker_name),
+                                    mode="lines",
                                     hovertemplate="%{y:,.0f} MB<extra>%{fullData.name}</extra>"))
     figure = _layout(figure, "Worker memory (RSS)", "MB")
     below = {"orientation": "h", "yanchor": "top", "y": -0.2, "xanchor": "left", "x": 0.0}
@@ -191,7 +193,7 @@ def host_memory_figure(series: pd.DataFrame) -> go.Figure:
              ("total_mb", "total", "#7f7f7f", "dot"))
     for hostname, rows in series.groupby("hostname", sort=True):
         rows = with_gaps(rows.reset_index(drop=True), series.attrs.get("bucket_width_s"))
-        prefix = f"{hostname} " if series["hostname"].nunique() > 1 else ""
+        prefix = f"{plotly_text(hostname)} " if series["hostname"].nunique() > 1 else ""
         for column, name, colour, dash in lines:
             figure.add_trace(go.Scatter(x=rows["time"], y=rows[column], name=f"{prefix}{name}", mode="lines",
                                         line={"color": colour, "dash": dash, "width": 1.6},

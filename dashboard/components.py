@@ -9,8 +9,10 @@ import streamlit as st
 from pandas.io.formats.style import Styler
 from sqlalchemy import Engine
 
+from dashboard import context
 from dashboard.formatting import (
-    EMPTY_STATE, fmt_age, fmt_figure, fmt_iso, fmt_ms, fmt_utc, severity_markdown, status_style,
+    EMPTY_STATE, fmt_age, fmt_figure, fmt_iso, fmt_ms, fmt_utc, markdown_text, severity_markdown,
+    status_style,
 )
 from dashboard.libraries import ALL_LIBRARIES, LIBRARIES, NOT_AVAILABLE
 from storage.writer import acknowledge_alert
@@ -151,32 +153,37 @@ def worker_table(table: pd.DataFrame) -> None:
     })
 
 
-def _acknowledge(engine: Engine, alert_id: str, user: str) -> None:
-    row = acknowledge_alert(engine, alert_id, user, time.time())
+def _acknowledge(engine: Engine, alert_id: str) -> None:
+    actor = context.acting_admin("Acknowledgement")  # the role and disabled flag as they are now
+    if actor is None:
+        return
+    row = acknowledge_alert(engine, alert_id, actor.email, time.time())
     if row is None:
-        st.toast(f"Alert {alert_id} no longer exists.", icon=":material/warning:")
+        st.toast("That alert no longer exists.", icon=":material/warning:")
     else:
-        st.toast(f"Acknowledged by `{row['acknowledged_by']}` at {fmt_utc(row['acknowledged_at_s'])}",
-                 icon=":material/check_circle:")
+        st.toast(f"Acknowledged at {fmt_utc(row['acknowledged_at_s'])}", icon=":material/check_circle:")
 
 
-def alert_card(alert: dict[str, Any], engine: Engine, user: str) -> None:
-    """One open alert: what, since when, and an Acknowledge button or who acknowledged it and when."""
+def alert_card(alert: dict[str, Any], engine: Engine) -> None:
+    """One open alert: what, since when, and an Acknowledge button or who acknowledged it and when.
+
+    Queue names, messages, ids and emails are data: they are shown with st.text (never markdown, which
+    would make emphasis, images and links, bare URLs and emails included, out of them).
+    """
     with st.container(border=True):
         text, action = st.columns([4, 1], vertical_alignment="center")
-        text.markdown(f"{severity_markdown(alert['severity'])} · **{alert['queueName']}** · "
-                      f"**{alert['type']}**  \n"
-                      f"{alert['message']} — value {fmt_figure(alert['value'])}, "
-                      f"threshold {fmt_figure(alert['threshold'])}  \n"
-                      f"Opened {fmt_iso(alert['timestamp'])} · `{alert['id']}`")
+        text.markdown(severity_markdown(alert["severity"]))
+        text.text(f"{alert['queueName']} · {alert['type']}")
+        text.text(f"{alert['message']} — value {fmt_figure(alert['value'])}, "
+                  f"threshold {fmt_figure(alert['threshold'])}")
+        text.text(f"Opened {fmt_iso(alert['timestamp'])} · {alert['id']}")
         if alert["acknowledged"]:
-            action.markdown(f":green[:material/check_circle:] Acknowledged by "
-                            f"`{alert.get('acknowledgedBy', '?')}`  \n"
-                            f"{fmt_iso(alert.get('acknowledgedAt'))}")
+            action.markdown(":green[:material/check_circle:] Acknowledged")
+            action.text(f"by {alert.get('acknowledgedBy', '?')}\n{fmt_iso(alert.get('acknowledgedAt'))}")
         else:
             action.button("Acknowledge", key=f"ack-{alert['id']}", on_click=_acknowledge,
-                          args=(engine, alert["id"], user), type="primary",
-                          help=f"Mark this alert as seen by {user}")
+                          args=(engine, alert["id"]), type="primary",
+                          help="Mark this alert as seen; your account is recorded with it.")
 
 
 def alert_history_table(table: pd.DataFrame) -> None:
@@ -200,7 +207,7 @@ def leak_hints(hints: list[dict[str, Any]]) -> None:
         return
     for hint in hints:
         with st.container(border=True):
-            st.warning(f"**{hint['worker_name']}** ({hint['library']}): {hint['message']}",
-                       icon=":material/trending_up:")
+            st.text(f"{hint['worker_name']} ({hint['library']})")
+            st.warning(markdown_text(hint["message"]), icon=":material/trending_up:")
             st.markdown(f"Fix: `{hint['setting']}`")
-            st.caption(hint["advice"])
+            st.caption(markdown_text(hint["advice"]))

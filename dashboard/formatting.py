@@ -1,7 +1,9 @@
 """Pure formatting helpers for the dashboard: durations, ages, UTC times, status labels."""
 from __future__ import annotations
 
+import html
 import math
+import re
 from datetime import datetime, timezone
 
 STATUS_COLOURS = {"healthy": "#2ca02c", "warning": "#e67e00", "critical": "#d62728", "stale": "#7f7f7f",
@@ -11,6 +13,24 @@ SEVERITY_MARKDOWN = {"warning": ":orange[:material/warning: **warning**]",
 EMPTY_STATE = ("No snapshots yet — start the collector with `queuewatch collect` (it reads Redis every "
                "10 s and writes to the same database as this dashboard); the pages fill in after its first "
                "cycle.")
+_MARKDOWN_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation character
+
+
+def markdown_text(value: object) -> str:
+    """Text made safe to put inside markdown: every ASCII punctuation character backslash-escaped, so no
+    emphasis, link, image, HTML, colour, icon or maths is made from it, and line breaks folded into spaces.
+
+    Markdown still turns bare URLs and email addresses into links (GFM autolinks survive escaping), so names
+    read from Redis or the database are shown with st.text, and this is for figures and labels around them.
+    """
+    text = " ".join(str(value).split())
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
+def plotly_text(value: object) -> str:
+    """Text for Plotly names, labels and hover templates: its HTML-like tags (<a>, <b>, <br>) and template
+    placeholders (%{...}) shown as they are."""
+    return html.escape(str(value), quote=False).replace("%{", "%&#123;")
 
 
 def _missing(value: float | None) -> bool:
@@ -81,4 +101,4 @@ def status_style(status: object) -> str:
 
 def severity_markdown(severity: str) -> str:
     """A severity as coloured markdown with its icon."""
-    return SEVERITY_MARKDOWN.get(severity, f"**{severity}**")
+    return SEVERITY_MARKDOWN.get(severity, f"**{markdown_text(severity)}**")

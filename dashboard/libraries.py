@@ -5,6 +5,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from collector.bullmq_layout import TIER_NAMES, TIERS
+from dashboard.formatting import markdown_text
 
 LIBRARIES: tuple[str, ...] = ("rq", "bullmq", "celery")
 LIBRARY_NAMES = {"rq": "RQ", "bullmq": "BullMQ", "celery": "Celery"}
@@ -49,6 +50,9 @@ _COMMON_REASONS: tuple[tuple[frozenset[str], str, str | None], ...] = (
      None),
     (frozenset({"oldestWaitingMs"}), "no waiting job's enqueue time could be read", None),
 )
+
+
+_KNOWN_LABELS = frozenset(FIELD_LABELS.values()) | {"processing time (p50, p95, p99)"}
 
 
 @dataclass(frozen=True)
@@ -106,8 +110,13 @@ def _capitalised(text: str) -> str:
 
 
 def explain(library: str, fields: Iterable[str]) -> str:
-    """One markdown sentence per reason, then where the library's docs say more."""
-    parts = [_capitalised(f"{', '.join(reason.labels)}: {reason.why}.")
+    """One markdown sentence per reason, then where the library's docs say more (names read from the
+    database, such as an unknown library or field, as plain text)."""
+    def shown(label: str) -> str:
+        return label if label in _KNOWN_LABELS else markdown_text(label)
+
+    why_shown = (lambda why: why) if library in LIBRARY_NAMES else markdown_text
+    parts = [_capitalised(f"{', '.join(map(shown, reason.labels))}: {why_shown(reason.why)}.")
              for reason in reasons(library, fields)]
     if parts and library in DOCS:
         parts.append(f"See `{DOCS[library]}`.")

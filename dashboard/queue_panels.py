@@ -7,6 +7,7 @@ from typing import Any
 import streamlit as st
 
 from dashboard import charts, tables
+from dashboard.formatting import markdown_text
 from dashboard.libraries import explain, library_name
 from storage.queries_details import BullMQDetails
 from storage.queries_latest import unavailable_of
@@ -47,7 +48,7 @@ def bullmq_panel(details: BullMQDetails) -> None:
         figures.warning("The events stream was trimmed between two cycles: some finishes were not counted.",
                         icon=":material/warning:")
     if details.prefix:
-        figures.caption(f"Prefix `{details.prefix}`")
+        figures.caption(f"Prefix {markdown_text(details.prefix)}")
 
 
 def unavailable_note(row: Mapping[str, Any]) -> None:
@@ -56,7 +57,7 @@ def unavailable_note(row: Mapping[str, Any]) -> None:
     if not fields:
         return
     library = str(row.get("library") or "")
-    text = (f"**Not measured for this {library_name(library)} queue** (shown as n/a). "
+    text = (f"**Not measured for this {markdown_text(library_name(library))} queue** (shown as n/a). "
             f"{explain(library, fields)}")
     if library == "celery":
         st.info(text, icon=":material/info:")

@@ -45,9 +45,17 @@ def range_bounds(label: str, now_s: float, first_day: date | None = None,
     return since_s, until_s
 
 
+def requested_range(value: str | None, default: str) -> str:
+    """The range a link asked for (?range=6h, "6 h" or "custom"), else `default`."""
+    wanted = "".join((value or "").split()).lower()
+    return next((label for label in RANGE_LABELS if "".join(label.split()).lower() == wanted), default)
+
+
 def range_picker(key: str, default: str = "1 h") -> RangeChoice:
-    """Range buttons (and date inputs for a custom range) under the given widget key."""
-    label = st.radio("Time range", RANGE_LABELS, index=RANGE_LABELS.index(default), horizontal=True, key=key)
+    """Range buttons (and date inputs for a custom range) under the given widget key; a link's ?range=
+    picks the first choice."""
+    first = requested_range(st.query_params.get("range"), default)
+    label = st.radio("Time range", RANGE_LABELS, index=RANGE_LABELS.index(first), horizontal=True, key=key)
     if label != CUSTOM:
         return RangeChoice(label)
     today = datetime.now(timezone.utc).date()

@@ -13,7 +13,6 @@ ACKNOWLEDGED_FILTERS = {"Any": None, "Not acknowledged": False, "Acknowledged": 
 
 st.title("Alerts")
 engine = context.engine()
-user = context.current_user()
 with context.storage_errors():
     names = queries.queue_names(engine)
 if not names:
@@ -30,7 +29,7 @@ filters = {"severity": None if severity == "All" else severity,
            "acknowledged": ACKNOWLEDGED_FILTERS[acknowledged]}
 
 
-@st.fragment(run_every=context.ALERTS_REFRESH_S)
+@context.live_fragment(context.ALERTS_REFRESH_S)
 def open_alerts(filters: dict) -> None:
     """Open alerts matching the filters, critical first."""
     with context.storage_errors():
@@ -39,8 +38,8 @@ def open_alerts(filters: dict) -> None:
     if not alerts:
         st.success("No open alerts match these filters.", icon=":material/check_circle:")
     for alert in alerts:
-        components.alert_card(alert, engine, user)
-    st.caption(f"Acting as `{user}`.")
+        components.alert_card(alert, engine)
+    st.caption("Acknowledgements record your account.")
 
 
 open_alerts(filters)
@@ -49,7 +48,7 @@ st.subheader("History")
 choice = ranges.range_picker("alerts_range", default="24 h")
 
 
-@st.fragment(run_every=context.ALERTS_REFRESH_S)
+@context.live_fragment(context.ALERTS_REFRESH_S)
 def alert_history(filters: dict, choice: RangeChoice) -> None:
     """Alerts open at any time in the range (resolved ones too) and their events."""
     since_s, until_s = choice.bounds(time.time())

@@ -12,7 +12,7 @@ st.title("Queue overview")
 engine = context.engine()
 
 
-@st.fragment(run_every=context.OVERVIEW_REFRESH_S)
+@context.live_fragment(context.OVERVIEW_REFRESH_S)
 def live_overview() -> None:
     """Summary tiles, then the queue table of the chosen libraries."""
     now_s = time.time()

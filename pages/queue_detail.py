@@ -26,7 +26,7 @@ library, queue = choices[label]
 chosen = listing[(listing["library"] == library) & (listing["queue_name"] == queue)].iloc[0]
 
 
-@st.fragment(run_every=context.QUEUE_REFRESH_S)
+@context.live_fragment(context.QUEUE_REFRESH_S)
 def queue_now(library: str, queue: str) -> None:
     """The newest snapshot: figures, BullMQ extras, what the library cannot measure."""
     with context.storage_errors():
@@ -42,14 +42,14 @@ def queue_now(library: str, queue: str) -> None:
     queue_panels.unavailable_note(row)
 
 
-@st.fragment(run_every=context.QUEUE_REFRESH_S)
+@context.live_fragment(context.QUEUE_REFRESH_S)
 def queue_history(library: str, queue: str, choice: RangeChoice) -> None:
     """Whole-range percentiles and the charts of one queue."""
     since_s, until_s = choice.bounds(time.time())
     with context.storage_errors():
         series = queries.queue_series(engine, queue, since_s, until_s, library=library)
         if series.empty:
-            st.info(f"No snapshots of **{queue}** ({library}) in this range. Pick a longer range.")
+            st.info("No snapshots of this queue in this range. Pick a longer range.")
             return
         gaps = queries.outages(engine, since_s, until_s)
         timing = queries.range_timing(engine, queue, since_s, until_s, library=library)

@@ -16,7 +16,7 @@ limits = context.thresholds().default
 choice = ranges.range_picker("workers_range", default="1 h")
 
 
-@st.fragment(run_every=context.MEMORY_REFRESH_S)
+@context.live_fragment(context.MEMORY_REFRESH_S)
 def live_workers(choice: RangeChoice) -> None:
     """Worker tiles, then the table and RSS chart of the chosen libraries' workers, and host memory."""
     since_s, until_s = choice.bounds(time.time())

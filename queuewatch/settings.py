@@ -69,6 +69,10 @@ SETTINGS: tuple[Setting, ...] = (
             "URL that receives a JSON POST when an alert opens, escalates or is acknowledged."),
     Setting("session_ttl_s", "QUEUEWATCH_SESSION_TTL_S", 28800.0,
             "Seconds a dashboard login lasts without activity."),
+    Setting("session_max_age_s", "QUEUEWATCH_SESSION_MAX_AGE_S", 604800.0,
+            "Seconds a dashboard login lasts at most, however active (the cookie's lifetime)."),
+    Setting("login_lockout_s", "QUEUEWATCH_LOGIN_LOCKOUT_S", 60.0,
+            "Seconds logins are refused after 5 failures within 15 min (doubling with each further one)."),
 )
 
 METRICS_ACCESS = ("admin", "public", "off")
@@ -102,6 +106,8 @@ class Settings:
     trusted_proxies: str = ""
     webhook_url: str | None = None
     session_ttl_s: float = 28800.0
+    session_max_age_s: float = 604800.0
+    login_lockout_s: float = 60.0
     thresholds: Thresholds = field(default_factory=Thresholds)
 
     @property

@@ -99,10 +99,15 @@ def _v3_library_details(conn: Connection) -> None:
     _add_snapshot_columns(conn, ("details",))
 
 
+def _v4_dashboard_sessions(conn: Connection) -> None:
+    schema.metadata.create_all(conn, tables=list(schema.VERSION_4_TABLES))
+
+
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _v1_initial),
     (2, _v2_users_and_recent_executions),
     (3, _v3_library_details),
+    (4, _v4_dashboard_sessions),
 ]
 
 

@@ -187,5 +187,33 @@ delivery_cursors = Table(
     Column("last_alert_event_id", Integer, nullable=False),
 )
 
+# --- version 4: dashboard sessions and login attempts ----------------------------------------------
+
+dashboard_sessions = Table(
+    "dashboard_sessions", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at_s", Float, nullable=False),
+    Column("last_seen_at_s", Float, nullable=False),  # last user action (auto-refreshes do not count)
+    Column("expires_at_s", Float, nullable=False),  # absolute end, whatever the activity
+    Column("revoked_at_s", Float),  # set by logging out
+    Column("cookie_digest", String(64), unique=True),  # SHA-256 hex of the browser cookie's token
+    Column("grant_digest", String(64), unique=True),  # one-time grant that the browser trades for the cookie
+    Column("grant_expires_at_s", Float),
+    Column("client_address", String(64)),
+)
+
+login_attempts = Table(
+    "login_attempts", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at_s", Float, nullable=False),
+    Column("email", String(320), nullable=False),  # as typed (lower-cased), known account or not
+    Column("address", String(64), nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Index("ix_login_attempts_email", "email", "at_s"),
+    Index("ix_login_attempts_address", "address", "at_s"),
+)
+
 VERSION_1_TABLES = (schema_version, cycles, queue_snapshots, worker_snapshots, host_snapshots, alerts, alert_events)
 VERSION_2_TABLES = (users, api_tokens, delivery_cursors)
+VERSION_4_TABLES = (dashboard_sessions, login_attempts)

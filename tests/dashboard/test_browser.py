@@ -142,7 +142,7 @@ def _pick_queue(page, label: str) -> None:
 
 
 def _walk_through_the_pages(page, url: str, db_url: str) -> None:
-    page.goto(url + "/queue_detail")  # no session: only the login page can be reached
+    page.goto(url + "/queue")  # no session: only the login page can be reached
     page.get_by_role("button", name="Log in").wait_for(timeout=30_000)
     assert page.locator(".js-plotly-plot").count() == 0
     _log_in(page, url, USER, "not the password")
@@ -201,7 +201,7 @@ def _walk_through_the_pages(page, url: str, db_url: str) -> None:
     assert len(acknowledged) == 1 and acknowledged[0][1] == USER
     _assert_acknowledged_through_the_api(db_url, acknowledged[0][0])
     assert "thumbnails-memory_usage" in acknowledged[0][0]  # critical alerts come first
-    page.get_by_text(f"Acknowledged by {USER}").first.wait_for(timeout=20_000)
+    page.get_by_text(f"by {USER}").first.wait_for(timeout=20_000)
     page.wait_for_timeout(4_000)  # the history fragment reruns every 3 s
     _no_exception(page)
     page.screenshot(path=str(SCREENSHOTS / "queuewatch-alerts.png"), full_page=True)
@@ -217,6 +217,6 @@ def _walk_through_the_pages(page, url: str, db_url: str) -> None:
 
     page.get_by_role("button", name="Log out").click()
     page.get_by_role("button", name="Log in").wait_for(timeout=30_000)
-    page.goto(url + "/alerts")
+    page.goto(url + "/alert-history")
     page.get_by_role("button", name="Log in").wait_for(timeout=30_000)
     assert page.get_by_role("button", name="Acknowledge").count() == 0

@@ -21,7 +21,7 @@ from api.ratelimit import RateLimiter
 from api.routes import router
 from api.security import SecurityHeaders, docs_urls, trusted_proxy_list
 from api.token_use import TokenUseRecorder
-from queuewatch.settings import Settings
+from config.settings import Settings
 from storage.engine import StorageError, make_engine
 
 log = logging.getLogger(__name__)

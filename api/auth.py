@@ -8,7 +8,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import ApiError
 from api.ratelimit import Decision
-from queuewatch.accounts import User, token_owner
+from accounts.accounts import User, token_owner
 
 
 def rate_headers(decision: Decision) -> dict[str, str]:

@@ -11,7 +11,7 @@ from api.auth import require_admin
 from api.errors import ApiError
 from storage.memory_current import current_memory, host_memory_stats
 from storage.queries_common import iso_utc
-from queuewatch.accounts import User
+from accounts.accounts import User
 from storage import queries_alerts, queries_latest, queries_workers
 from storage.executions import execution_stats
 from storage.status import collector_status

@@ -2,6 +2,6 @@
 from __future__ import annotations
 
 from api.app import create_app
-from queuewatch.settings import load_settings
+from config.settings import load_settings
 
 app = create_app(load_settings())

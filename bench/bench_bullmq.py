@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from collector.bullmq_layout import ThroughputState
 from collector.bullmq_reader import BullMQReader
-from collector.model import Cursor
+from core.model import Cursor
 from collector.roundtrips import CountingRedis
 from tests.conftest import start_redis_server
 

@@ -17,7 +17,7 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from collector.model import Cursor  # noqa: E402
+from core.model import Cursor  # noqa: E402
 from collector.roundtrips import CountingRedis  # noqa: E402
 from collector.rq_reader import RQReader  # noqa: E402
 from tests.conftest import start_redis_server  # noqa: E402

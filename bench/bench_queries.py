@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from collector.sketch import Sketch  # noqa: E402
+from core.sketch import Sketch  # noqa: E402
 from storage import queries  # noqa: E402
 from storage.engine import make_engine  # noqa: E402
 from storage.schema import cycles, queue_snapshots  # noqa: E402

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 
 import redis
 
-from collector.model import WorkerReading
+from core.model import WorkerReading
 from queuewatch_agent.memory import FIELDS as MEMORY_FIELDS
 from queuewatch_agent.memory import percentage_of
 from queuewatch_agent.report import (

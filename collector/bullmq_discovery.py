@@ -31,7 +31,7 @@ from collector.bullmq_layout import (
     text,
     worker_client,
 )
-from collector.model import WorkerReading
+from core.model import WorkerReading
 
 LIBRARY = "bullmq"
 

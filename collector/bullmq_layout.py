@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from collector.replies import glob_escape, text  # noqa: F401 - re-exported
+from core.priorities import BACKGROUND, CRITICAL, HIGH, LOW, NORMAL, TIER_NAMES, TIERS  # noqa: F401 - re-exported
 
 DEFAULT_PREFIX = "bull"
 PRIORITY_SCORE_STEP = 2 ** 32
@@ -21,9 +22,6 @@ NODE_EVENTS_SUFFIX = ":qe"
 NAMED_WORKER_INFIX = ":w:"
 STALLED_REASON = "job stalled more than allowable limit"
 
-CRITICAL, HIGH, NORMAL, LOW, BACKGROUND = 1, 3, 5, 7, 10
-TIERS: tuple[int, ...] = (CRITICAL, HIGH, NORMAL, LOW, BACKGROUND)
-TIER_NAMES = {CRITICAL: "Critical", HIGH: "High", NORMAL: "Normal", LOW: "Low", BACKGROUND: "Background"}
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 

@@ -89,7 +89,7 @@ from collector.bullmq_layout import (
     text,
 )
 from collector.bullmq_snapshot import Probe, QueueSnap, ask, enqueued_at_s, ok, parse
-from collector.model import Cursor, FinishedJob, QueueReading, RedisReading
+from core.model import Cursor, FinishedJob, QueueReading, RedisReading
 from collector.roundtrips import counting
 
 DEFAULT_SAMPLE_JOBS = 500

@@ -28,7 +28,7 @@ from collector.bullmq_layout import (
     tier_score_ranges,
 )
 from collector.bullmq_recent import METRICS_POINTS_READ, HeldSet, MetricsMinutes, RecentCount, recent_past
-from collector.model import Cursor
+from core.model import Cursor
 
 METRICS_FIELDS = ("count", "prevTS", "prevCount")
 STATES = (("llen", "wait"), ("llen", "paused"), ("zcard", "prioritized"), ("llen", "active"),

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from collector.celery_layout import as_float, as_int, is_timeout, text
-from collector.model import FinishedJob
+from core.model import FinishedJob
 
 log = logging.getLogger(__name__)
 

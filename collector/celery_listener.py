@@ -13,7 +13,7 @@ from typing import Any
 
 import redis
 
-from collector.backoff import backoff_s
+from core.backoff import backoff_s
 from collector.celery_events import EventState
 from collector.celery_layout import decode_events, text
 

@@ -52,7 +52,7 @@ from collector.celery_layout import (
     text,
 )
 from collector.celery_listener import EventListener
-from collector.model import Cursor, QueueReading, RedisReading, WorkerReading
+from core.model import Cursor, QueueReading, RedisReading, WorkerReading
 from collector.roundtrips import counting
 
 log = logging.getLogger(__name__)

@@ -11,18 +11,18 @@ from typing import Callable, Protocol, Sequence
 import redis
 from sqlalchemy import Engine
 
-from collector import alerts
+from core import alert_rules as alerts
 from collector.agents import AGENT_SOURCE, AgentIndex, agent_memory, read_agent_index, with_agents
-from collector.backoff import backoff_s
-from collector.derive import RATE_WINDOW_S, QueueWindow, WindowEntry, snapshot_row
-from collector.health import Breach
+from core.backoff import backoff_s
+from core.derive import RATE_WINDOW_S, QueueWindow, WindowEntry, snapshot_row
+from core.health import Breach
 from collector.memory import host_memory, process_memory
-from collector.model import Cursor, RedisReading, WorkerReading
-from collector.sketch import Sketch
-from queuewatch.settings import Settings
+from core.model import Cursor, RedisReading, WorkerReading
+from core.sketch import Sketch
+from config.settings import Settings
 from queuewatch_agent.report import DEFAULT_PREFIX as AGENT_PREFIX
 from storage.engine import StorageError
-from storage.recycle import recycle_verdict
+from core.recycle import recycle_verdict
 from storage.retention import purge
 from storage.status import REDIS_OUTAGE_PREFIX
 from storage.writer import CycleRecord, OpenAlertRow, record_outage, write_cycle

@@ -7,7 +7,7 @@ from collector.bullmq_reader import BullMQReader
 from collector.celery_reader import CeleryReader
 from collector.loop import Reader
 from collector.rq_reader import RQReader
-from queuewatch.settings import Settings, SettingsError, redacted
+from config.settings import Settings, SettingsError, redacted
 
 SOCKET_TIMEOUT_S = 10.0
 

@@ -46,8 +46,8 @@ from typing import Any
 
 import redis
 
-from collector.model import Cursor, FinishedJob, QueueReading, RedisReading, WorkerReading
-from collector.recent import recent_past
+from core.model import Cursor, FinishedJob, QueueReading, RedisReading, WorkerReading
+from core.recent import recent_past
 from collector.roundtrips import counting
 from collector.rq_layout import (
     RQLayout,
@@ -142,7 +142,7 @@ class RQReader:
 
         `unseen` is the cursor of a queue missing from `cursors`: the default makes its reading a baseline;
         Cursor(0.0, 0.0) counts everything in its registries (a queue that appeared since the last cycle), and
-        with `recent_past_s` only the jobs that ended that recently (see collector.recent.recent_past).
+        with `recent_past_s` only the jobs that ended that recently (see core.recent.recent_past).
         """
         trips_before = self.client.round_trips
         queue_names, worker_keys = self._discover()

@@ -9,12 +9,12 @@ from typing import Any, Callable, Iterator
 import streamlit as st
 from sqlalchemy import Engine
 
-from collector.health import Thresholds
+from core.health import Thresholds
 from dashboard.formatting import markdown_text
 from dashboard.session_routes import COOKIE_NAME
-from queuewatch.accounts import User
-from queuewatch.logins import LOCAL_ADDRESS, LockoutPolicy, SessionCheck, check_session, touch
-from queuewatch.settings import Settings, SettingsError, load_settings
+from accounts.accounts import User
+from accounts.logins import LOCAL_ADDRESS, LockoutPolicy, SessionCheck, check_session, touch
+from config.settings import Settings, SettingsError, load_settings
 from storage.engine import StorageError, make_engine
 
 # Polling periods of the spec (section 6.1), in seconds.

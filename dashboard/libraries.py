@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from collector.bullmq_layout import TIER_NAMES, TIERS
+from core.priorities import TIER_NAMES, TIERS
 from dashboard.formatting import markdown_text
 
 LIBRARIES: tuple[str, ...] = ("rq", "bullmq", "celery")

@@ -16,8 +16,8 @@ import streamlit as st
 from dashboard import context
 from dashboard.context import EXPIRED_KEY, REFUSALS, SESSION_KEY
 from dashboard.session_routes import SESSION_PATH
-from queuewatch.accounts import User
-from queuewatch.logins import Outcome, end_session, log_in, start_session
+from accounts.accounts import User
+from accounts.logins import Outcome, end_session, log_in, start_session
 from storage.users import list_users
 
 GRANT_KEY = "queuewatch_grant"  # the one-time grant this tab still has to trade for the login cookie

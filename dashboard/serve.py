@@ -16,7 +16,7 @@ from streamlit.runtime.pages_manager import PagesManager
 from streamlit.web.server.starlette import App
 
 from dashboard.session_routes import session_routes
-from queuewatch.settings import load_settings
+from config.settings import load_settings
 
 
 def _value(text: str) -> Any:

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from queuewatch.logins import end_session, redeem_grant
+from accounts.logins import end_session, redeem_grant
 from storage.engine import make_engine
 
 COOKIE_NAME = "queuewatch_session"

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from queuewatch import cli_accounts
-from queuewatch.settings import (SettingsError, check_redis_urls, interval_s_value, load_settings, port_value,
+from config.settings import (SettingsError, check_redis_urls, interval_s_value, load_settings, port_value,
                                  redacted, retention_days_value)
 
 log = logging.getLogger("queuewatch")
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handler(settings, args)
     except Exception as exc:  # noqa: BLE001 - the CLI's last line: a clear message instead of a traceback
-        from queuewatch.accounts import AccountError
+        from accounts.accounts import AccountError
         from storage.engine import StorageError
 
         if isinstance(exc, (StorageError, SettingsError, AccountError, OSError)):

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import Engine
 
-from queuewatch.accounts import AccountError, Role, add_user, issue_token
+from accounts.accounts import AccountError, Role, add_user, issue_token
 from storage import users as user_rows
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from collector.health import ThresholdSet
+from core.health import ThresholdSet
 from storage.queries_common import iso_utc
 from storage.schema import host_snapshots, worker_snapshots
 

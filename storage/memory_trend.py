@@ -6,8 +6,8 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from collector.health import Thresholds
-from collector.leaks import DEFAULT_RULE, LeakRule, RssPoint, leak_hint
+from core.health import Thresholds
+from core.leaks import DEFAULT_RULE, LeakRule, RssPoint, leak_hint
 from storage.queries_common import CURRENT_WITHIN_S, reading
 from storage.queries_workers import measured_buckets, queues_of
 from storage.schema import worker_snapshots

@@ -25,7 +25,7 @@ from storage.queries_workers import (
     host_memory_series, memory_stats, worker_memory_series, worker_memory_state, worker_memory_summary,
     worker_table,
 )
-from storage.recycle import recycle_reasons, recycle_verdict
+from core.recycle import recycle_reasons, recycle_verdict
 
 __all__ = [
     "CURRENT_WITHIN_S", "MAX_POINTS", "SNAPSHOT_EXPORT_FIELDS", "BullMQDetails", "alert_dict",

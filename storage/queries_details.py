@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from collector.bullmq_layout import TIERS
+from core.priorities import TIERS
 from storage.queries_common import is_missing
 
 

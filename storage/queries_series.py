@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, and_, func, or_, select
 
-from collector.sketch import Sketch, value_of
+from core.sketch import Sketch, value_of
 from storage.fields import QUEUE_METRICS_FIELDS
 from storage.queries_common import MAX_POINTS, bucket_index, bucket_width_s, frame, reading, utc_times
 from storage.queries_sketch import grouped_summary, merge_all

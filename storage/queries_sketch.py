@@ -1,6 +1,6 @@
 """Many stored sketches merged at once with numpy, whole or per group (time bucket).
 
-The answers equal collector.sketch.merge_blobs(...) and Sketch.quantile/mean; only the work is vectorised:
+The answers equal core.sketch.merge_blobs(...) and Sketch.quantile/mean; only the work is vectorised:
 every blob of a week's range is parsed in a few array operations instead of a Python loop per bucket.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from collector.sketch import Sketch, nearest_rank, value_of
+from core.sketch import Sketch, nearest_rank, value_of
 
 _EMPTY_BLOB = Sketch().to_bytes()
 HEADER_BYTES = len(_EMPTY_BLOB)  # magic, bucket count, count, sum, min, max
@@ -77,7 +77,7 @@ def _merged_entries(parsed: ParsedSketches) -> tuple[np.ndarray, np.ndarray, np.
 
 
 def values_of(keys: np.ndarray) -> np.ndarray:
-    """collector.sketch.value_of of each key (computed once per distinct key, bit-identical)."""
+    """core.sketch.value_of of each key (computed once per distinct key, bit-identical)."""
     distinct, inverse = np.unique(keys, return_inverse=True)
     return np.array([value_of(int(k)) for k in distinct], dtype=np.float64)[inverse]
 

@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, and_, func, select
 
-from collector.health import Thresholds
+from core.health import Thresholds
 from storage.queries_common import (
     CURRENT_WITHIN_S, MAX_POINTS, bucket_index, bucket_width_s, frame, is_missing, iso_utc, latest_rows,
     reading, utc_times,
 )
-from storage.recycle import recycle_verdict
+from core.recycle import recycle_verdict
 from storage.schema import host_snapshots, worker_snapshots
 
 WORKER_COLUMNS = [c for c in worker_snapshots.c if c.name not in ("id", "cycle_id")]
@@ -44,7 +44,7 @@ def worker_table(engine: Engine, thresholds: Thresholds, *, seen_since_s: float 
     `status` is "stale" when the worker's heartbeat expired (alive false), "gone" when it is no longer
     reported (newest row more than `current_within_s` older than the newest worker row), else the worker's
     own state.
-    should_recycle/recycle_reason are recomputed by storage.recycle with the thresholds of the worker's first
+    should_recycle/recycle_reason are recomputed by core.recycle with the thresholds of the worker's first
     queue, so they follow the current configuration.
     """
     t = worker_snapshots

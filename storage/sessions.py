@@ -1,4 +1,4 @@
-"""Dashboard sessions and login attempts: rows only (tokens, digests and rules live in queuewatch.logins)."""
+"""Dashboard sessions and login attempts: rows only (tokens, digests and rules live in accounts.logins)."""
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,4 @@
-"""Users and API tokens: rows only (hashing lives in queuewatch.accounts)."""
+"""Users and API tokens: rows only (hashing lives in accounts.accounts)."""
 from __future__ import annotations
 
 from typing import Any

@@ -28,14 +28,14 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import Engine
 
-from collector import alerts
+from core import alert_rules as alerts
 from collector.celery_reader import ALWAYS_UNAVAILABLE as CELERY_UNAVAILABLE
 from collector.celery_reader import TIMING_FIELDS
-from collector.derive import QueueWindow, snapshot_row
-from collector.health import ThresholdSet
-from collector.model import Cursor, FinishedJob, QueueReading
+from core.derive import QueueWindow, snapshot_row
+from core.health import ThresholdSet
+from core.model import Cursor, FinishedJob, QueueReading
 from storage.engine import make_engine
-from storage.recycle import recycle_verdict
+from core.recycle import recycle_verdict
 from storage.writer import CycleRecord, record_outage, write_cycle
 
 DEFAULT_QUEUES = ("emails", "reports", "thumbnails", "notifications", "celery")

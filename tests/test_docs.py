@@ -6,7 +6,7 @@ import argparse
 import pytest
 
 from queuewatch.cli import build_parser
-from queuewatch.settings import SETTINGS
+from config.settings import SETTINGS
 from tests.conftest import REPO_ROOT
 
 README = (REPO_ROOT / "README.md").read_text()

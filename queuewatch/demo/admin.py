@@ -1,7 +1,7 @@
 """The demo's admin login, so the dashboard can be opened right away."""
 from __future__ import annotations
 
-from queuewatch.accounts import add_user
+from accounts.accounts import add_user
 from storage.engine import make_engine
 from storage.users import user_by_email
 

@@ -19,7 +19,7 @@ from typing import Any
 import redis
 from bullmq import Queue
 
-from collector.bullmq_layout import TIERS
+from core.priorities import TIERS
 from queuewatch.demo.bullmq_jobs import run_workers
 from queuewatch.demo.producer import Backoff, Producer, ProducerConfig, redis_or_complain
 from queuewatch.demo.profiles import ERROR, OK, TIMEOUT, JobProfile, draw_outcome, draw_work_ms

@@ -24,7 +24,7 @@ from queuewatch.demo.celery_workload import CELERY_CONCURRENCY, CeleryConfig
 from queuewatch.demo.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from queuewatch.demo.processes import DEMO_INTERVAL_S, DemoError, DemoProcesses
 from queuewatch.demo.workload import DEMO_WORKERS, QUEUE_NAMES, WorkloadConfig
-from queuewatch.settings import Settings, redacted
+from config.settings import Settings, redacted
 from storage.engine import StorageError
 
 RQ_COMPONENTS = frozenset({"workers", "workload"})

@@ -9,10 +9,10 @@ from pathlib import Path
 import redis
 from sqlalchemy import select
 
-from collector.health import Thresholds
+from core.health import Thresholds
 from collector.loop import Collector
 from collector.rq_reader import RQReader
-from queuewatch.settings import load_settings
+from config.settings import load_settings
 from storage.schema import worker_snapshots
 from tests.conftest import REPO_ROOT
 

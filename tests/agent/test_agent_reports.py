@@ -11,9 +11,9 @@ import pytest
 from rq import Queue
 
 from collector.agents import AgentIndex, agent_memory, read_agents, with_agents
-from collector.health import Thresholds, ThresholdSet
+from core.health import Thresholds, ThresholdSet
 from collector.memory import process_memory
-from collector.model import WorkerReading
+from core.model import WorkerReading
 from collector.roundtrips import CountingRedis
 from queuewatch_agent import Agent, AgentConfig, AgentReport, index_key, report_key
 from queuewatch_agent.report import INDEX_GRACE_S

@@ -14,8 +14,8 @@ from rq import Queue
 
 from collector.loop import Collector
 from collector.rq_reader import RQReader
-from queuewatch.accounts import add_user, issue_token
-from queuewatch.settings import load_settings
+from accounts.accounts import add_user, issue_token
+from config.settings import load_settings
 from storage.engine import make_engine
 from storage.users import revoke_tokens
 from tests.collector import rq_jobs

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from api.events import EventTracker
-from collector.health import Thresholds
+from core.health import Thresholds
 from storage.writer import CycleRecord, write_cycle
 from tests.storage.test_writer import _cycle
 

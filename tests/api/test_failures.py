@@ -5,7 +5,7 @@ import time
 
 import httpx
 
-from queuewatch.accounts import add_user, issue_token
+from accounts.accounts import add_user, issue_token
 from storage.engine import make_engine
 from storage.writer import record_outage
 from tests.api.conftest import API, start_api

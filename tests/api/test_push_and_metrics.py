@@ -10,7 +10,7 @@ import pytest
 
 from storage.writer import acknowledge_alert
 from tests.api.conftest import API, start_api
-from collector.alerts import AlertChange
+from core.alert_rules import AlertChange
 from storage.writer import apply_alert_changes
 
 

@@ -12,7 +12,7 @@ import time
 
 from bullmq import Queue
 
-from collector.model import Cursor
+from core.model import Cursor
 from tests.conftest import REPO_ROOT
 
 METRICS = {"metrics": {"maxDataPoints": 60}}

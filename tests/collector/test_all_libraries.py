@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from collector.loop import Collector
 from collector.readers import build_readers, close_readers
-from queuewatch.settings import load_settings
+from config.settings import load_settings
 from storage.engine import make_engine
 from storage.schema import queue_snapshots
 from tests.collector import rq_jobs

@@ -28,7 +28,7 @@ from collector.bullmq_layout import (
     worker_client,
 )
 from collector.bullmq_reader import BullMQReader
-from collector.model import Cursor
+from core.model import Cursor
 from tests.collector.bullmq_helpers import (
     METRICS,
     add_jobs,

@@ -8,7 +8,7 @@ import pytest
 
 from collector.bullmq_reader import BullMQReader
 from collector.bullmq_recent import HeldSet, MetricsMinutes, from_metrics, recent_past
-from collector.model import Cursor
+from core.model import Cursor
 from tests.collector.bullmq_helpers import (
     METRICS,
     add_jobs,

@@ -9,9 +9,9 @@ import redis
 
 from collector.agents import read_agents
 from collector.bullmq_reader import BullMQReader
-from collector.health import Thresholds, ThresholdSet
+from core.health import Thresholds, ThresholdSet
 from collector.loop import Collector
-from queuewatch.settings import load_settings
+from config.settings import load_settings
 from storage.engine import make_engine
 from storage.queries import current_queue_metrics
 from tests.collector.bullmq_helpers import add_jobs, kill, start_worker, wait_until

@@ -13,7 +13,7 @@ import redis
 
 from collector.bullmq_layout import ThroughputState
 from collector.bullmq_reader import BullMQReader
-from collector.model import Cursor
+from core.model import Cursor
 from collector.roundtrips import CountingRedis
 from tests.collector.bullmq_helpers import (
     METRICS,

@@ -10,9 +10,9 @@ import pytest
 import redis
 from billiard.exceptions import TimeLimitExceeded, WorkerLostError
 
-from collector.derive import PERCENTILES, interval_sketches
-from collector.model import Cursor, QueueReading
-from collector.sketch import Sketch
+from core.derive import PERCENTILES, interval_sketches
+from core.model import Cursor, QueueReading
+from core.sketch import Sketch
 from tests.collector.celery_app import make_app
 from tests.collector.celery_helpers import Totals, open_reader, start_worker, wait_for  # noqa: F401
 

@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from collector.loop import Collector
 from collector.rq_reader import RQReader
-from queuewatch.settings import load_settings
+from config.settings import load_settings
 from storage import queries
 from storage.engine import make_engine
 from storage.executions import execution_stats

@@ -12,11 +12,11 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 from sqlalchemy import select
 
-from collector.backoff import backoff_s
+from core.backoff import backoff_s
 from collector.loop import Collector
 from collector.rq_reader import RQReader
 from queuewatch.cli import main as cli_main
-from queuewatch.settings import load_settings
+from config.settings import load_settings
 from storage.engine import make_engine
 from storage.schema import alerts, cycles, queue_snapshots
 from storage.status import collector_status

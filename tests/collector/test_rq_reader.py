@@ -25,7 +25,7 @@ from rq.registry import (
     StartedJobRegistry,
 )
 
-from collector.model import Cursor
+from core.model import Cursor
 from collector.roundtrips import CountingRedis
 from collector.rq_layout import (
     RQLayout,

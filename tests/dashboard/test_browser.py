@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from queuewatch.accounts import add_user, issue_token
+from accounts.accounts import add_user, issue_token
 from storage.engine import make_engine
 from storage.schema import alerts
 from tests.api.conftest import API, start_api

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
 from dashboard import charts
-from queuewatch.accounts import add_user
+from accounts.accounts import add_user
 from storage.engine import make_engine
 from storage.schema import alerts
 from storage.users import user_by_email

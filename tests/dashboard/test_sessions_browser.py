@@ -11,7 +11,7 @@ from urllib.parse import quote
 import pytest
 from sqlalchemy import select, text
 
-from queuewatch.accounts import add_user
+from accounts.accounts import add_user
 from storage.engine import make_engine
 from storage.schema import alerts, dashboard_sessions
 from storage.users import update_user

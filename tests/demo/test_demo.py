@@ -28,7 +28,7 @@ from queuewatch.demo.workload import (
     WorkloadConfig,
     worker_argv,
 )
-from queuewatch.settings import Settings
+from config.settings import Settings
 from tests.demo.helpers import Output, alive, demo_children_of, running
 
 RUN_S = 20.0

@@ -59,7 +59,7 @@ def test_collect_refuses_bad_environment_values(tmp_path, variable, value, fragm
 
 
 def test_interval_and_retention_at_their_limits_are_accepted():
-    from queuewatch.settings import load_settings
+    from config.settings import load_settings
 
     settings = load_settings(env={"QUEUEWATCH_INTERVAL_S": "0.1", "QUEUEWATCH_RETENTION_DAYS": "0.01"})
     assert settings.interval_s == 0.1 and settings.retention_days == 0.01

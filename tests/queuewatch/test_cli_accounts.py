@@ -5,7 +5,7 @@ import io
 
 import pytest
 
-from queuewatch.accounts import authenticate, user_for_token
+from accounts.accounts import authenticate, user_for_token
 from queuewatch.cli import main
 from storage.engine import make_engine
 
@@ -64,7 +64,7 @@ def test_duplicate_user(cli):
 
 
 def test_token_lookup_reads_only_and_use_is_recorded_apart(engine):
-    from queuewatch.accounts import add_user, issue_token, token_digest, token_owner
+    from accounts.accounts import add_user, issue_token, token_digest, token_owner
     from storage.token_use import note_tokens_used
     from storage.users import list_tokens, user_for_token_digest
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from queuewatch.settings import absolute_db_url, default_db_url, load_settings
+from config.settings import absolute_db_url, default_db_url, load_settings
 from tests.conftest import REPO_ROOT, free_port
 
 

@@ -14,7 +14,7 @@ from rq import Queue
 
 from collector.loop import Collector
 from collector.rq_reader import RQReader
-from queuewatch.settings import load_settings
+from config.settings import load_settings
 from storage.engine import make_engine
 from storage.queries_export import export_csv_text, spreadsheet_safe
 from tests.collector import rq_jobs

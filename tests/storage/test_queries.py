@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from collector.celery_reader import TIMING_FIELDS
-from collector.derive import MEMORY_FIELDS, QueueWindow, snapshot_row
-from collector.health import Thresholds, ThresholdSet
-from collector.model import Cursor, FinishedJob, QueueReading
-from collector.sketch import Sketch, merge_blobs
+from core.derive import MEMORY_FIELDS, QueueWindow, snapshot_row
+from core.health import Thresholds, ThresholdSet
+from core.model import Cursor, FinishedJob, QueueReading
+from core.sketch import Sketch, merge_blobs
 from storage import queries, queries_sketch
 from storage.fields import QUEUE_METRICS_FIELDS
 from storage.writer import CycleRecord, acknowledge_alert, write_cycle
@@ -306,7 +306,7 @@ def test_bullmq_details_are_parsed(seeded):
 
 
 def test_storage_does_not_import_streamlit():
-    code = "import sys, storage.queries, storage.recycle; print('streamlit' in sys.modules)"
+    code = "import sys, storage.queries, core.recycle; print('streamlit' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT,
                             check=True)
     assert result.stdout.strip() == "False"

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from collector.derive import MEMORY_FIELDS
-from collector.health import Thresholds, ThresholdSet
+from core.derive import MEMORY_FIELDS
+from core.health import Thresholds, ThresholdSet
 from storage import queries
 from storage.fields import EXTRA_SNAPSHOT_FIELDS
 from storage.writer import acknowledge_alert

@@ -5,10 +5,10 @@ import sqlite3
 import pytest
 from sqlalchemy import func, select
 
-from collector import alerts
-from collector.derive import QueueWindow, snapshot_row
-from collector.health import ThresholdSet, evaluate
-from collector.model import Cursor, QueueReading
+from core import alert_rules as alerts
+from core.derive import QueueWindow, snapshot_row
+from core.health import ThresholdSet, evaluate
+from core.model import Cursor, QueueReading
 from storage.engine import StorageError, make_engine, run_migrations
 from storage.schema import alert_events, alerts as alerts_table, cycles, queue_snapshots
 from storage.writer import CycleRecord, acknowledge_alert, record_outage, write_cycle

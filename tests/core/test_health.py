@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from collector.health import AlertType, Severity, Thresholds, ThresholdSet, evaluate, status_of
+from core.health import AlertType, Severity, Thresholds, ThresholdSet, evaluate, status_of
 
 
 def test_issue_string_matches_the_spec():

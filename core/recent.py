@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from collector.model import QueueReading
+from core.model import QueueReading
 
 
 def recent_past(reading: QueueReading, read_at_s: float, horizon_s: float) -> QueueReading:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from queuewatch.settings import SettingsError, load_settings
+from config.settings import SettingsError, load_settings
 
 
 def test_defaults():

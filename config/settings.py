@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from collector.health import Thresholds, ThresholdSet
+from core.health import Thresholds, ThresholdSet
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 DEFAULT_DB_LOCATION = "$XDG_DATA_HOME/queuewatch/queuewatch.db"

@@ -5,9 +5,9 @@ import json
 from collections import deque
 from dataclasses import dataclass
 
-from collector.health import Breach, ThresholdSet, evaluate, idle_backlog_issue, status_of
-from collector.model import QueueReading
-from collector.sketch import Sketch
+from core.health import Breach, ThresholdSet, evaluate, idle_backlog_issue, status_of
+from core.model import QueueReading
+from core.sketch import Sketch
 
 THROUGHPUT_WINDOW_S = 60.0
 RATE_WINDOW_S = 300.0

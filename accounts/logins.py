@@ -14,7 +14,7 @@ from enum import Enum
 
 from sqlalchemy import Engine
 
-from queuewatch.accounts import Role, User, authenticate, token_digest
+from accounts.accounts import Role, User, authenticate, token_digest
 from storage import sessions as rows
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """The spec's worker recycling rule (job count, uptime, hard memory limit) as a pure function."""
 from __future__ import annotations
 
-from collector.health import ThresholdSet
+from core.health import ThresholdSet
 
 
 def recycle_reasons(jobs_processed: int, uptime_s: float | None, rss_mb: float | None,

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from collector.alerts import OpenAlert, alert_id, plan
-from collector.health import ThresholdSet, evaluate
+from core.alert_rules import OpenAlert, alert_id, plan
+from core.health import ThresholdSet, evaluate
 
 
 def _breaches(**metrics):

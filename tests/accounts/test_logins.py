@@ -6,8 +6,8 @@ import logging
 import pytest
 from sqlalchemy import inspect
 
-from queuewatch.accounts import add_user
-from queuewatch.logins import (
+from accounts.accounts import add_user
+from accounts.logins import (
     GRANT_TTL_S, LockoutPolicy, Outcome, check_session, end_session, log_in, redeem_grant, start_session,
 )
 from storage.engine import current_version, make_engine
@@ -40,7 +40,7 @@ def test_the_default_cool_downs():
 
 def test_five_failures_lock_the_account_even_for_the_right_password(engine, caplog):
     policy = LockoutPolicy()
-    caplog.set_level(logging.INFO, logger="queuewatch.logins")
+    caplog.set_level(logging.INFO, logger="accounts.logins")
     for attempt in range(4):
         outcome = log_in(engine, "ops@example.com", "nope", "10.0.0.1", T0_S + attempt, policy).outcome
         assert outcome is Outcome.WRONG

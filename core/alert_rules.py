@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Protocol
 
-from collector.health import Breach
+from core.health import Breach
 
 
 class OpenAlertLike(Protocol):

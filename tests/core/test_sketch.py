@@ -5,7 +5,7 @@ import random
 import numpy as np
 import pytest
 
-from collector.sketch import RELATIVE_ACCURACY, Sketch, merge_blobs
+from core.sketch import RELATIVE_ACCURACY, Sketch, merge_blobs
 
 
 def _exact(values, q):

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from collector.health import Thresholds, ThresholdSet
-from collector.leaks import LeakRule, RssPoint, leak_hint, nice_floor, since_restart, theil_sen_slope
+from core.health import Thresholds, ThresholdSet
+from core.leaks import LeakRule, RssPoint, leak_hint, nice_floor, since_restart, theil_sen_slope
 from storage.memory_trend import leak_hints, rss_trends
 from storage.writer import CycleRecord, write_cycle
 

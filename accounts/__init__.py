@@ -1,0 +1,1 @@
+"""Dashboard and API accounts: users, roles, passwords, tokens, sessions and login lockout."""

@@ -1,0 +1,1 @@
+"""Settings: read once from flags, environment and the thresholds file, then passed in."""

@@ -290,10 +290,15 @@ class BullMQReader:
         if not fields or all(value is None for value in fields.values()):
             return None
         timed_out = failed and self.timeout_rule.matches(fields.get("failedReason"), fields.get("stacktrace"))
-        return FinishedJob(job_id=job_id, failed=failed, timed_out=timed_out,
-                           enqueued_at_s=enqueued_at_s([fields.get("timestamp"), fields.get("delay")]),
-                           started_at_s=ms_to_s(fields.get("processedOn")),
-                           ended_at_s=ms_to_s(fields.get("finishedOn")))
+        job = FinishedJob(job_id=job_id, failed=failed, timed_out=timed_out,
+                          enqueued_at_s=enqueued_at_s([fields.get("timestamp"), fields.get("delay")]),
+                          started_at_s=ms_to_s(fields.get("processedOn")),
+                          ended_at_s=ms_to_s(fields.get("finishedOn")))
+        if any(value is None and fields.get(name) not in (None, "", "0") for value, name in (
+                (job.enqueued_at_s, "timestamp"), (job.started_at_s, "processedOn"), (job.ended_at_s, "finishedOn"))):
+            self.problems.report(f"job {job_id}", "a timestamp, processedOn or finishedOn time is not usable; that "
+                                 "job's wait or run time is unavailable")
+        return job
 
 
 

@@ -180,6 +180,8 @@ class WaitingHead:
 
     task_id: str | None
     published_at_s: float | None
+    malformed: bool = False
+    """Not a JSON envelope with a headers object (its task id and publish time are unknown)."""
 
 
 def parse_head(raw: Any) -> WaitingHead | None:
@@ -187,8 +189,13 @@ def parse_head(raw: Any) -> WaitingHead | None:
     if raw is None:
         return None
     envelope = decode_envelope(raw) or {}
-    headers = _mapping(envelope.get("headers"))
-    return WaitingHead(as_name(headers.get("id")), epoch_s(headers.get(PUBLISHED_AT_HEADER)))
+    headers = envelope.get("headers")
+    if not isinstance(headers, dict):
+        return WaitingHead(None, None, malformed=True)
+    published = headers.get(PUBLISHED_AT_HEADER)
+    published_at_s = epoch_s(published)
+    return WaitingHead(as_name(headers.get("id")), published_at_s,
+                       malformed=published is not None and published_at_s is None)
 
 
 @dataclass(frozen=True)

@@ -175,8 +175,6 @@ class CeleryReader:
         unavailable = set(ALWAYS_UNAVAILABLE)
         if not events_live:
             unavailable |= TIMING_FIELDS
-        if any(q.waiting and q.oldest_enqueued_at_s is None for q in readings.values()):
-            unavailable.add(OLDEST_FIELD)
         running_on = {task.hostname: task.task_id for task in in_flight}
         workers = [reading for reading in (
             self.problems.guard(f"celery worker {worker.nodename}", "worker", lambda worker=worker, alive=alive:
@@ -272,6 +270,9 @@ class CeleryReader:
         unacked_total = as_int(self._reply(self.layout.unacked, next(replies), 0)) or 0
         values = _hash_values(self._reply(self.layout.unacked, next(replies), [])) if self.unacked_sample else []
         unacked = [entry for entry in (parse_unacked(value) for value in values) if entry is not None]
+        if len(unacked) < len(values):
+            self.problems.report(self.layout.unacked, f"{len(values) - len(unacked)} of {len(values)} sampled "
+                                 "entries are not [message, exchange, routing_key] JSON; they are not counted")
         return read_at_s, sizes, heads, unacked_total, unacked
 
     def _reply(self, key: str, reply: Any, default: Any) -> Any:
@@ -285,16 +286,21 @@ class CeleryReader:
         """A queue's depth (all priority buckets) and the publish time of its oldest waiting message; a bucket
         that cannot be read makes the depth unavailable."""
         times: list[float | None] = []
-        unavailable = frozenset({"waiting", OLDEST_FIELD}) if None in sizes else frozenset()
-        for size, raw in zip(sizes, heads):
+        unavailable = {"waiting", OLDEST_FIELD} if None in sizes else set()
+        for key, size, raw in zip(self.layout.bucket_keys(name), sizes, heads):
             head = parse_head(raw) if size else None
+            if head is not None and head.malformed:
+                self.problems.report(key, "the oldest message is not a kombu JSON envelope with a headers object; "
+                                     "the queue's oldest waiting age is unavailable")
             if head is not None:
                 times.append(head.published_at_s if head.published_at_s is not None
                              else self.state.sent_at(head.task_id))
         oldest_s = min(times) if times and None not in times else None
+        if sum(size or 0 for size in sizes) and oldest_s is None:
+            unavailable.add(OLDEST_FIELD)
         return QueueReading(queue_name=name, library=LIBRARY, waiting=sum(size or 0 for size in sizes), active=0,
                             scheduled=0, deferred=0, failed=0, completed=0, oldest_enqueued_at_s=oldest_s,
-                            cursor=Cursor(), unavailable=unavailable)
+                            cursor=Cursor(), unavailable=frozenset(unavailable))
 
     @staticmethod
     def _reading(readings: dict[str, QueueReading], name: str) -> QueueReading:

@@ -287,6 +287,11 @@ class RQReader:
         for job_id, failed in ordered:
             fields = _ok(next(replies), None) or []
             job_times[job_id] = _job_times(fields)
+            times = job_times[job_id]
+            if times is not None and any(t is None and raw not in (None, b"", "")
+                                         for t, raw in zip(times, fields[1:4])):
+                self.problems.report(layout.job(job_id), "an enqueued_at, started_at or ended_at time is not "
+                                     "usable; that job's wait or run time is unavailable")
             if failed:
                 latest = _ok(next(replies), None) or []
                 failure_texts[job_id] = _failure_text(latest, fields[4] if len(fields) > 4 else None)

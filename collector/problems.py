@@ -4,10 +4,10 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from collector.values import as_text
+from collector.values import NAME_MAX, as_int, as_name, as_text
 
 log = logging.getLogger("collector.problems")
 
@@ -62,3 +62,34 @@ def shown_key(key: Any) -> str:
     """A key as it appears in a log line: decoded with errors replaced, NUL visible, cut to KEY_SHOWN."""
     shown = (as_text(key, KEY_SHOWN + 1) or "").replace("\x00", "\\0")
     return shown if len(shown) <= KEY_SHOWN else f"{shown[:KEY_SHOWN]}…"
+
+
+class HashFields:
+    """The fields of one Redis hash through the parsing layer; a present field that is unusable is reported."""
+
+    def __init__(self, problems: ProblemLog, key: str, data: Mapping[str, Any]) -> None:
+        self.problems, self.key, self.data = problems, key, data
+
+    def _checked(self, name: str, value: Any) -> Any:
+        raw = self.data.get(name)
+        if value is None and raw not in (None, b"", ""):
+            self.problems.field(self.key, name, raw)
+        return value
+
+    def count(self, name: str) -> int | None:
+        """A job count: absent is 0 (nothing counted yet), malformed or negative is None."""
+        raw = self.data.get(name)
+        return 0 if raw in (None, b"", "") else self._checked(name, as_int(raw))
+
+    def number(self, name: str, *, low: int, high: int) -> int | None:
+        return self._checked(name, as_int(self.data.get(name), low=low, high=high))
+
+    def time(self, name: str, parse: Callable[[Any], float | None]) -> float | None:
+        return self._checked(name, parse(self.data.get(name)))
+
+    def name(self, name: str, max_len: int = NAME_MAX) -> str | None:
+        return self._checked(name, as_name(self.data.get(name), max_len))
+
+    def text(self, name: str, max_len: int) -> str | None:
+        raw = self.data.get(name)
+        return self._checked(name, as_text(raw, max_len) if raw is not None and len(raw) <= max_len else None)

@@ -47,7 +47,7 @@ from typing import Any
 import redis
 
 from collector.model import Cursor, FinishedJob, QueueReading, RedisReading, WorkerReading
-from collector.problems import ProblemLog
+from collector.problems import HashFields, ProblemLog
 from collector.recent import recent_past
 from collector.roundtrips import counting
 from collector.rq_layout import (
@@ -356,14 +356,14 @@ class RQReader:
         skipped, since its row has no way to show an unknown count.
         """
         data = {as_text(k, 64) or "": v for k, v in (hash_reply if isinstance(hash_reply, Mapping) else {}).items()}
-        fields = _Fields(self.problems, key, data)
+        fields = HashFields(self.problems, key, data)
         successful, failed = fields.count("successful_job_count"), fields.count("failed_job_count")
         if successful is None or failed is None:
             self.problems.report(key, "job counts are not usable; the worker is not stored this cycle")
             return None
         pid = fields.number("pid", high=PID_MAX, low=1)
         hostname = fields.name("hostname")
-        last_heartbeat_s = fields.time("last_heartbeat")
+        last_heartbeat_s = fields.time("last_heartbeat", parse_timestamp_s)
         alive = (bool(data) and "death" not in data and last_heartbeat_s is not None
                  and read_at_s - last_heartbeat_s <= self.worker_stale_after_s)
         if alive and pid and self.pid_alive is not None and hostname and hostname == self.hostname:
@@ -375,7 +375,7 @@ class RQReader:
             name=self.layout.worker_name(key), library=LIBRARY, queues=queues, pid=pid, hostname=hostname,
             state=(fields.name("state", 32) or "?") if alive else STALE_STATE, alive=alive,
             successful_jobs=successful or 0, failed_jobs=failed or 0,
-            birth_at_s=fields.time("birth"), last_heartbeat_at_s=last_heartbeat_s,
+            birth_at_s=fields.time("birth", parse_timestamp_s), last_heartbeat_at_s=last_heartbeat_s,
             current_job_id=fields.name("current_job") or (running[0] if running else None),
         )
 
@@ -405,37 +405,6 @@ def _finite(score: float | None) -> float | None:
     if score is None or not math.isfinite(score):
         return None
     return float(score)
-
-
-class _Fields:
-    """The fields of one worker hash through the parsing layer; an unusable present field is reported."""
-
-    def __init__(self, problems: ProblemLog, key: str, data: Mapping[str, Any]) -> None:
-        self.problems, self.key, self.data = problems, key, data
-
-    def _checked(self, name: str, value: Any) -> Any:
-        raw = self.data.get(name)
-        if value is None and raw not in (None, b"", ""):
-            self.problems.field(self.key, name, raw)
-        return value
-
-    def count(self, name: str) -> int | None:
-        """A job count: absent is 0 (a new worker), malformed or negative is None."""
-        raw = self.data.get(name)
-        return 0 if raw in (None, b"", "") else self._checked(name, as_int(raw))
-
-    def number(self, name: str, *, low: int, high: int) -> int | None:
-        return self._checked(name, as_int(self.data.get(name), low=low, high=high))
-
-    def time(self, name: str) -> float | None:
-        return self._checked(name, parse_timestamp_s(self.data.get(name)))
-
-    def name(self, name: str, max_len: int = NAME_MAX) -> str | None:
-        return self._checked(name, as_name(self.data.get(name), max_len))
-
-    def text(self, name: str, max_len: int) -> str | None:
-        raw = self.data.get(name)
-        return self._checked(name, as_text(raw, max_len) if raw is not None and len(raw) <= max_len else None)
 
 
 def _job_times(fields: Sequence[Any]) -> tuple[float | None, float | None, float | None] | None:

@@ -32,6 +32,8 @@ from collector.bullmq_layout import (
     worker_client,
 )
 from core.model import WorkerReading
+from core.problems import ProblemLog
+from core.values import NAME_MAX, as_name, as_text
 
 LIBRARY = "bullmq"
 
@@ -52,12 +54,13 @@ class BullMQDiscovery:
     """Queues known under each prefix, the incremental SCAN over `:meta` hashes, and worker connections."""
 
     def __init__(self, client: redis.Redis, layouts: Sequence[BullMQLayout], *, queues: Sequence[str] | None,
-                 scan_count: int, hostname: str) -> None:
+                 scan_count: int, hostname: str, problems: ProblemLog | None = None) -> None:
         self.client = client
         self.layouts = list(layouts)
         self.fixed_queues = list(queues) if queues is not None else None
         self.scan_count = scan_count
         self.hostname = hostname
+        self.problems = problems or ProblemLog()
         self.known: dict[str, set[str]] = {layout.prefix: set(self.fixed_queues or ())
                                            for layout in self.layouts}
         self._scan_cursors: dict[str, int] | None = None
@@ -81,9 +84,12 @@ class BullMQDiscovery:
 
     def _learn(self, layout: BullMQLayout, meta_keys: Sequence[Any]) -> None:
         for key in meta_keys:
-            queue = layout.queue_of_meta_key(text(key) or "")
-            if queue:
+            queue = layout.queue_of_meta_key(as_name(key, NAME_MAX * 2) or "")
+            if queue and as_name(queue):
                 self.known[layout.prefix].add(queue)
+            else:
+                self.problems.report(key, f"not a usable queue (at most {NAME_MAX} characters of UTF-8 without "
+                                     "NUL); skipped")
 
     def discover(self) -> list[dict[str, Any]]:
         """Round trip 1: CLIENT LIST and one SCAN step per prefix."""
@@ -108,7 +114,7 @@ class BullMQDiscovery:
         if self.fixed_queues is None:
             for entry in clients:
                 found = self._worker_client(entry)
-                if found:
+                if found and as_name(found[1].queue):
                     names[found[0].prefix].add(found[1].queue)
         first = self.layouts[0].prefix
         return [QueueRef(queue if layout.prefix == first else f"{layout.prefix}:{queue}", queue, layout)
@@ -151,12 +157,17 @@ class BullMQDiscovery:
             label = f"{queue_name}:w:{worker_name}" if worker_name else queue_name
             for index in range(0, len(entries), size):
                 group = entries[index:index + size]
+                name = as_name(f"{label}#{text(group[0].get('id'))}")
+                if name is None or as_name(queue_name) is None:
+                    self.problems.report(f"CLIENT LIST name {as_text(group[0].get('name'), 80)!r}",
+                                         "not a usable worker or queue name; the connection is not listed")
+                    continue
                 ages = [parse_int(e.get("age")) or 0 for e in group]
                 idles = [parse_int(e.get("idle")) or 0 for e in group]
                 blocked = any("b" in (text(e.get("flags")) or "") for e in group)
                 workers.append(WorkerReading(
-                    name=f"{label}#{text(group[0].get('id'))}", library=LIBRARY, queues=[queue_name], pid=None,
-                    hostname=self.hostname if host in LOOPBACK_HOSTS else host,
+                    name=name, library=LIBRARY, queues=[queue_name], pid=None,
+                    hostname=self.hostname if host in LOOPBACK_HOSTS else as_name(host),
                     state="idle" if blocked else "busy", alive=True, successful_jobs=0, failed_jobs=0,
                     birth_at_s=read_at_s - max(ages), last_heartbeat_at_s=read_at_s - min(idles)))
         return workers

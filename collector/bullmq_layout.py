@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from collector.replies import glob_escape, text  # noqa: F401 - re-exported
 from core.priorities import BACKGROUND, CRITICAL, HIGH, LOW, NORMAL, TIER_NAMES, TIERS  # noqa: F401 - re-exported
+from core.values import as_int, epoch_ms, parse_json
 
 DEFAULT_PREFIX = "bull"
 PRIORITY_SCORE_STEP = 2 ** 32
@@ -65,20 +66,13 @@ class BullMQLayout:
 
 
 def parse_int(value: bytes | str | float | None) -> int | None:
-    """An integer field (also "12.0"); None if empty or malformed."""
-    raw = text(value) if not isinstance(value, (int, float)) else str(value)
-    if not raw:
-        return None
-    try:
-        return int(float(raw))
-    except ValueError:
-        return None
+    """A non-negative integer field (also "12.0") within core.values' bounds; None if empty or malformed."""
+    return as_int(value)
 
 
 def ms_to_s(value: bytes | str | None) -> float | None:
-    """An epoch-milliseconds field as epoch seconds; None if absent, malformed or 0."""
-    ms = parse_int(value)
-    return ms / 1000.0 if ms else None
+    """An epoch-milliseconds field as epoch seconds; None if absent, malformed, 0 or implausible."""
+    return epoch_ms(value)
 
 
 def is_job_id(member: str | None) -> bool:
@@ -165,9 +159,8 @@ def exception_name(stacktrace: str | None) -> str | None:
     """The exception type of a job's newest stacktrace entry (`stacktrace` is a JSON list of strings)."""
     if not stacktrace:
         return None
-    try:
-        entries = json.loads(stacktrace)
-    except ValueError:
+    entries = parse_json(stacktrace)
+    if entries is None:
         entries = [stacktrace]
     if not isinstance(entries, list) or not entries or not isinstance(entries[-1], str):
         return None

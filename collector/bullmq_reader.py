@@ -86,11 +86,12 @@ from collector.bullmq_layout import (
     events_start,
     ms_to_s,
     priority_tier,
-    text,
 )
 from collector.bullmq_snapshot import Probe, QueueSnap, ask, enqueued_at_s, ok, parse
 from core.model import Cursor, FinishedJob, QueueReading, RedisReading
+from core.problems import ProblemLog
 from collector.roundtrips import counting
+from core.values import as_text
 
 DEFAULT_SAMPLE_JOBS = 500
 DEFAULT_HEAD_PROBE = 5
@@ -126,12 +127,13 @@ class BullMQReader:
                  throughput_source: str = "auto", events_per_cycle: int = DEFAULT_EVENTS_PER_CYCLE,
                  queues: Sequence[str] | None = None, scan_count: int = DEFAULT_SCAN_COUNT,
                  head_probe: int = DEFAULT_HEAD_PROBE, unprioritized_tier: int = NORMAL,
-                 hostname: str | None = None) -> None:
+                 hostname: str | None = None, problems: ProblemLog | None = None) -> None:
         if throughput_source not in THROUGHPUT_SOURCES:
             raise ValueError(f"throughput_source must be one of {THROUGHPUT_SOURCES}, not {throughput_source!r}")
         if not prefixes:
             raise ValueError("at least one prefix is needed")
         self.client = counting(client)
+        self.problems = problems or ProblemLog()
         self.layouts = [BullMQLayout(prefix) for prefix in dict.fromkeys(prefixes)]
         self.sample_jobs = max(0, sample_jobs)
         self.timeout_rule = timeout_rule or TimeoutRule()
@@ -142,7 +144,7 @@ class BullMQReader:
         self.probe = Probe(self.sample_jobs, self.head_probe, self.events_per_cycle)
         self.discovery = BullMQDiscovery(
             self.client, self.layouts, queues=queues, scan_count=max(1, scan_count),
-            hostname=hostname if hostname is not None else socket.gethostname())
+            hostname=hostname if hostname is not None else socket.gethostname(), problems=self.problems)
         self.last_extras: dict[str, BullMQExtras] = {}
 
     def read(self, cursors: Mapping[str, Cursor], *, unseen: Cursor = BASELINE) -> RedisReading:
@@ -162,8 +164,11 @@ class BullMQReader:
         head_times, jobs, locks = self._details(snaps)
         queues, extras = [], {}
         for snap in snaps:
-            reading, extras[snap.ref.name] = self._queue_reading(snap, head_times, jobs, locks)
-            queues.append(reading)
+            read = self.problems.guard(snap.ref.key("meta"), "queue",
+                                       lambda snap=snap: self._queue_reading(snap, head_times, jobs, locks))
+            if read is not None:
+                queues.append(read[0])
+                extras[snap.ref.name] = read[1]
         self.last_extras = extras
         workers = self.discovery.workers(clients, read_at_s)
         return RedisReading(read_at_s=read_at_s, queues=queues, workers=workers,
@@ -183,9 +188,12 @@ class BullMQReader:
             ask(pipe, snap, self.probe)
         replies = iter(pipe.execute(raise_on_error=False))
         seconds, micros = ok(next(replies), (0, 0))
+        parsed = []
         for snap in snaps:
-            parse(snap, replies)
-        return int(seconds) + int(micros) / 1e6, snaps
+            own = iter([next(replies) for _ in range(snap.reply_count)])
+            if self.problems.guard(snap.ref.key("meta"), "queue", lambda: parse(snap, own, self.problems) or True):
+                parsed.append(snap)
+        return int(seconds) + int(micros) / 1e6, parsed
 
     def _entries(self, snap: QueueSnap) -> list[tuple[float, str, bool]]:
         """(score, job id, failed) read above the cursors, newest first; on a first read, of the span counted."""
@@ -221,7 +229,7 @@ class BullMQReader:
             pipe.exists(ref.layout.lock(ref.queue, job_id))
         replies = iter(pipe.execute(raise_on_error=False))
         head_times = {item: enqueued_at_s(ok(next(replies), [None, None])) for item in heads}
-        jobs = {item: dict(zip(JOB_FIELDS, (text(v) for v in ok(next(replies), [])))) for item in sampled}
+        jobs = {item: dict(zip(JOB_FIELDS, (as_text(v) for v in ok(next(replies), [])))) for item in sampled}
         locks = {item: bool(ok(next(replies), 1)) for item in active}
         return head_times, jobs, locks
 
@@ -270,7 +278,7 @@ class BullMQReader:
             completed=counts["completed"], oldest_enqueued_at_s=min(known_starts) if known_starts else None,
             cursor=Cursor(finished_score=cursors[0], failed_score=cursors[1], state=flow.state.to_text()),
             new_finished=flow.finished, new_failed=flow.failed, new_timeouts=timeouts, sampled_jobs=samples,
-            counted_since_s=counted_since_s)
+            counted_since_s=counted_since_s, unavailable=frozenset(snap.unavailable))
         stalled = sum(1 for job_id in snap.active_ids if not locks.get((ref, job_id), True))
         extras = BullMQExtras(paused=snap.paused, priority_counts=priority_counts, stalled=stalled,
                               prefix=ref.layout.prefix, throughput_source=flow.source, events_gap=flow.events_gap)
@@ -282,10 +290,15 @@ class BullMQReader:
         if not fields or all(value is None for value in fields.values()):
             return None
         timed_out = failed and self.timeout_rule.matches(fields.get("failedReason"), fields.get("stacktrace"))
-        return FinishedJob(job_id=job_id, failed=failed, timed_out=timed_out,
-                           enqueued_at_s=enqueued_at_s([fields.get("timestamp"), fields.get("delay")]),
-                           started_at_s=ms_to_s(fields.get("processedOn")),
-                           ended_at_s=ms_to_s(fields.get("finishedOn")))
+        job = FinishedJob(job_id=job_id, failed=failed, timed_out=timed_out,
+                          enqueued_at_s=enqueued_at_s([fields.get("timestamp"), fields.get("delay")]),
+                          started_at_s=ms_to_s(fields.get("processedOn")),
+                          ended_at_s=ms_to_s(fields.get("finishedOn")))
+        if any(value is None and fields.get(name) not in (None, "", "0") for value, name in (
+                (job.enqueued_at_s, "timestamp"), (job.started_at_s, "processedOn"), (job.ended_at_s, "finishedOn"))):
+            self.problems.report(f"job {job_id}", "a timestamp, processedOn or finishedOn time is not usable; that "
+                                 "job's wait or run time is unavailable")
+        return job
 
 
 

@@ -24,13 +24,19 @@ from collector.bullmq_layout import (
     is_job_id,
     oldest_probe_ranges,
     parse_int,
-    text,
     tier_score_ranges,
 )
 from collector.bullmq_recent import METRICS_POINTS_READ, HeldSet, MetricsMinutes, RecentCount, recent_past
 from core.model import Cursor
+from core.problems import ProblemLog
+from core.values import as_int, as_name, as_text, epoch_ms, epoch_s, finite_score
 
 METRICS_FIELDS = ("count", "prevTS", "prevCount")
+STATE_FIELDS = {"wait": "waiting", "paused": "waiting", "prioritized": "waiting", "active": "active",
+                "delayed": "delayed", "waiting-children": "delayed", "failed": "failed", "completed": "completed"}
+"""The QueueMetrics field each state's count feeds."""
+FLOW_FIELDS = frozenset({"jobsPerMinute", "errorRate", "timeoutRate"})
+"""What an unreadable finish source (sets, events) leaves unmeasured."""
 STATES = (("llen", "wait"), ("llen", "paused"), ("zcard", "prioritized"), ("llen", "active"),
           ("zcard", "delayed"), ("zcard", "waiting-children"), ("zcard", "failed"), ("zcard", "completed"))
 
@@ -68,6 +74,10 @@ class QueueSnap:
     set_gains: tuple[int, int] = (0, 0)
     recent: RecentCount | None = None
     """What a first read counts; None on later reads."""
+    unavailable: set[str] = field(default_factory=set)
+    """QueueMetrics fields this queue's replies could not give (a key of the wrong type, a malformed count)."""
+    reply_count: int = 0
+    """How many replies `ask` queued for this queue."""
 
     @property
     def counts_all(self) -> bool:
@@ -88,6 +98,7 @@ class QueueSnap:
 def ask(pipe: Pipeline, snap: QueueSnap, probe: Probe) -> None:
     """Queue the commands of one queue's part of the snapshot."""
     ref, sample = snap.ref, max(1, probe.sample_jobs)
+    before = len(pipe.command_stack)
     for command, suffix in STATES:
         getattr(pipe, command)(ref.key(suffix))
     pipe.exists(ref.key("meta"))
@@ -120,45 +131,67 @@ def ask(pipe: Pipeline, snap: QueueSnap, probe: Probe) -> None:
             pipe.zrange(ref.key(target), 0, 0, withscores=True)
         for target in ("completed", "failed"):
             pipe.lrange(ref.layout.metrics_data(ref.queue, target), 0, METRICS_POINTS_READ - 1)
+    snap.reply_count = len(pipe.command_stack) - before
 
 
-def parse(snap: QueueSnap, replies: Iterator[Any]) -> None:
-    """Read one queue's replies, in the order `ask` queued them."""
-    snap.counts = {suffix: int(ok(next(replies), 0)) for _, suffix in STATES}
-    snap.exists = bool(ok(next(replies), 0))
-    paused, job_timestamp = ok(next(replies), [None, None])
+def parse(snap: QueueSnap, replies: Iterator[Any], problems: ProblemLog) -> None:
+    """Read one queue's replies, in the order `ask` queued them; a failed command (e.g. WRONGTYPE) or an
+    unusable value makes the figures it feeds unavailable for this queue (QueueSnap.unavailable)."""
+    ref = snap.ref
+
+    def take(suffix: str, default: Any, feeds: frozenset[str] = frozenset()) -> Any:
+        reply = next(replies)
+        if isinstance(reply, Exception):
+            problems.report(ref.key(suffix), f"{type(reply).__name__}: {reply}")
+            snap.unavailable |= feeds
+            return default
+        return default if reply is None else reply
+
+    snap.counts = {}
+    for _, suffix in STATES:
+        count = as_int(take(suffix, None, frozenset({STATE_FIELDS[suffix]})))
+        if count is None:
+            snap.unavailable.add(STATE_FIELDS[suffix])
+        snap.counts[suffix] = count or 0
+    snap.exists = bool(take("meta", 0))
+    paused, job_timestamp = (list(take("meta", [None, None])) + [None, None])[:2]
     snap.paused, snap.is_job_hash = paused is not None, job_timestamp is not None
     for tier, _, _ in tier_score_ranges():
-        snap.tiers[tier] = int(ok(next(replies), 0))
+        snap.tiers[tier] = as_int(take("prioritized", 0)) or 0
     ends: list[str] = []
     for suffix in ("wait", "paused"):
-        head = [job_id for job_id in (text(m) for m in ok(next(replies), [])) if is_job_id(job_id)]
-        tail = [text(member) for member in ok(next(replies), [])]
+        head = [job_id for job_id in (as_name(m) for m in take(suffix, [])) if is_job_id(job_id)]
+        tail = [as_name(member) for member in take(suffix, [])]
         if suffix == "wait" and tail and not is_job_id(tail[-1]):
             snap.counts["wait"] = max(0, snap.counts["wait"] - 1)
         ends += head[:1] + [job_id for job_id in tail if is_job_id(job_id)][-1:]  # type: ignore[misc]
     for _ in oldest_probe_ranges():
-        ends += [text(member) or "" for member in ok(next(replies), [])]
+        ends += [as_name(member) or "" for member in take("prioritized", [])]
     snap.waiting_ids = list(dict.fromkeys(job_id for job_id in ends if job_id))
-    snap.active_ids = [job_id for job_id in (text(m) for m in ok(next(replies), [])) if is_job_id(job_id)]
-    metric_fields = [ok(next(replies), []) for _ in range(2)]
+    snap.active_ids = [job_id for job_id in (as_name(m) for m in take("active", [])) if is_job_id(job_id)]
+    metric_fields = [list(take(f"metrics:{target}", [])) for target in ("completed", "failed")]
     snap.metrics = (parse_int(_first(metric_fields[0])), parse_int(_first(metric_fields[1])))
-    snap.latest_event_id = first_id(ok(next(replies), []))
+    for target, fields, value in zip(("completed", "failed"), metric_fields, snap.metrics):
+        if value is None and _first(fields) is not None:
+            problems.report(ref.key(f"metrics:{target}"), f"count {as_text(_first(fields), 80)!r} is not usable; "
+                            "finishes are counted from the events stream")
+    snap.latest_event_id = first_id(take("events", [], FLOW_FIELDS))
     if snap.events_from is not None:
-        snap.events = list(ok(next(replies), []))
+        snap.events = list(take("events", [], FLOW_FIELDS))
         if snap.counts_all:
             snap.events.reverse()
-        snap.first_event_id = first_id(ok(next(replies), []))
+        snap.first_event_id = first_id(take("events", [], FLOW_FIELDS))
     gains, tops = [], []
-    for score in snap.scores:
-        gains.append(0 if score is None else int(ok(next(replies), 0)))
-        tops.append(entries(next(replies)))
+    for suffix, score in zip(("completed", "failed"), snap.scores):
+        gains.append(0 if score is None else as_int(take(suffix, 0, FLOW_FIELDS)) or 0)
+        tops.append(_entries(ref.key(suffix), take(suffix, [], FLOW_FIELDS), problems))
     snap.set_gains, snap.tops = (gains[0], gains[1]), (tops[0], tops[1])
     if snap.counts_all:
-        lows = [entries(next(replies)) for _ in range(2)]
+        lows = [_entries(ref.key(suffix), take(suffix, [], FLOW_FIELDS), problems)
+                for suffix in ("completed", "failed")]
         held = (HeldSet(snap.counts["completed"], lows[0][0][1] if lows[0] else None),
                 HeldSet(snap.counts["failed"], lows[1][0][1] if lows[1] else None))
-        points = [ok(next(replies), []) for _ in range(2)]
+        points = [take(f"metrics:{target}:data", []) for target in ("completed", "failed")]
         minutes = (MetricsMinutes.parse(metric_fields[0], points[0]),
                    MetricsMinutes.parse(metric_fields[1], points[1]))
         snap.recent = recent_past(held, snap.events if snap.events_from is not None else None, minutes)
@@ -170,20 +203,28 @@ def ok(reply: Any, default: Any) -> Any:
 
 
 def first_id(reply: Sequence[Any]) -> str | None:
-    return text(reply[0][0]) if reply else None
+    return as_name(reply[0][0]) if reply else None
 
 
-def entries(reply: Any) -> list[tuple[str, float]]:
-    """(job id, score) pairs of a ZRANGE/ZREVRANGEBYSCORE WITHSCORES reply."""
-    return [(text(member) or "", float(score)) for member, score in ok(reply, [])]
+def _entries(key: str, reply: Any, problems: ProblemLog) -> list[tuple[str, float]]:
+    """(job id, score) pairs of a ZRANGE/ZREVRANGEBYSCORE WITHSCORES reply; infinite scores and unusable ids
+    are skipped and reported."""
+    pairs = [(as_name(member), finite_score(score)) for member, score in reply]
+    usable = [(job_id, score) for job_id, score in pairs if job_id is not None and score is not None]
+    if len(usable) < len(pairs):
+        problems.report(key, f"{len(pairs) - len(usable)} entries with an unusable id or score skipped")
+    return usable
 
 
 def enqueued_at_s(fields: Sequence[Any]) -> float | None:
-    """When a job became runnable: its `timestamp` plus its `delay` (ms fields), in epoch seconds."""
-    created_ms = parse_int(fields[0]) if fields else None
-    if not created_ms:
+    """When a job became runnable: its `timestamp` plus its `delay` (ms fields), in epoch seconds; None when
+    either is malformed or the sum is not a plausible time."""
+    created_s = epoch_ms(fields[0]) if fields else None
+    if created_s is None:
         return None
-    return (created_ms + (parse_int(fields[1]) or 0)) / 1000.0
+    raw_delay = fields[1] if len(fields) > 1 else None
+    delay_ms = parse_int(raw_delay) if raw_delay not in (None, b"", "") else 0
+    return epoch_s(created_s + delay_ms / 1000.0) if delay_ms is not None else None
 
 
 def _bound(score: float) -> float | str:

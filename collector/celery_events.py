@@ -28,8 +28,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from collector.celery_layout import as_float, as_int, is_timeout, text
+from collector.celery_layout import is_timeout
 from core.model import FinishedJob
+from core.values import PID_MAX, as_float, as_int, as_name, duration_s, epoch_s
+
+FREQ_MIN_S, FREQ_MAX_S = 0.1, 3600.0
+LOADAVG_MAX = 1e6
 
 log = logging.getLogger(__name__)
 
@@ -130,28 +134,30 @@ class EventState:
                 self._apply_task(kind, event, now_s)
 
     def _apply_worker(self, kind: str, event: Mapping[str, Any], now_s: float) -> None:
-        nodename = text(event.get("hostname"))
+        nodename = as_name(event.get("hostname"))
         if not nodename:
-            return
+            raise ValueError("worker event without a usable hostname")
         worker = self._workers.get(nodename) or WorkerState(nodename)
         self._workers[nodename] = worker
-        pid, processed = as_int(event.get("pid")), as_int(event.get("processed"))
+        pid, processed = as_int(event.get("pid"), low=1, high=PID_MAX), as_int(event.get("processed"))
         known_pid = worker.pid
         if processed is not None:
             if worker.pid == pid and processed > worker.processed and worker.heartbeat_at_s is not None:
                 worker.processed_grew_at_s = now_s
             worker.processed = processed
         worker.pid = pid if pid is not None else worker.pid
-        worker.freq_s = as_float(event.get("freq")) or worker.freq_s
+        worker.freq_s = as_float(event.get("freq"), low=FREQ_MIN_S, high=FREQ_MAX_S) or worker.freq_s
         worker.active = as_int(event.get("active")) or 0
-        worker.loadavg = tuple(v for v in (as_float(x) for x in event.get("loadavg") or ()) if v is not None)
+        loadavg = event.get("loadavg")
+        worker.loadavg = tuple(v for v in (as_float(x, low=0.0, high=LOADAVG_MAX) for x in
+                                           (loadavg if isinstance(loadavg, list) else ())[:3]) if v is not None)
         if kind == "worker-offline":
             self._lose(nodename, lambda task: True)
         elif pid is not None and (kind == "worker-online" or (known_pid is not None and pid != known_pid)):
             self._lose(nodename, lambda task: task.pid != pid)
         worker.seen_at_s = now_s
         worker.offline = kind == "worker-offline"
-        timestamp_s = as_float(event.get("timestamp"))
+        timestamp_s = epoch_s(event.get("timestamp"))
         if kind == "worker-online":
             worker.online_at_s = timestamp_s
         worker.heartbeat_at_s = timestamp_s if timestamp_s is not None else worker.heartbeat_at_s
@@ -186,11 +192,11 @@ class EventState:
                     self._lose(nodename, lambda task: True)
 
     def _apply_task(self, kind: str, event: Mapping[str, Any], now_s: float) -> None:
-        task_id = text(event.get("uuid"))
+        task_id = as_name(event.get("uuid"))
         if not task_id:
-            return
-        timestamp_s = as_float(event.get("timestamp"))
-        nodename = text(event.get("hostname"))
+            raise ValueError("task event without a usable uuid")
+        timestamp_s = epoch_s(event.get("timestamp"))
+        nodename = as_name(event.get("hostname"))
         if kind in WORKER_TASK_EVENTS and nodename:
             self.task_events_seen += 1
             worker = self._workers.get(nodename) or WorkerState(nodename, seen_at_s=now_s)
@@ -199,18 +205,18 @@ class EventState:
         if task_id in self._ended and kind != "task-sent":
             return
         task = self._task(task_id)
-        task.name = text(event.get("name")) or task.name
+        task.name = as_name(event.get("name")) or task.name
         if kind == "task-sent":
             self._ended.pop(task_id, None)
             task.sent_at_s = timestamp_s
-            task.queue = text(event.get("queue")) or task.queue
+            task.queue = as_name(event.get("queue")) or task.queue
             if task.queue:
                 self._sent_queues.add(task.queue)
                 self._learn_route(task.name, task.queue)
         elif kind == "task-started":
             self._stop_running(task_id, task)
             task.started_at_s, task.hostname = timestamp_s if timestamp_s is not None else now_s, nodename
-            task.pid = as_int(event.get("pid"))
+            task.pid = as_int(event.get("pid"), low=1, high=PID_MAX)
             if nodename:
                 self._running.setdefault(nodename, {})[task_id] = None
         elif kind == "task-received":
@@ -225,7 +231,7 @@ class EventState:
     def _finish(self, task_id: str, task: _Task, failed: bool, event: Mapping[str, Any], ended_at_s: float | None,
                 nodename: str | None) -> None:
         started_at_s = task.started_at_s
-        runtime_s = as_float(event.get("runtime"))
+        runtime_s = duration_s(event.get("runtime"))
         if runtime_s is not None and ended_at_s is not None:
             started_at_s = ended_at_s - runtime_s
         timed_out = failed and is_timeout(event.get("exception"), event.get("traceback"))

@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from collector.replies import glob_escape, text  # noqa: F401 - re-exported
+from core.values import as_name, as_text, epoch_s, parse_json
+
+ENVELOPE_MAX_CHARS = 8_000_000
+"""Longest message envelope parsed (a larger one's headers are not read)."""
 
 DEFAULT_SEP = "\x06\x16"
 DEFAULT_PRIORITY_STEPS = (0, 3, 6, 9)
@@ -91,8 +94,8 @@ def is_task_exchange(exchange: str) -> bool:
 
 def parse_binding(member: Any, sep: str = DEFAULT_SEP) -> tuple[str, str, str] | None:
     """(routing_key, pattern, queue) of a binding table member."""
-    parts = (text(member) or "").split(sep)
-    if len(parts) != 3 or not parts[2]:
+    parts = (as_name(member, 3 * 255 + 2 * len(sep)) or "").split(sep)
+    if len(parts) != 3 or as_name(parts[2]) is None:
         return None
     return parts[0], parts[1], parts[2]
 
@@ -137,29 +140,28 @@ class Bindings:
 
 
 def decode_envelope(raw: Any) -> dict | None:
-    """The JSON envelope kombu stores or publishes for one message, None when it is not JSON."""
-    try:
-        envelope = json.loads(text(raw) or "")
-    except ValueError:
-        return None
+    """The JSON envelope kombu stores or publishes for one message, None when it is not (bounded) JSON."""
+    envelope = parse_json(raw, max_chars=ENVELOPE_MAX_CHARS)
     return envelope if isinstance(envelope, dict) else None
 
 
 def envelope_body(envelope: Mapping[str, Any]) -> Any:
     """The decoded JSON body of an envelope, None for other serializers."""
     body = envelope.get("body")
-    properties = envelope.get("properties") or {}
+    properties = _mapping(envelope.get("properties"))
     if properties.get("body_encoding") == "base64" and isinstance(body, str):
         try:
             body = base64.b64decode(body).decode("utf-8")
         except (binascii.Error, ValueError):
             return None
-    if "json" not in str(envelope.get("content-type") or "application/json"):
+    if "json" not in (as_text(envelope.get("content-type"), 255) or "application/json"):
         return None
-    try:
-        return json.loads(body) if isinstance(body, str) else body
-    except ValueError:
-        return None
+    return parse_json(body, max_chars=ENVELOPE_MAX_CHARS) if isinstance(body, str) else body
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """A JSON object, or an empty one for anything else (a string where headers were expected...)."""
+    return value if isinstance(value, dict) else {}
 
 
 def decode_events(raw: Any) -> list[dict]:
@@ -178,6 +180,8 @@ class WaitingHead:
 
     task_id: str | None
     published_at_s: float | None
+    malformed: bool = False
+    """Not a JSON envelope with a headers object (its task id and publish time are unknown)."""
 
 
 def parse_head(raw: Any) -> WaitingHead | None:
@@ -185,8 +189,13 @@ def parse_head(raw: Any) -> WaitingHead | None:
     if raw is None:
         return None
     envelope = decode_envelope(raw) or {}
-    headers = envelope.get("headers") or {}
-    return WaitingHead(text(headers.get("id")), as_float(headers.get(PUBLISHED_AT_HEADER)))
+    headers = envelope.get("headers")
+    if not isinstance(headers, dict):
+        return WaitingHead(None, None, malformed=True)
+    published = headers.get(PUBLISHED_AT_HEADER)
+    published_at_s = epoch_s(published)
+    return WaitingHead(as_name(headers.get("id")), published_at_s,
+                       malformed=published is not None and published_at_s is None)
 
 
 @dataclass(frozen=True)
@@ -202,24 +211,29 @@ class Unacked:
 
 def parse_unacked(raw: Any) -> Unacked | None:
     """An `unacked` hash value: JSON [message envelope, exchange, routing_key]."""
-    try:
-        message, exchange, routing_key = json.loads(text(raw) or "")
-    except (ValueError, TypeError):
+    entry = parse_json(raw, max_chars=ENVELOPE_MAX_CHARS)
+    if not isinstance(entry, list) or len(entry) != 3:
         return None
-    headers = (message.get("headers") or {}) if isinstance(message, dict) else {}
-    return Unacked(text(headers.get("id")), text(headers.get("task")), text(exchange), text(routing_key),
-                   parse_iso_s(headers.get("eta")))
+    message, exchange, routing_key = entry
+    headers = _mapping(_mapping(message).get("headers"))
+    return Unacked(as_name(headers.get("id")), as_name(headers.get("task")), _routing_text(exchange),
+                   _routing_text(routing_key), parse_iso_s(headers.get("eta")))
+
+
+def _routing_text(value: Any) -> str | None:
+    """An exchange or routing key: a usable name, or "" (the default exchange)."""
+    return "" if value == "" else as_name(value)
 
 
 def parse_iso_s(value: Any) -> float | None:
     """Epoch seconds of an ISO-8601 timestamp with offset (Celery's eta/expires), None if absent or naive."""
-    if not value:
+    if not isinstance(value, str) or not value or len(value) > 64:
         return None
     try:
-        parsed = datetime.fromisoformat(str(value))
-    except ValueError:
+        parsed = datetime.fromisoformat(value)
+        return epoch_s(parsed.timestamp()) if parsed.tzinfo else None
+    except (ValueError, OverflowError, OSError):
         return None
-    return parsed.timestamp() if parsed.tzinfo else None
 
 
 def is_timeout(exception: Any, traceback: Any = None) -> bool:
@@ -228,23 +242,8 @@ def is_timeout(exception: Any, traceback: Any = None) -> bool:
     A hard limit in the prefork pool reports the exception as `ExceptionWithTraceback()`; the traceback's last line
     names `billiard.exceptions.TimeLimitExceeded`.
     """
-    if _TIMEOUT_NAME.match((text(exception) or "").strip()):
+    if _TIMEOUT_NAME.match((as_text(exception, 1024) or "").strip()):
         return True
-    lines = [line.strip() for line in (text(traceback) or "").strip().splitlines() if line.strip()]
+    tail = traceback[-4096:] if isinstance(traceback, str) else ""
+    lines = [line.strip() for line in tail.strip().splitlines() if line.strip()]
     return bool(lines) and bool(_TIMEOUT_NAME.match(lines[-1]))
-
-
-def as_float(value: Any) -> float | None:
-    """A number from a JSON field, None when absent or not a number."""
-    try:
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
-
-
-def as_int(value: Any) -> int | None:
-    """An integer from a JSON field, None when absent or not a number."""
-    try:
-        return int(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None

@@ -16,6 +16,7 @@ import redis
 from core.backoff import backoff_s
 from collector.celery_events import EventState
 from collector.celery_layout import decode_events, text
+from core.problems import ProblemLog
 
 log = logging.getLogger(__name__)
 
@@ -26,13 +27,15 @@ class EventListener:
     """A daemon thread that PSUBSCRIBEs to Celery's event channels and folds every event into an EventState."""
 
     def __init__(self, client: redis.Redis, pattern: str, state: EventState, *,
-                 clock: Callable[[], float] = time.time, poll_s: float = 0.5, retry_cap_s: float = 30.0) -> None:
+                 clock: Callable[[], float] = time.time, poll_s: float = 0.5, retry_cap_s: float = 30.0,
+                 problems: ProblemLog | None = None) -> None:
         self.client = client
         self.pattern = pattern
         self.state = state
         self.clock = clock
         self.poll_s = poll_s
         self.retry_cap_s = retry_cap_s
+        self.problems = problems or ProblemLog()
         self.gaps = 0
         self._stop = threading.Event()
         self._subscribed = threading.Event()
@@ -77,9 +80,9 @@ class EventListener:
                         self._subscribed.set()
                         failures = 0
                     elif kind == "pmessage":
-                        now_s = self.clock()
-                        for event in decode_events(message.get("data")):
-                            self._apply(event, now_s)
+                        channel = message.get("channel")
+                        self.problems.guard(channel, "event message",
+                                            lambda: self._apply_all(channel, message.get("data")))
             except (redis.RedisError, OSError) as exc:
                 self._subscribed.clear()
                 failures += 1
@@ -92,8 +95,14 @@ class EventListener:
                 except (redis.RedisError, OSError):
                     pass
 
-    def _apply(self, event: Mapping[str, Any], now_s: float) -> None:
+    def _apply_all(self, channel: Any, data: Any) -> None:
+        """Fold every event of one published message; an event that cannot be used is skipped and reported."""
+        now_s = self.clock()
+        for event in decode_events(data):
+            self._apply(event, now_s, channel)
+
+    def _apply(self, event: Mapping[str, Any], now_s: float, channel: Any = "celery event") -> None:
         try:
             self.state.apply(event, now_s)
         except (TypeError, ValueError, AttributeError) as exc:
-            log.debug("malformed celery event %r skipped: %s", event.get("type"), exc)
+            self.problems.report(channel, f"event {text(event.get('type'))[:40]!r} skipped: {exc}")

@@ -25,7 +25,6 @@ Celery keeps no per-queue finished or failed store, so `failed` and `completed` 
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -53,7 +52,9 @@ from collector.celery_layout import (
 )
 from collector.celery_listener import EventListener
 from core.model import Cursor, QueueReading, RedisReading, WorkerReading
+from core.problems import ProblemLog
 from collector.roundtrips import counting
+from core.values import as_int, as_name, parse_json
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ class CeleryReader:
                  result_lookups: int = DEFAULT_RESULT_LOOKUPS, sample_jobs: int = DEFAULT_SAMPLE_JOBS,
                  heartbeat_slack_s: float = DEFAULT_HEARTBEAT_SLACK_S,
                  forget_worker_after_s: float = DEFAULT_FORGET_WORKER_AFTER_S, listen: bool = True,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, problems: ProblemLog | None = None) -> None:
         self.client = counting(client)
         db = int(client.connection_pool.connection_kwargs.get("db") or 0)
         self.layout = CeleryLayout(global_keyprefix, sep, tuple(priority_steps), fanout_prefix, db)
@@ -97,9 +98,10 @@ class CeleryReader:
         self.result_lookups = max(0, result_lookups)
         self.sample_jobs = max(0, sample_jobs)
         self.clock = clock
+        self.problems = problems or ProblemLog()
         self.state = EventState(heartbeat_slack_s=heartbeat_slack_s, forget_worker_after_s=forget_worker_after_s)
-        self.listener = (EventListener(self.client, self.layout.event_channel_pattern, self.state, clock=clock)
-                         if listen else None)
+        self.listener = (EventListener(self.client, self.layout.event_channel_pattern, self.state, clock=clock,
+                                       problems=self.problems) if listen else None)
         self._closed = False
         self._cycles = 0
         self._discover_due = True
@@ -158,7 +160,10 @@ class CeleryReader:
                           or self.state.route_of(task.name) or only_queue, known)
 
         events_live = self.state.events_live(now_s)
-        readings = {name: self._queue_reading(name, sizes[name], heads[name]) for name in names}
+        readings = {name: reading for name, reading in (
+            (name, self.problems.guard(self.layout.global_keyprefix + name, "queue",
+                                       lambda name=name: self._queue_reading(name, sizes[name], heads[name])))
+            for name in names) if reading is not None}
         self._count_outcomes(readings, outcomes, queue_of)
         in_flight = self.state.in_flight(now_s)
         if events_live:
@@ -170,11 +175,11 @@ class CeleryReader:
         unavailable = set(ALWAYS_UNAVAILABLE)
         if not events_live:
             unavailable |= TIMING_FIELDS
-        if any(q.waiting and q.oldest_enqueued_at_s is None for q in readings.values()):
-            unavailable.add(OLDEST_FIELD)
         running_on = {task.hostname: task.task_id for task in in_flight}
-        workers = [self._worker_reading(worker, alive, running_on.get(worker.nodename))
-                   for worker, alive in self.state.workers(now_s)]
+        workers = [reading for reading in (
+            self.problems.guard(f"celery worker {worker.nodename}", "worker", lambda worker=worker, alive=alive:
+                                self._worker_reading(worker, alive, running_on.get(worker.nodename)))
+            for worker, alive in self.state.workers(now_s)) if reading is not None]
         new_workers = {worker.name for worker in workers} - self._workers_seen
         self._workers_seen |= new_workers
         self._discover_due = bool(new_workers) or not set(readings) <= set(names)
@@ -255,29 +260,47 @@ class CeleryReader:
         replies = iter(pipe.execute(raise_on_error=False))
         seconds, micros = _ok(next(replies), (0, 0))
         read_at_s = int(seconds) + int(micros) / 1e6
-        sizes: dict[str, list[int]] = {}
+        sizes: dict[str, list[int | None]] = {}
         heads: dict[str, list[Any]] = {}
         for name in names:
             sizes[name], heads[name] = [], []
-            for _ in self.layout.bucket_keys(name):
-                sizes[name].append(int(_ok(next(replies), 0)))
-                heads[name].append(_ok(next(replies), None))
-        unacked_total = int(_ok(next(replies), 0))
-        values = _hash_values(_ok(next(replies), [])) if self.unacked_sample else []
+            for key in self.layout.bucket_keys(name):
+                sizes[name].append(as_int(self._reply(key, next(replies), None)))
+                heads[name].append(self._reply(key, next(replies), None))
+        unacked_total = as_int(self._reply(self.layout.unacked, next(replies), 0)) or 0
+        values = _hash_values(self._reply(self.layout.unacked, next(replies), [])) if self.unacked_sample else []
         unacked = [entry for entry in (parse_unacked(value) for value in values) if entry is not None]
+        if len(unacked) < len(values):
+            self.problems.report(self.layout.unacked, f"{len(values) - len(unacked)} of {len(values)} sampled "
+                                 "entries are not [message, exchange, routing_key] JSON; they are not counted")
         return read_at_s, sizes, heads, unacked_total, unacked
 
-    def _queue_reading(self, name: str, sizes: Sequence[int], heads: Sequence[Any]) -> QueueReading:
-        """A queue's depth (all priority buckets) and the publish time of its oldest waiting message."""
+    def _reply(self, key: str, reply: Any, default: Any) -> Any:
+        """A pipeline reply; a failed command (e.g. WRONGTYPE) is reported for its key and gives `default`."""
+        if isinstance(reply, Exception):
+            self.problems.report(key, f"{type(reply).__name__}: {reply}")
+            return default
+        return default if reply is None else reply
+
+    def _queue_reading(self, name: str, sizes: Sequence[int | None], heads: Sequence[Any]) -> QueueReading:
+        """A queue's depth (all priority buckets) and the publish time of its oldest waiting message; a bucket
+        that cannot be read makes the depth unavailable."""
         times: list[float | None] = []
-        for size, raw in zip(sizes, heads):
+        unavailable = {"waiting", OLDEST_FIELD} if None in sizes else set()
+        for key, size, raw in zip(self.layout.bucket_keys(name), sizes, heads):
             head = parse_head(raw) if size else None
+            if head is not None and head.malformed:
+                self.problems.report(key, "the oldest message is not a kombu JSON envelope with a headers object; "
+                                     "the queue's oldest waiting age is unavailable")
             if head is not None:
                 times.append(head.published_at_s if head.published_at_s is not None
                              else self.state.sent_at(head.task_id))
         oldest_s = min(times) if times and None not in times else None
-        return QueueReading(queue_name=name, library=LIBRARY, waiting=sum(sizes), active=0, scheduled=0, deferred=0,
-                            failed=0, completed=0, oldest_enqueued_at_s=oldest_s, cursor=Cursor())
+        if sum(size or 0 for size in sizes) and oldest_s is None:
+            unavailable.add(OLDEST_FIELD)
+        return QueueReading(queue_name=name, library=LIBRARY, waiting=sum(size or 0 for size in sizes), active=0,
+                            scheduled=0, deferred=0, failed=0, completed=0, oldest_enqueued_at_s=oldest_s,
+                            cursor=Cursor(), unavailable=frozenset(unavailable))
 
     @staticmethod
     def _reading(readings: dict[str, QueueReading], name: str) -> QueueReading:
@@ -320,16 +343,13 @@ class CeleryReader:
         found: dict[str, str] = {}
         learned: dict[str, tuple[str | None, str]] = {}
         for task_id, raw in zip(ids, replies):
-            try:
-                meta = json.loads(text(raw) or "null")
-            except ValueError:
+            meta = parse_json(raw)
+            if not isinstance(meta, dict) or not as_name(meta.get("queue")):
                 continue
-            if not isinstance(meta, dict) or not meta.get("queue"):
-                continue
-            queue = _known(bindings.queue_for(None, text(meta["queue"]), names), known)
+            queue = _known(bindings.queue_for(None, as_name(meta["queue"]), names), known)
             if queue:
                 found[task_id] = queue
-                learned[task_id] = (text(meta.get("name")), queue)
+                learned[task_id] = (as_name(meta.get("name")), queue)
         self.state.remember_queues(learned)
         return found
 

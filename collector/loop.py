@@ -17,10 +17,12 @@ from core.backoff import backoff_s
 from core.derive import RATE_WINDOW_S, QueueWindow, WindowEntry, snapshot_row
 from core.health import Breach
 from collector.memory import host_memory, process_memory
-from core.model import Cursor, RedisReading, WorkerReading
+from core.model import Cursor, QueueReading, RedisReading, WorkerReading
+from core.problems import ProblemLog
 from core.sketch import Sketch
 from config.settings import Settings
 from queuewatch_agent.report import DEFAULT_PREFIX as AGENT_PREFIX
+from queuewatch_agent.report import AgentReport
 from storage.engine import StorageError
 from core.recycle import recycle_verdict
 from storage.retention import purge
@@ -64,8 +66,10 @@ class Collector:
 
     def __init__(self, settings: Settings, engine: Engine, readers: Reader | Sequence[Reader], *,
                  hostname: str | None = None, clock: Callable[[], float] = time.time,
-                 agents_client: redis.Redis | None = None, agents_prefix: str = AGENT_PREFIX):
+                 agents_client: redis.Redis | None = None, agents_prefix: str = AGENT_PREFIX,
+                 problems: ProblemLog | None = None):
         self.settings = settings
+        self.problems = problems or ProblemLog()
         self.agents_client, self.agents_prefix = agents_client, agents_prefix
         self.engine = engine
         self.readers: list[Reader] = [readers] if not isinstance(readers, Sequence) else list(readers)
@@ -121,24 +125,20 @@ class Collector:
         queue_rows: list[dict] = []
         breaches: dict[str, list[Breach]] = {}
         windows: dict[QueueKey, QueueWindow] = {}
+        stored: list[tuple[float, list]] = []
         for _, reading in readings:
+            kept = []
             for queue in reading.queues:
                 key = (queue.library, queue.queue_name)
-                thresholds = self.settings.thresholds.for_queue(queue.queue_name)
-                previous_s = self.last_sampled_at_s.get(key)
-                if previous_s is not None:
-                    interval_s = reading.read_at_s - previous_s
-                elif queue.counted_since_s is not None:  # a first reading that counted the recent past
-                    interval_s = reading.read_at_s - queue.counted_since_s
-                else:
-                    interval_s = self.settings.interval_s
-                row, queue_breaches, windows[key] = snapshot_row(
-                    queue, self.windows.get(key, QueueWindow()), now_s=reading.read_at_s,
-                    interval_s=max(interval_s, 0.001), memory_usage_mb=rss_by_queue.get(key),
-                    thresholds=thresholds, unavailable=reading.unavailable,
-                    live_workers=live.get(key, 0) if reading.workers_known else None)
+                derived = self.problems.guard(f"{queue.library} queue {queue.queue_name}", "queue", lambda: (
+                    self._queue_row(queue, reading, rss_by_queue.get(key), live.get(key, 0))))
+                if derived is None:
+                    continue
+                row, queue_breaches, windows[key] = derived
+                kept.append(queue)
                 queue_rows.append(row)
                 breaches.setdefault(queue.queue_name, []).extend(queue_breaches)
+            stored.append((reading.read_at_s, kept))
         workers_rss_mb = sum(r["rss_mb"] or 0.0 for r in worker_rows
                              if r["alive"] and r["hostname"] == self.hostname)
         host_row = {**host_memory(self.hostname, workers_rss_mb), "sampled_at_s": now_s}
@@ -148,12 +148,12 @@ class Collector:
         def plan(open_rows: list[OpenAlertRow]) -> list[alerts.AlertChange]:
             return alerts.plan(open_rows, breaches, now_s, resolve_unseen=not errors)
 
-        changes = write_cycle(self.engine, record, plan)
-        for library, reading in readings:
-            for queue in reading.queues:
+        changes = write_cycle(self.engine, record, plan, problems=self.problems)
+        for read_at_s, queues in stored:
+            for queue in queues:
                 key = (queue.library, queue.queue_name)
                 self.cursors[key] = queue.cursor
-                self.last_sampled_at_s[key] = reading.read_at_s
+                self.last_sampled_at_s[key] = read_at_s
         self.windows.update(windows)
         for change in changes:
             if change.kind != "updated":
@@ -161,43 +161,69 @@ class Collector:
         return CycleResult(ok=True, queue_count=len(queue_rows), worker_count=len(worker_rows),
                            round_trips=round_trips, alert_changes=changes, error="; ".join(errors) or None)
 
+    def _queue_row(self, queue: QueueReading, reading: RedisReading, memory_usage_mb: float | None,
+                   live_workers: int) -> tuple[dict, list[Breach], QueueWindow]:
+        """One queue's snapshot row, its breaches and its window including this interval."""
+        key = (queue.library, queue.queue_name)
+        previous_s = self.last_sampled_at_s.get(key)
+        if previous_s is not None:
+            interval_s = reading.read_at_s - previous_s
+        elif queue.counted_since_s is not None:  # a first reading that counted the recent past
+            interval_s = reading.read_at_s - queue.counted_since_s
+        else:
+            interval_s = self.settings.interval_s
+        return snapshot_row(
+            queue, self.windows.get(key, QueueWindow()), now_s=reading.read_at_s,
+            interval_s=max(interval_s, 0.001), memory_usage_mb=memory_usage_mb,
+            thresholds=self.settings.thresholds.for_queue(queue.queue_name), unavailable=reading.unavailable,
+            live_workers=live_workers if reading.workers_known else None)
+
     def _worker_rows(self, workers: list[WorkerReading],
                      now_s: float) -> tuple[list[dict], dict[QueueKey, float]]:
         """Worker rows (agent-only workers too) with memory from agent, psutil or None; max RSS per queue."""
         agents = AgentIndex()
         if self.agents_client is not None:
             try:
-                agents = read_agent_index(self.agents_client, now_s, prefix=self.agents_prefix)
+                agents = read_agent_index(self.agents_client, now_s, prefix=self.agents_prefix,
+                                          problems=self.problems)
             except redis.RedisError as exc:
                 log.warning("agent reports not read: %s", exc)
         rows: list[dict] = []
         rss_by_queue: dict[QueueKey, float] = {}
         for worker, report in with_agents(workers, agents):
-            limits = self.settings.thresholds.for_queue(worker.queues[0] if worker.queues else "")
-            memory = agent_memory(report, limits.memory_hard_limit_mb) if report is not None else None
-            source = AGENT_SOURCE
-            if memory is None and worker.alive and worker.pid and worker.hostname == self.hostname:
-                memory, source = process_memory(worker.pid, limits.memory_hard_limit_mb), "psutil"
-            uptime_s = now_s - worker.birth_at_s if worker.birth_at_s is not None else None
-            should_recycle, reason = recycle_verdict(worker.jobs_processed, uptime_s,
-                                                     memory["rss_mb"] if memory else None, limits)
-            rows.append({
-                "sampled_at_s": now_s, "worker_name": worker.name, "library": worker.library,
-                "queues": ",".join(worker.queues), "pid": worker.pid, "hostname": worker.hostname,
-                "state": worker.state, "alive": worker.alive, "jobs_processed": worker.jobs_processed,
-                "successful_jobs": worker.successful_jobs, "failed_jobs": worker.failed_jobs,
-                "birth_at_s": worker.birth_at_s, "last_heartbeat_at_s": worker.last_heartbeat_at_s,
-                "memory_source": source if memory else None,
-                "rss_mb": None, "heap_used_mb": None, "heap_total_mb": None, "external_mb": None,
-                "array_buffers_mb": None, "memory_percentage": None,
-                **(memory or {}),
-                "should_recycle": should_recycle, "recycle_reason": reason,
-            })
-            if memory:
+            row = self.problems.guard(f"{worker.library} worker {worker.name}", "worker",
+                                      lambda: self._worker_row(worker, report, now_s))
+            if row is None:
+                continue
+            rows.append(row)
+            if row["rss_mb"] is not None:
                 for queue_name in worker.queues:
                     key = (worker.library, queue_name)
-                    rss_by_queue[key] = max(rss_by_queue.get(key, 0.0), memory["rss_mb"])
+                    rss_by_queue[key] = max(rss_by_queue.get(key, 0.0), row["rss_mb"])
         return rows, rss_by_queue
+
+    def _worker_row(self, worker: WorkerReading, report: AgentReport | None, now_s: float) -> dict:
+        """One worker_snapshots row (without ids): memory from its agent, else psutil on this host, else None."""
+        limits = self.settings.thresholds.for_queue(worker.queues[0] if worker.queues else "")
+        memory = agent_memory(report, limits.memory_hard_limit_mb) if report is not None else None
+        source = AGENT_SOURCE
+        if memory is None and worker.alive and worker.pid and worker.hostname == self.hostname:
+            memory, source = process_memory(worker.pid, limits.memory_hard_limit_mb), "psutil"
+        uptime_s = now_s - worker.birth_at_s if worker.birth_at_s is not None else None
+        should_recycle, reason = recycle_verdict(worker.jobs_processed, uptime_s,
+                                                 memory["rss_mb"] if memory else None, limits)
+        return {
+            "sampled_at_s": now_s, "worker_name": worker.name, "library": worker.library,
+            "queues": ",".join(worker.queues), "pid": worker.pid, "hostname": worker.hostname,
+            "state": worker.state, "alive": worker.alive, "jobs_processed": worker.jobs_processed,
+            "successful_jobs": worker.successful_jobs, "failed_jobs": worker.failed_jobs,
+            "birth_at_s": worker.birth_at_s, "last_heartbeat_at_s": worker.last_heartbeat_at_s,
+            "memory_source": source if memory else None,
+            "rss_mb": None, "heap_used_mb": None, "heap_total_mb": None, "external_mb": None,
+            "array_buffers_mb": None, "memory_percentage": None,
+            **(memory or {}),
+            "should_recycle": should_recycle, "recycle_reason": reason,
+        }
 
     def purge_if_due(self) -> dict[str, int] | None:
         """Apply retention at most every RETENTION_EVERY_S seconds."""

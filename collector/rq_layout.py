@@ -9,10 +9,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from collector.replies import text  # noqa: F401 - re-exported
+from core.values import TEXT_MAX, as_text, epoch_s
 
 DEFAULT_PREFIX = "rq"
 PREFIX_ENV_VAR = "RQ_KEY_PREFIX"
 TIMEOUT_EXCEPTION = "JobTimeoutException"
+TIMESTAMP_MAX_CHARS = 64
 _TIMEOUT_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?JobTimeoutException\b")
 
 
@@ -121,27 +123,16 @@ class RQLayout:
 
 
 def parse_timestamp_s(value: bytes | str | None) -> float | None:
-    """An RQ timestamp (`%Y-%m-%dT%H:%M:%S[.%f]Z`, UTC) as epoch seconds; None if empty or malformed."""
+    """An RQ timestamp (`%Y-%m-%dT%H:%M:%S[.%f]Z`, UTC) as epoch seconds; None if empty, malformed or implausible."""
     raw = text(value)
-    if not raw:
+    if not raw or len(raw) > TIMESTAMP_MAX_CHARS:
         return None
     try:
         parsed = datetime.fromisoformat(raw)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.timestamp()
-
-
-def parse_int(value: bytes | str | None) -> int | None:
-    """An integer field; None if empty or malformed."""
-    raw = text(value)
-    if not raw:
-        return None
-    try:
-        return int(raw)
-    except ValueError:
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=timezone.utc)
+        return epoch_s(parsed.timestamp())
+    except (ValueError, OverflowError, OSError):
         return None
 
 
@@ -155,10 +146,10 @@ def job_id_of_execution(member: bytes | str) -> str:
 def decode_result_exc_string(value: bytes | str | None) -> str | None:
     """A results-stream `exc_string` (base64 of zlib) as text; None if absent or unreadable."""
     raw = text(value)
-    if not raw:
+    if not raw or len(raw) > TEXT_MAX * 4:
         return None
     try:
-        return zlib.decompress(base64.b64decode(raw)).decode("utf-8", errors="replace")
+        return _inflate(base64.b64decode(raw))
     except (binascii.Error, zlib.error, ValueError):
         return None
 
@@ -169,10 +160,21 @@ def decode_job_exc_info(value: bytes | str | None) -> str | None:
         return None
     if isinstance(value, bytes):
         try:
-            return zlib.decompress(value).decode("utf-8", errors="replace")
+            return _inflate(value)
         except zlib.error:
-            return value.decode("utf-8", errors="replace")
-    return value
+            return as_text(value)
+    return as_text(value)
+
+
+def _inflate(data: bytes) -> str:
+    """zlib-compressed text, of which at most the last TEXT_MAX characters are kept (the exception's name)."""
+    inflater = zlib.decompressobj()
+    out = inflater.decompress(data, TEXT_MAX * 4)
+    while inflater.unconsumed_tail:
+        out = (out + inflater.decompress(inflater.unconsumed_tail, TEXT_MAX * 4))[-TEXT_MAX * 4:]
+    if not inflater.eof:
+        raise zlib.error("incomplete or truncated stream")
+    return out.decode("utf-8", errors="replace")[-TEXT_MAX:]
 
 
 def is_timeout(exc_string: str | None) -> bool:

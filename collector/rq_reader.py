@@ -47,6 +47,7 @@ from typing import Any
 import redis
 
 from core.model import Cursor, FinishedJob, QueueReading, RedisReading, WorkerReading
+from core.problems import HashFields, ProblemLog
 from core.recent import recent_past
 from collector.roundtrips import counting
 from collector.rq_layout import (
@@ -55,10 +56,10 @@ from collector.rq_layout import (
     decode_result_exc_string,
     is_timeout,
     job_id_of_execution,
-    parse_int,
     parse_timestamp_s,
     text,
 )
+from core.values import NAME_MAX, PID_MAX, as_int, as_name, as_text, finite_score
 
 LIBRARY = "rq"
 DEFAULT_SAMPLE_JOBS = 500
@@ -69,6 +70,11 @@ EMPTY_REGISTRY_CURSOR = 0.0
 STALE_STATE = "stale"
 JOB_TIME_FIELDS = ("status", "enqueued_at", "started_at", "ended_at")
 _COUNTS = ("waiting", "active", "scheduled", "deferred", "failed", "completed")
+COUNT_FIELDS = {"waiting": "waiting", "active": "active", "scheduled": "delayed", "deferred": "delayed",
+                "failed": "failed", "completed": "completed"}
+"""The QueueMetrics field each count feeds (unavailable when its key cannot be read)."""
+FLOW_FIELDS = frozenset({"jobsPerMinute", "errorRate", "timeoutRate"})
+"""What a registry that cannot be read leaves unmeasured, besides its own count."""
 
 
 def pid_alive(pid: int) -> bool:
@@ -93,6 +99,7 @@ class _RegistryTop:
     total_above: int
     entries: list[tuple[str, float]]
     limit: int
+    readable: bool = True
 
 
 @dataclass
@@ -126,7 +133,7 @@ class RQReader:
     def __init__(self, client: redis.Redis, *, key_prefix: str = "rq", sample_jobs: int = DEFAULT_SAMPLE_JOBS,
                  head_probe: int = DEFAULT_HEAD_PROBE, settle_s: float = DEFAULT_SETTLE_S,
                  worker_stale_after_s: float = DEFAULT_WORKER_STALE_AFTER_S, hostname: str | None = None,
-                 pid_alive: Callable[[int], bool] | None = pid_alive) -> None:
+                 pid_alive: Callable[[int], bool] | None = pid_alive, problems: ProblemLog | None = None) -> None:
         self.client = counting(client)
         self.layout = RQLayout(key_prefix)
         self.sample_jobs = max(0, sample_jobs)
@@ -135,6 +142,7 @@ class RQReader:
         self.worker_stale_after_s = worker_stale_after_s
         self.hostname = hostname if hostname is not None else socket.gethostname()
         self.pid_alive = pid_alive
+        self.problems = problems or ProblemLog()
         self._raw_replies = not client.connection_pool.connection_kwargs.get("decode_responses", False)
 
     def read(self, cursors: Mapping[str, Cursor], *, unseen: Cursor = Cursor()) -> RedisReading:
@@ -150,13 +158,17 @@ class RQReader:
         cursors = {name: cursors.get(name) or unseen for name in queue_names}
         read_at_s, counts, heads, tops, worker_replies = self._snapshot(queue_names, worker_keys, cursors)
         details = self._details(heads, tops)
-        queues = [self._queue_reading(name, counts[name], heads[name], tops[name], details, read_at_s)
-                  for name in queue_names]
+        queues = [reading for reading in (
+            self.problems.guard(self.layout.queue(name), "queue", lambda name=name: self._queue_reading(
+                name, counts[name], heads[name], tops[name], details, read_at_s))
+            for name in queue_names) if reading is not None]
         if unseen.recent_past_s is not None:
             queues = [recent_past(q, read_at_s, unseen.recent_past_s) if q.queue_name in first else q
                       for q in queues]
-        workers = [self._worker_reading(key, hash_reply, executions, read_at_s)
-                   for key, (hash_reply, executions) in zip(worker_keys, worker_replies)]
+        workers = [worker for worker in (
+            self.problems.guard(key, "worker", lambda key=key, replies=replies: self._worker_reading(
+                key, *replies, read_at_s))
+            for key, replies in zip(worker_keys, worker_replies)) if worker is not None]
         return RedisReading(read_at_s=read_at_s, queues=queues, workers=workers,
                             round_trips=self.client.round_trips - trips_before)
 
@@ -165,9 +177,31 @@ class RQReader:
         pipe = self.client.pipeline(transaction=False)
         pipe.smembers(self.layout.queues_set)
         pipe.smembers(self.layout.workers_set)
-        queue_keys, worker_keys = (_ok(reply, set()) for reply in pipe.execute(raise_on_error=False))
-        names = {self.layout.queue_name(text(key) or "") for key in queue_keys}
-        return sorted(name for name in names if name), sorted(text(key) or "" for key in worker_keys)
+        queue_keys, worker_keys = (self._reply(key, reply, set()) for key, reply in zip(
+            (self.layout.queues_set, self.layout.workers_set), pipe.execute(raise_on_error=False)))
+        names, workers = set(), set()
+        for key in queue_keys:
+            name = self.layout.queue_name(as_name(key, NAME_MAX + len(self.layout.queue_key_prefix)) or "")
+            if as_name(name) is None:
+                self.problems.report(self.layout.queues_set, f"member {as_text(key, 80)!r} is not a usable queue "
+                                     f"key (at most {NAME_MAX} characters of UTF-8 without NUL); skipped")
+            else:
+                names.add(name)
+        for key in worker_keys:
+            worker_key = as_name(key, NAME_MAX + len(self.layout.worker_key_prefix))
+            if worker_key is None or as_name(self.layout.worker_name(worker_key)) is None:
+                self.problems.report(self.layout.workers_set, f"member {as_text(key, 80)!r} is not a usable "
+                                     "worker key; skipped")
+            else:
+                workers.add(worker_key)
+        return sorted(names), sorted(workers)
+
+    def _reply(self, key: str, reply: Any, default: Any) -> Any:
+        """A pipeline reply; a failed command (e.g. WRONGTYPE) is reported for its key and gives `default`."""
+        if isinstance(reply, Exception):
+            self.problems.report(key, f"{type(reply).__name__}: {reply}")
+            return default
+        return default if reply is None else reply
 
     def _snapshot(self, queue_names: Sequence[str], worker_keys: Sequence[str],
                   cursors: Mapping[str, Cursor]):
@@ -199,21 +233,29 @@ class RQReader:
 
         seconds, micros = _ok(next(replies), (0, 0))
         read_at_s = int(seconds) + int(micros) / 1e6
-        counts: dict[str, dict[str, int]] = {}
+        counts: dict[str, dict[str, int | None]] = {}
         heads: dict[str, list[str]] = {}
         tops: dict[str, list[_RegistryTop]] = {}
         for name in queue_names:
-            counts[name] = {field: int(_ok(next(replies), 0)) for field in _COUNTS}
-            heads[name] = [job_id for job_id in (text(j) for j in _ok(next(replies), [])) if job_id]
+            count_keys = (layout.queue(name), layout.started(name), layout.scheduled(name), layout.deferred(name),
+                          layout.failed(name), layout.finished(name))
+            counts[name] = {field: as_int(self._reply(key, next(replies), None))
+                            for field, key in zip(_COUNTS, count_keys)}
+            heads[name] = [job_id for job_id in (as_name(j) for j in self._reply(layout.queue(name), next(replies), []))
+                           if job_id]
             tops[name] = []
-            for _, failed_registry, score in plans[name]:
+            for key, failed_registry, score in plans[name]:
                 if score is None:
-                    tops[name].append(_RegistryTop(failed_registry, None, 0, _entries(next(replies)), 1))
+                    entries, readable = self._entries(key, next(replies))
+                    tops[name].append(_RegistryTop(failed_registry, None, 0, entries, 1, readable))
                 else:
-                    total = int(_ok(next(replies), 0))
-                    tops[name].append(_RegistryTop(failed_registry, score, total, _entries(next(replies)),
-                                                   self._fetch_limit()))
-        worker_replies = [(_ok(next(replies), {}), _ok(next(replies), set())) for _ in worker_keys]
+                    total = as_int(self._reply(key, next(replies), None))
+                    entries, readable = self._entries(key, next(replies))
+                    tops[name].append(_RegistryTop(failed_registry, score, total or 0, entries,
+                                                   self._fetch_limit(), readable and total is not None))
+        worker_replies = [(self._reply(key, next(replies), {}),
+                           self._reply(layout.worker_executions(layout.worker_name(key)), next(replies), set()))
+                          for key in worker_keys]
         return read_at_s, counts, heads, tops, worker_replies
 
     def _details(self, heads: Mapping[str, list[str]], tops: Mapping[str, list[_RegistryTop]]) -> _Details:
@@ -245,6 +287,11 @@ class RQReader:
         for job_id, failed in ordered:
             fields = _ok(next(replies), None) or []
             job_times[job_id] = _job_times(fields)
+            times = job_times[job_id]
+            if times is not None and any(t is None and raw not in (None, b"", "")
+                                         for t, raw in zip(times, fields[1:4])):
+                self.problems.report(layout.job(job_id), "an enqueued_at, started_at or ended_at time is not "
+                                     "usable; that job's wait or run time is unavailable")
             if failed:
                 latest = _ok(next(replies), None) or []
                 failure_texts[job_id] = _failure_text(latest, fields[4] if len(fields) > 4 else None)
@@ -256,6 +303,9 @@ class RQReader:
         """Counts, oldest waiting job and the registry progress of one queue."""
         head_times = [details.head_times.get(job_id) for job_id in head_ids]
         oldest_s = next((at_s for at_s in head_times if at_s is not None), None)
+        unavailable = {COUNT_FIELDS[field] for field, count in counts.items() if count is None}
+        if not all(top.readable for top in registry_tops):
+            unavailable |= FLOW_FIELDS
         finished_top, failed_top = registry_tops
         new_finished, finished_cursor, finished_ids = self._advance(finished_top, details, read_at_s)
         new_failed, failed_cursor, failed_ids = self._advance(failed_top, details, read_at_s)
@@ -268,12 +318,15 @@ class RQReader:
             queue_name=name, library=LIBRARY, oldest_enqueued_at_s=oldest_s,
             cursor=Cursor(finished_score=finished_cursor, failed_score=failed_cursor),
             new_finished=new_finished, new_failed=new_failed, new_timeouts=timeouts,
-            sampled_jobs=samples + failed_samples, **counts,
+            sampled_jobs=samples + failed_samples, unavailable=frozenset(unavailable),
+            **{field: count or 0 for field, count in counts.items()},
         )
 
     def _advance(self, top: _RegistryTop, details: _Details,
                  read_at_s: float) -> tuple[int, float, list[str]]:
         """New entries counted, the new cursor and the ids to sample; a still-open newest score waits."""
+        if not top.readable:  # counted when the registry can be read again
+            return 0, top.cursor if top.cursor is not None else EMPTY_REGISTRY_CURSOR, []
         if top.cursor is None:
             return 0, (top.entries[0][1] if top.entries else EMPTY_REGISTRY_CURSOR), []
         if not top.entries:
@@ -296,30 +349,50 @@ class RQReader:
         return bool(ended) and max(ended) >= read_at_s - self.settle_s
 
     def _worker_reading(self, key: str, hash_reply: Mapping[Any, Any], executions: Any,
-                        read_at_s: float) -> WorkerReading:
-        """One registered worker; a gone, dead, silent or vanished-process worker is stale, never alive."""
-        data = {text(k) or "": text(v) for k, v in (hash_reply or {}).items()}
-        pid = parse_int(data.get("pid"))
-        hostname = data.get("hostname") or None
-        last_heartbeat_s = parse_timestamp_s(data.get("last_heartbeat"))
+                        read_at_s: float) -> WorkerReading | None:
+        """One registered worker; a gone, dead, silent or vanished-process worker is stale, never alive.
+
+        A malformed pid, host, time or state is unavailable (None); a worker whose job counts are malformed is
+        skipped, since its row has no way to show an unknown count.
+        """
+        data = {as_text(k, 64) or "": v for k, v in (hash_reply if isinstance(hash_reply, Mapping) else {}).items()}
+        fields = HashFields(self.problems, key, data)
+        successful, failed = fields.count("successful_job_count"), fields.count("failed_job_count")
+        if successful is None or failed is None:
+            self.problems.report(key, "job counts are not usable; the worker is not stored this cycle")
+            return None
+        pid = fields.number("pid", high=PID_MAX, low=1)
+        hostname = fields.name("hostname")
+        last_heartbeat_s = fields.time("last_heartbeat", parse_timestamp_s)
         alive = (bool(data) and "death" not in data and last_heartbeat_s is not None
                  and read_at_s - last_heartbeat_s <= self.worker_stale_after_s)
         if alive and pid and self.pid_alive is not None and hostname and hostname == self.hostname:
             alive = self.pid_alive(pid)
-        running = sorted(job_id_of_execution(member) for member in (executions or ()))
+        running = sorted(job_id for job_id in (as_name(job_id_of_execution(member)) for member in
+                                               (executions if isinstance(executions, (set, list)) else ())) if job_id)
+        queues = [q for q in (fields.text("queues", 64 * NAME_MAX) or "").split(",") if as_name(q)]
         return WorkerReading(
-            name=self.layout.worker_name(key), library=LIBRARY,
-            queues=[q for q in (data.get("queues") or "").split(",") if q],
-            pid=pid, hostname=hostname,
-            state=(data.get("state") or "?") if alive else STALE_STATE, alive=alive,
-            successful_jobs=parse_int(data.get("successful_job_count")) or 0,
-            failed_jobs=parse_int(data.get("failed_job_count")) or 0,
-            birth_at_s=parse_timestamp_s(data.get("birth")), last_heartbeat_at_s=last_heartbeat_s,
-            current_job_id=data.get("current_job") or (running[0] if running else None),
+            name=self.layout.worker_name(key), library=LIBRARY, queues=queues, pid=pid, hostname=hostname,
+            state=(fields.name("state", 32) or "?") if alive else STALE_STATE, alive=alive,
+            successful_jobs=successful or 0, failed_jobs=failed or 0,
+            birth_at_s=fields.time("birth", parse_timestamp_s), last_heartbeat_at_s=last_heartbeat_s,
+            current_job_id=fields.name("current_job") or (running[0] if running else None),
         )
 
     def _fetch_limit(self) -> int:
         return max(1, self.sample_jobs)
+
+    def _entries(self, key: str, reply: Any) -> tuple[list[tuple[str, float]], bool]:
+        """(job id, score) pairs of a ZREVRANGEBYSCORE WITHSCORES reply with finite scores, and whether it was
+        read (False for an error reply such as WRONGTYPE)."""
+        if isinstance(reply, Exception):
+            self._reply(key, reply, None)
+            return [], False
+        pairs = [(as_name(member), finite_score(score)) for member, score in reply or []]
+        usable = [(job_id, score) for job_id, score in pairs if job_id is not None and score is not None]
+        if len(usable) < len(pairs):
+            self.problems.report(key, f"{len(pairs) - len(usable)} entries with an unusable id or score skipped")
+        return usable, True
 
 
 def _ok(reply: Any, default: Any) -> Any:
@@ -332,11 +405,6 @@ def _finite(score: float | None) -> float | None:
     if score is None or not math.isfinite(score):
         return None
     return float(score)
-
-
-def _entries(reply: Any) -> list[tuple[str, float]]:
-    """(job id, score) pairs of a ZREVRANGEBYSCORE WITHSCORES reply."""
-    return [(text(member) or "", float(score)) for member, score in _ok(reply, [])]
 
 
 def _job_times(fields: Sequence[Any]) -> tuple[float | None, float | None, float | None] | None:

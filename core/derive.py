@@ -132,7 +132,8 @@ def snapshot_row(
 
     A figure nobody measured is stored as 0 with its field named in `unavailable` (shown as n/a): error and
     timeout rates when no job ended in the rate window, memory when no worker of the queue is measured, the
-    oldest waiting age when jobs wait but none's enqueue time is known. `live_workers` (None: unknown) makes
+    oldest waiting age when jobs wait but none's enqueue time is known, and what the reader could not read for
+    this queue alone (QueueReading.unavailable). `live_workers` (None: unknown) makes
     waiting jobs with no live worker a health issue.
     """
     processing, wait = interval_sketches(reading)
@@ -142,7 +143,7 @@ def snapshot_row(
     rates = window.rates_pct(now_s)
     p50, p95, p99 = recent_processing.quantiles(PERCENTILES)
     w50, w95, w99 = recent_wait.quantiles(PERCENTILES)
-    unmeasured = set(unavailable) - MEMORY_FIELDS
+    unmeasured = (set(unavailable) - MEMORY_FIELDS) | set(reading.unavailable)
     if rates is None:
         unmeasured |= RATE_FIELDS
     if memory_usage_mb is None:

@@ -63,6 +63,8 @@ class QueueReading:
     # database's first cycle or for a queue that appeared since): the earliest end time (epoch s) of the jobs
     # counted, so the interval they cover is known. None when the counts cover one interval since the cursor.
     counted_since_s: float | None = None
+    # QueueMetrics fields not measured for this queue alone (e.g. a key of the wrong type, a malformed count)
+    unavailable: frozenset[str] = frozenset()
 
     @property
     def delayed(self) -> int:

@@ -80,7 +80,10 @@ class AgentReport:
 
     @classmethod
     def from_json(cls, raw: str | bytes | None) -> AgentReport | None:
-        """A published report, or None when it is missing or not a report (unknown fields are ignored)."""
+        """A published report, or None when it is missing or not a report (unknown fields are ignored).
+
+        Only the shape is checked here; the collector reads reports through collector.agents.parse_report,
+        which also bounds every number and name."""
         if raw is None:
             return None
         try:
@@ -92,7 +95,7 @@ class AgentReport:
             values["queues"] = tuple(str(q) for q in values.get("queues") or ())
             values["client_ids"] = tuple(int(i) for i in values.get("client_ids") or ())
             report = cls(**values)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError, RecursionError):
             return None
         if not report.library or not report.worker_id:
             return None

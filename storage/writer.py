@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
 
-from sqlalchemy import Connection, Engine, and_, select, update
+from sqlalchemy import Boolean, Connection, Engine, Float, Integer, String, Table, and_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
+from core.problems import ProblemLog
+from core.values import INT64_MAX, INT64_MIN
 from storage.engine import StorageError, error_text
 from storage.schema import alert_events, alerts, cycles, host_snapshots, queue_snapshots, worker_snapshots
 
@@ -46,8 +49,43 @@ class CycleRecord:
 AlertPlanner = Callable[[list[OpenAlertRow]], Sequence[AlertChangeLike]]
 
 
-def write_cycle(engine: Engine, record: CycleRecord, plan_alerts: AlertPlanner) -> list[AlertChangeLike]:
+def bounded_row(table: Table, row: dict[str, Any], problems: ProblemLog) -> dict[str, Any]:
+    """A row every database accepts: integers within signed 64 bits, finite floats, strings within their
+    column's length and without NUL. A value out of bounds is NULL where the column allows it, else clamped
+    (integers) or 0 (floats), and is reported; the readers' parsing (core.values) normally stops such
+    values before they get here."""
+    bounded = dict(row)
+    for name, value in row.items():
+        column = table.columns.get(name)
+        if column is None or value is None:
+            continue
+        kind = column.type
+        fixed = value
+        if isinstance(kind, Boolean):
+            continue
+        if isinstance(kind, Integer):
+            if isinstance(value, float) and math.isfinite(value):
+                fixed = int(value)
+            if not isinstance(fixed, int) or not INT64_MIN <= fixed <= INT64_MAX:
+                fixed = None if column.nullable else (
+                    min(max(fixed, INT64_MIN), INT64_MAX) if isinstance(fixed, int) else 0)
+        elif isinstance(kind, Float):
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                fixed = None if column.nullable else 0.0
+        elif isinstance(kind, String) and isinstance(value, str):
+            fixed = value.replace("\x00", "\ufffd")
+            if kind.length is not None and len(fixed) > kind.length:
+                fixed = fixed[:kind.length]
+        if fixed is not value and fixed != value:
+            problems.report(f"{table.name}.{name}", f"value {str(value)[:80]!r} stored as {fixed!r}")
+            bounded[name] = fixed
+    return bounded
+
+
+def write_cycle(engine: Engine, record: CycleRecord, plan_alerts: AlertPlanner,
+                problems: ProblemLog | None = None) -> list[AlertChangeLike]:
     """Store a cycle and apply its alert changes atomically; returns the changes applied."""
+    problems = problems or ProblemLog()
     try:
         with engine.begin() as conn:
             cycle_id = conn.execute(cycles.insert().values(
@@ -56,9 +94,11 @@ def write_cycle(engine: Engine, record: CycleRecord, plan_alerts: AlertPlanner) 
             )).inserted_primary_key[0]
             for table, rows in ((queue_snapshots, record.queue_rows), (worker_snapshots, record.worker_rows)):
                 if rows:
-                    conn.execute(table.insert(), [{**row, "cycle_id": cycle_id} for row in rows])
+                    conn.execute(table.insert(), [{**bounded_row(table, row, problems), "cycle_id": cycle_id}
+                                                  for row in rows])
             if record.host_row:
-                conn.execute(host_snapshots.insert().values(**record.host_row, cycle_id=cycle_id))
+                conn.execute(host_snapshots.insert().values(**bounded_row(host_snapshots, record.host_row, problems),
+                                                            cycle_id=cycle_id))
             changes = apply_alert_changes(conn, plan_alerts(open_alerts(conn)), record.finished_at_s)
     except SQLAlchemyError as exc:
         engine.dispose()  # the next try opens the file anew: one opened read-only stays so while pooled

@@ -72,41 +72,42 @@ def test_layout_names_and_parsers():
 
 def test_event_state_counts_each_end_once_and_tells_silent_workers():
     state = EventState(heartbeat_slack_s=1.0)
+    T0 = 1_700_000_000.0  # event times are epoch seconds (implausible ones are dropped)
     assert not state.events_live(0.0)
     state.apply({"type": "worker-online", "hostname": "a@h", "pid": 1, "freq": 2.0, "processed": 0,
-                 "timestamp": 100.0}, 100.0)
-    state.apply({"type": "task-sent", "uuid": "t1", "name": "n", "queue": "q", "timestamp": 99.0}, 100.0)
-    state.apply({"type": "task-started", "uuid": "t1", "hostname": "a@h", "timestamp": 100.5}, 100.5)
-    assert [t.task_id for t in state.in_flight(101.0)] == ["t1"]
-    failed = {"type": "task-failed", "uuid": "t1", "hostname": "a@h", "timestamp": 101.5,
+                 "timestamp": T0 + 100.0}, T0 + 100.0)
+    state.apply({"type": "task-sent", "uuid": "t1", "name": "n", "queue": "q", "timestamp": T0 + 99.0}, T0 + 100.0)
+    state.apply({"type": "task-started", "uuid": "t1", "hostname": "a@h", "timestamp": T0 + 100.5}, T0 + 100.5)
+    assert [t.task_id for t in state.in_flight(T0 + 101.0)] == ["t1"]
+    failed = {"type": "task-failed", "uuid": "t1", "hostname": "a@h", "timestamp": T0 + 101.5,
               "exception": "ExceptionWithTraceback()", "traceback": HARD_LIMIT_TRACEBACK}
-    state.apply(failed, 101.5)
-    state.apply(failed, 101.6)
+    state.apply(failed, T0 + 101.5)
+    state.apply(failed, T0 + 101.6)
     [outcome] = state.drain()
-    assert (outcome.queue, outcome.failed, outcome.timed_out, outcome.sent_at_s) == ("q", True, True, 99.0)
+    assert (outcome.queue, outcome.failed, outcome.timed_out, outcome.sent_at_s) == ("q", True, True, T0 + 99.0)
     assert outcome.finished_job().processing_ms == pytest.approx(1000.0)
     assert outcome.finished_job().wait_ms == pytest.approx(1500.0)
     state.apply({"type": "task-succeeded", "uuid": "t2", "hostname": "a@h", "runtime": 0.25,
-                 "timestamp": 102.0}, 102.0)
+                 "timestamp": T0 + 102.0}, T0 + 102.0)
     [succeeded] = state.drain()
     assert succeeded.finished_job().processing_ms == pytest.approx(250.0) and state.route_of("n") == "q"
-    assert state.events_live(102.0) and state.in_flight(102.0) == []
+    assert state.events_live(T0 + 102.0) and state.in_flight(T0 + 102.0) == []
 
-    state.apply({"type": "task-started", "uuid": "lost", "hostname": "a@h", "timestamp": 102.0}, 102.0)
+    state.apply({"type": "task-started", "uuid": "lost", "hostname": "a@h", "timestamp": T0 + 102.0}, T0 + 102.0)
     state.apply({"type": "worker-heartbeat", "hostname": "a@h", "pid": 1, "freq": 2.0, "active": 0,
-                 "processed": 2, "timestamp": 106.0}, 106.0)
-    assert state.in_flight(106.0) == []  # the heartbeat says nothing runs: the missed end is settled
+                 "processed": 2, "timestamp": T0 + 106.0}, T0 + 106.0)
+    assert state.in_flight(T0 + 106.0) == []  # the heartbeat says nothing runs: the missed end is settled
 
     state.apply({"type": "worker-online", "hostname": "b@h", "pid": 2, "freq": 2.0, "processed": 0,
-                 "timestamp": 110.0}, 110.0)
+                 "timestamp": T0 + 110.0}, T0 + 110.0)
     state.apply({"type": "worker-heartbeat", "hostname": "b@h", "pid": 2, "freq": 2.0, "processed": 4,
-                 "timestamp": 112.0}, 112.0)
-    assert not state.events_live(112.5)  # b processes tasks and sends no task events
-    workers = {w.nodename: (w, alive) for w, alive in state.workers(112.5)}
-    assert workers["b@h"][1] and not workers["a@h"][1]  # a: last heard 106.0, stale after 2 x 2 + 1 s
-    assert state.events_live(112.0 + 6.0)  # b went stale: the live workers all send task events (none left)
+                 "timestamp": T0 + 112.0}, T0 + 112.0)
+    assert not state.events_live(T0 + 112.5)  # b processes tasks and sends no task events
+    workers = {w.nodename: (w, alive) for w, alive in state.workers(T0 + 112.5)}
+    assert workers["b@h"][1] and not workers["a@h"][1]  # a: last heard T0 + 106.0, stale after 2 x 2 + 1 s
+    assert state.events_live(T0 + 112.0 + 6.0)  # b went stale: the live workers all send task events (none left)
     listener = EventListener(redis.Redis(), "/0.celeryev/*", state)
-    listener._apply({"type": "worker-heartbeat", "hostname": "c@h", "loadavg": 5}, 120.0)  # malformed: skipped
+    listener._apply({"type": "worker-heartbeat", "hostname": "c@h", "loadavg": 5}, T0 + 120.0)  # malformed: skipped
 
 
 @pytest.mark.parametrize("options", [{}, CUSTOM_OPTIONS], ids=["default", "prefix-sep-steps"])
@@ -138,7 +139,7 @@ def test_waiting_counts_include_priority_buckets_and_equal_kombus(redis_url, red
     buckets = {key: redis_client.llen(key) for key in layout.bucket_keys("alpha")}
     assert len([n for n in buckets.values() if n]) == (4 if not options else 2)
     assert reading.round_trips == 3 and ALWAYS_UNAVAILABLE | TIMING_FIELDS <= reading.unavailable
-    assert OLDEST_FIELD in reading.unavailable and reading.workers == []
+    assert OLDEST_FIELD in queues["alpha"].unavailable and reading.workers == []
     client.close()
 
 
@@ -156,12 +157,14 @@ def test_oldest_waiting_from_the_publish_time_header(redis_url, redis_client):
     reading = reader.read({})
     [stamped] = reading.queues
     assert before_s <= stamped.oldest_enqueued_at_s <= after_s and stamped.waiting == 2
-    assert OLDEST_FIELD not in reading.unavailable
+    assert OLDEST_FIELD not in reading.unavailable | stamped.unavailable
     app.tasks["qw.noop"].apply_async(queue="stamped")
     assert reader.read({}).queues[0].oldest_enqueued_at_s == stamped.oldest_enqueued_at_s
     app.tasks["qw.noop"].apply_async(queue="unstamped")
     reader = CeleryReader(redis_client, listen=False)
-    assert OLDEST_FIELD in reader.read({}).unavailable
+    queues = {q.queue_name: q for q in reader.read({}).queues}
+    assert OLDEST_FIELD in queues["unstamped"].unavailable  # only there: the stamped queue's age is known
+    assert OLDEST_FIELD not in queues["stamped"].unavailable
 
 
 def snapshot(client: redis.Redis) -> dict:
@@ -228,16 +231,17 @@ def test_constant_round_trips_for_1_and_20_queues(redis_url, redis_client):
 
 def test_event_state_keeps_what_it_knows_of_settled_tasks_and_ends_lost_ones_once():
     state = EventState(heartbeat_slack_s=1.0)
-    state.apply({"type": "worker-online", "hostname": "a@h", "pid": 1, "freq": 2.0, "timestamp": 100.0}, 100.0)
+    T0 = 1_700_000_000.0  # event times are epoch seconds (implausible ones are dropped)
+    state.apply({"type": "worker-online", "hostname": "a@h", "pid": 1, "freq": 2.0, "timestamp": T0 + 100.0}, T0 + 100.0)
     state.apply({"type": "task-sent", "uuid": "t1", "name": "render", "queue": "pdf-render",
-                 "timestamp": 100.0}, 100.0)
-    state.apply({"type": "task-started", "uuid": "t1", "hostname": "a@h", "pid": 1, "timestamp": 100.5}, 100.5)
+                 "timestamp": T0 + 100.0}, T0 + 100.0)
+    state.apply({"type": "task-started", "uuid": "t1", "hostname": "a@h", "pid": 1, "timestamp": T0 + 100.5}, T0 + 100.5)
     # a hard time limit: the worker drops the task from `active` before its batched task-failed goes out
     state.apply({"type": "worker-heartbeat", "hostname": "a@h", "pid": 1, "freq": 2.0, "active": 0,
-                 "timestamp": 103.0}, 103.0)
-    assert state.in_flight(103.0) == []
-    state.apply({"type": "task-failed", "uuid": "t1", "hostname": "a@h", "timestamp": 102.5,
-                 "exception": "ExceptionWithTraceback()", "traceback": HARD_LIMIT_TRACEBACK}, 103.1)
+                 "timestamp": T0 + 103.0}, T0 + 103.0)
+    assert state.in_flight(T0 + 103.0) == []
+    state.apply({"type": "task-failed", "uuid": "t1", "hostname": "a@h", "timestamp": T0 + 102.5,
+                 "exception": "ExceptionWithTraceback()", "traceback": HARD_LIMIT_TRACEBACK}, T0 + 103.1)
     [timed_out] = state.drain()
     assert (timed_out.queue, timed_out.timed_out, timed_out.lost) == ("pdf-render", True, False)
     assert timed_out.finished_job().processing_ms == pytest.approx(2000.0)
@@ -248,33 +252,33 @@ def test_event_state_keeps_what_it_knows_of_settled_tasks_and_ends_lost_ones_onc
         state.apply({"type": "task-started", "uuid": task_id, "hostname": nodename, "pid": pid, "timestamp": at_s},
                     at_s)
 
-    start("stale", "a@h", 1, 104.0)
+    start("stale", "a@h", 1, T0 + 104.0)
     state.apply({"type": "worker-heartbeat", "hostname": "a@h", "pid": 1, "freq": 2.0, "active": 1,
-                 "timestamp": 104.5}, 104.5)
-    state.settle_lost(109.0)  # 2 x 2 + 1 s after the last heartbeat: not stale yet
+                 "timestamp": T0 + 104.5}, T0 + 104.5)
+    state.settle_lost(T0 + 109.0)  # 2 x 2 + 1 s after the last heartbeat: not stale yet
     assert state.drain() == []
-    state.settle_lost(109.6)
+    state.settle_lost(T0 + 109.6)
     [lost] = state.drain()
     assert (lost.task_id, lost.queue, lost.failed, lost.timed_out, lost.lost) == ("stale", "billing", True, False,
                                                                                    True)
     assert lost.finished_job().processing_ms is None and lost.finished_job().wait_ms == pytest.approx(500.0)
     state.apply({"type": "task-succeeded", "uuid": "stale", "hostname": "a@h", "runtime": 9.0,
-                 "timestamp": 113.0}, 113.0)
-    state.settle_lost(200.0)
+                 "timestamp": T0 + 113.0}, T0 + 113.0)
+    state.settle_lost(T0 + 200.0)
     assert state.drain() == []  # counted once, as lost
 
-    state.apply({"type": "worker-online", "hostname": "b@h", "pid": 7, "freq": 2.0, "timestamp": 120.0}, 120.0)
-    start("cold", "b@h", 7, 121.0)
-    state.apply({"type": "worker-offline", "hostname": "b@h", "pid": 7, "freq": 2.0, "timestamp": 122.0}, 122.0)
+    state.apply({"type": "worker-online", "hostname": "b@h", "pid": 7, "freq": 2.0, "timestamp": T0 + 120.0}, T0 + 120.0)
+    start("cold", "b@h", 7, T0 + 121.0)
+    state.apply({"type": "worker-offline", "hostname": "b@h", "pid": 7, "freq": 2.0, "timestamp": T0 + 122.0}, T0 + 122.0)
     assert [(o.task_id, o.lost) for o in state.drain()] == [("cold", True)]
 
-    state.apply({"type": "worker-online", "hostname": "c@h", "pid": 8, "freq": 2.0, "timestamp": 130.0}, 130.0)
-    start("old", "c@h", 8, 131.0)
+    state.apply({"type": "worker-online", "hostname": "c@h", "pid": 8, "freq": 2.0, "timestamp": T0 + 130.0}, T0 + 130.0)
+    start("old", "c@h", 8, T0 + 131.0)
     state.apply({"type": "worker-heartbeat", "hostname": "c@h", "pid": 9, "freq": 2.0, "active": 0,
-                 "timestamp": 132.0}, 132.0)  # restarted at once under the same name
-    start("new", "c@h", 9, 132.5)
+                 "timestamp": T0 + 132.0}, T0 + 132.0)  # restarted at once under the same name
+    start("new", "c@h", 9, T0 + 132.5)
     assert [(o.task_id, o.lost) for o in state.drain()] == [("old", True)]
-    assert [t.task_id for t in state.in_flight(133.0)] == ["new"]
+    assert [t.task_id for t in state.in_flight(T0 + 133.0)] == ["new"]
 
 
 def _publish(client: redis.Redis, *events: dict) -> None:

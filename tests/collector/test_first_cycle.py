@@ -130,6 +130,7 @@ def test_a_restart_in_the_middle_of_a_window_changes_no_figure(redis_url, redis_
     restarted = _collector(redis_url, f"sqlite:///{tmp_path / 'restarted.db'}")  # a collector started anew
 
     queue = Queue("steady", connection=redis_client)
+    time.sleep(1.1)  # registry scores are whole seconds: new failures must not share the counted second
     for _ in range(3):
         queue.enqueue(rq_jobs.fail)
     run_burst_worker(redis_url, "steady")

@@ -295,7 +295,7 @@ def test_lockout_after_five_failures_in_the_browser(server, context):
     last_refused_s, let_in_s, refused = _cool_down(page, "locked@example.com", locked_at)
     print(f"lockout after 5 failures (setting {LOCKOUT_S:.0f} s): {refused} right-password attempts refused, "
           f"the last {last_refused_s:.1f} s after the 5th failure; let in at {let_in_s:.1f} s")
-    assert refused >= 2 and last_refused_s < LOCKOUT_S + 0.3
+    assert refused >= 2 and last_refused_s < LOCKOUT_S + 1.5  # clicks queue behind reruns on a busy machine
     assert LOCKOUT_S - 0.3 <= let_in_s <= LOCKOUT_S + 2.5
     page.get_by_role("button", name="Log out").click()
     page.get_by_role("button", name="Log in").wait_for(timeout=30_000)

@@ -33,6 +33,8 @@ from storage.cursors import latest_cursors, recent_intervals
 log = logging.getLogger(__name__)
 
 RETENTION_EVERY_S = 600.0
+# What parsing replies of the wrong shape raises (a server that answers every command with +OK, say).
+UNEXPECTED_REPLY_ERRORS = (TypeError, AttributeError, ValueError, IndexError, KeyError, redis.DataError)
 # A server that answers but is not Redis (garbage, HTTP) is an outage too: protocol and response errors.
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, redis.ResponseError,
                 redis.InvalidResponse)
@@ -107,6 +109,9 @@ class Collector:
                 readings.append((reader.library, reader.read(cursors, unseen=unseen)))
             except REDIS_ERRORS as exc:
                 errors.append(f"{REDIS_OUTAGE_PREFIX} ({reader.library}): {exc}")
+            except UNEXPECTED_REPLY_ERRORS as exc:  # replies of the wrong shape: whatever answers is not Redis
+                errors.append(f"{REDIS_OUTAGE_PREFIX} ({reader.library}): replies that Redis would not send "
+                              f"({type(exc).__name__}: {exc})")
         return readings, errors
 
     def run_cycle(self) -> CycleResult:

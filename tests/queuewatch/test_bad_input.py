@@ -114,6 +114,14 @@ class _Nonsense(_Garbage):
     reply = b"?not redis\r\n"
 
 
+class _AgreesWithEverything(_Garbage):
+    """Well-formed Redis replies that make no sense for the commands sent (+OK to each line)."""
+
+    def handle(self) -> None:
+        while data := self.request.recv(65536):
+            self.request.sendall(b"+OK\r\n" * max(1, data.count(b"\r\n") // 3))
+
+
 @contextmanager
 def not_redis(handler: type[socketserver.BaseRequestHandler]) -> Iterator[int]:
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
@@ -160,14 +168,15 @@ def _collect_for(redis_url: str, db_url: str, seconds: float) -> subprocess.Comp
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-@pytest.mark.parametrize("server", ["garbage", "nonsense", "http"])
+@pytest.mark.parametrize("server", ["garbage", "nonsense", "http", "ok-to-everything"])
 def test_a_server_that_is_not_redis_is_an_outage_with_backoff(tmp_path, server):
     from sqlalchemy import select
 
     from storage.engine import make_engine
     from storage.schema import cycles
 
-    context = http_server() if server == "http" else not_redis(_Garbage if server == "garbage" else _Nonsense)
+    handlers = {"garbage": _Garbage, "nonsense": _Nonsense, "ok-to-everything": _AgreesWithEverything}
+    context = http_server() if server == "http" else not_redis(handlers[server])
     db_url = f"sqlite:///{tmp_path / 'q.db'}"
     with context as port:
         result = _collect_for(f"redis://:{SECRET}@127.0.0.1:{port}/0", db_url, 5.0)
@@ -175,7 +184,8 @@ def test_a_server_that_is_not_redis_is_an_outage_with_backoff(tmp_path, server):
     assert "Traceback" not in result.stderr and SECRET not in result.stderr
     skipped = [line for line in result.stderr.splitlines() if "cycle skipped" in line]
     assert skipped and all("Redis unreachable (rq)" in line for line in skipped)
-    assert len(result.stderr.strip().splitlines()) == 1 + len(skipped)  # the start line, then one per cycle
+    lines = [line for line in result.stderr.strip().splitlines() if "malformed value in Redis" not in line]
+    assert len(lines) == 1 + len(skipped)  # the start line, then one per cycle (and each bad key once)
     # backoff: 0.2 s doubling up to 1.6 s gives at most 0.4+0.8+1.6+1.6... in 5 s, i.e. far fewer than 25 cycles
     assert 3 <= len(skipped) <= 7, result.stderr
     with make_engine(db_url).connect() as conn:

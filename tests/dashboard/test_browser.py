@@ -5,6 +5,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -58,15 +60,21 @@ def dashboard(tmp_path_factory):
     add_user(engine, USER, "ADMIN", PASSWORD)
     add_user(engine, VIEWER, "VIEWER", PASSWORD)
     engine.dispose()
+    with dashboard_server(db_url, log, {"QUEUEWATCH_DB_URL": db_url}) as url:
+        yield url, db_url, log
+
+
+@contextmanager
+def dashboard_server(db_url: str, log: Path, env: dict[str, str]) -> Iterator[str]:
+    """A real `queuewatch dashboard` on a free loopback port (its output in `log`), until the block ends."""
     port = free_port()
-    env = {**os.environ, "QUEUEWATCH_DB_URL": db_url}
     proc = subprocess.Popen(
         [sys.executable, "-m", "queuewatch.cli", "dashboard", "--db", db_url, "--port", str(port)],
-        cwd=REPO_ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+        cwd=REPO_ROOT, env={**os.environ, **env}, stdout=log.open("w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, proc, log)
-        yield url, db_url, log
+        yield url
     finally:
         proc.terminate()
         try:

@@ -1,9 +1,6 @@
 """Sessions, lockout and plain-text rendering in real Chromium against a real `queuewatch dashboard`."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -15,8 +12,8 @@ from accounts.accounts import add_user
 from storage.engine import make_engine
 from storage.schema import alerts, dashboard_sessions
 from storage.users import update_user
-from tests.conftest import REPO_ROOT, free_port
-from tests.dashboard.test_browser import CHROMIUM, CHROMIUM_ARGS, PASSWORD, SCREENSHOTS, _wait_healthy
+from tests.conftest import free_port
+from tests.dashboard.test_browser import CHROMIUM, CHROMIUM_ARGS, PASSWORD, SCREENSHOTS, dashboard_server
 from tests.seed import write_seed_file
 
 TTL_S = 10.0
@@ -66,21 +63,9 @@ def server(tmp_path_factory):
                   "other@example.com"):
         add_user(engine, email, "ADMIN", PASSWORD)
     engine.dispose()
-    port = free_port()
-    env = {**os.environ, "QUEUEWATCH_SESSION_TTL_S": str(TTL_S), "QUEUEWATCH_LOGIN_LOCKOUT_S": str(LOCKOUT_S)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "queuewatch.cli", "dashboard", "--db", db_url, "--port", str(port)],
-        cwd=REPO_ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc, log)
+    env = {"QUEUEWATCH_SESSION_TTL_S": str(TTL_S), "QUEUEWATCH_LOGIN_LOCKOUT_S": str(LOCKOUT_S)}
+    with dashboard_server(db_url, log, env) as url:
         yield {"url": url, "db_url": db_url, "log": log, "closed_port": closed_port}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,6 @@ exists (`pid_alive=None` turns that check off). Anything else is reported with s
 from __future__ import annotations
 
 import math
-import os
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -47,19 +46,19 @@ from typing import Any
 import redis
 
 from core.model import Cursor, FinishedJob, QueueReading, RedisReading, WorkerReading
-from core.problems import HashFields, ProblemLog
+from core.problems import ProblemLog
 from core.recent import recent_past
 from collector.roundtrips import counting
+from collector.rq_workers import STALE_STATE, WorkerSource, pid_alive, worker_reading  # noqa: F401 - re-exported
 from collector.rq_layout import (
     RQLayout,
     decode_job_exc_info,
     decode_result_exc_string,
     is_timeout,
-    job_id_of_execution,
     parse_timestamp_s,
     text,
 )
-from core.values import NAME_MAX, PID_MAX, as_int, as_name, as_text, finite_score
+from core.values import NAME_MAX, as_int, as_name, as_text, finite_score
 
 LIBRARY = "rq"
 DEFAULT_SAMPLE_JOBS = 500
@@ -67,7 +66,6 @@ DEFAULT_HEAD_PROBE = 5
 DEFAULT_SETTLE_S = 2.0
 DEFAULT_WORKER_STALE_AFTER_S = 480.0
 EMPTY_REGISTRY_CURSOR = 0.0
-STALE_STATE = "stale"
 JOB_TIME_FIELDS = ("status", "enqueued_at", "started_at", "ended_at")
 _COUNTS = ("waiting", "active", "scheduled", "deferred", "failed", "completed")
 COUNT_FIELDS = {"waiting": "waiting", "active": "active", "scheduled": "delayed", "deferred": "delayed",
@@ -75,19 +73,6 @@ COUNT_FIELDS = {"waiting": "waiting", "active": "active", "scheduled": "delayed"
 """The QueueMetrics field each count feeds (unavailable when its key cannot be read)."""
 FLOW_FIELDS = frozenset({"jobsPerMinute", "errorRate", "timeoutRate"})
 """What a registry that cannot be read leaves unmeasured, besides its own count."""
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists on this host."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True
 
 
 @dataclass
@@ -350,34 +335,9 @@ class RQReader:
 
     def _worker_reading(self, key: str, hash_reply: Mapping[Any, Any], executions: Any,
                         read_at_s: float) -> WorkerReading | None:
-        """One registered worker; a gone, dead, silent or vanished-process worker is stale, never alive.
-
-        A malformed pid, host, time or state is unavailable (None); a worker whose job counts are malformed is
-        skipped, since its row has no way to show an unknown count.
-        """
-        data = {as_text(k, 64) or "": v for k, v in (hash_reply if isinstance(hash_reply, Mapping) else {}).items()}
-        fields = HashFields(self.problems, key, data)
-        successful, failed = fields.count("successful_job_count"), fields.count("failed_job_count")
-        if successful is None or failed is None:
-            self.problems.report(key, "job counts are not usable; the worker is not stored this cycle")
-            return None
-        pid = fields.number("pid", high=PID_MAX, low=1)
-        hostname = fields.name("hostname")
-        last_heartbeat_s = fields.time("last_heartbeat", parse_timestamp_s)
-        alive = (bool(data) and "death" not in data and last_heartbeat_s is not None
-                 and read_at_s - last_heartbeat_s <= self.worker_stale_after_s)
-        if alive and pid and self.pid_alive is not None and hostname and hostname == self.hostname:
-            alive = self.pid_alive(pid)
-        running = sorted(job_id for job_id in (as_name(job_id_of_execution(member)) for member in
-                                               (executions if isinstance(executions, (set, list)) else ())) if job_id)
-        queues = [q for q in (fields.text("queues", 64 * NAME_MAX) or "").split(",") if as_name(q)]
-        return WorkerReading(
-            name=self.layout.worker_name(key), library=LIBRARY, queues=queues, pid=pid, hostname=hostname,
-            state=(fields.name("state", 32) or "?") if alive else STALE_STATE, alive=alive,
-            successful_jobs=successful or 0, failed_jobs=failed or 0,
-            birth_at_s=fields.time("birth", parse_timestamp_s), last_heartbeat_at_s=last_heartbeat_s,
-            current_job_id=fields.name("current_job") or (running[0] if running else None),
-        )
+        """One registered worker (see collector.rq_workers.worker_reading)."""
+        return worker_reading(WorkerSource(self.layout, self.problems, self.worker_stale_after_s, self.hostname,
+                                           self.pid_alive), key, hash_reply, executions, read_at_s)
 
     def _fetch_limit(self) -> int:
         return max(1, self.sample_jobs)

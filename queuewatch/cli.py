@@ -152,12 +152,11 @@ def _collect(settings, args) -> int:
         signal.signal(sig, lambda *_: stop.set())
     log.info("collecting from %s into %s every %.1f s", redacted(settings.redis_url), redacted(settings.db_url),
              settings.interval_s)
-    if settings.webhook_url and not args.once:
-        from collector.webhooks import WebhookNotifier
+    if settings.channels and not args.once:
+        from collector.notifier import start_notifiers
 
-        notifier = WebhookNotifier(engine, settings.webhook_url)
-        threading.Thread(target=notifier.run, args=(stop,), name="webhooks", daemon=True).start()
-        log.info("sending alert webhooks to %s", redacted(settings.webhook_url))
+        start_notifiers(engine, settings.channels, stop)
+        log.info("notifying alerts on %s", ", ".join(f"{c.name} ({c.type})" for c in settings.channels))
     try:
         return collector.run(stop, once=args.once)
     finally:

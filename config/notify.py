@@ -123,10 +123,11 @@ def _number(raw: Mapping[str, Any], key: str, default: float, kind: type = float
 KNOWN_KEYS = {
     "common": {"name", "type", "severities", "queues", "libraries", "repeat_interval_s", "max_attempts",
                "retry_base_s", "retry_cap_s", "timeout_s"},
-    "slack": {"url_env", "url_file"},
+    "slack": {"url", "url_env", "url_file"},  # inline credentials are refused with their own message
     "webhook": {"url", "url_env", "url_file", "secret_env", "secret_file"},
-    "pagerduty": {"routing_key_env", "routing_key_file", "events_url"},
-    "email": {"host", "port", "tls", "ca_file", "username", "password_env", "password_file", "from", "to"},
+    "pagerduty": {"routing_key", "routing_key_env", "routing_key_file", "events_url"},
+    "email": {"host", "port", "tls", "ca_file", "username", "password", "password_env", "password_file", "from",
+              "to"},
 }
 
 

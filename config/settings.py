@@ -52,7 +52,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("backoff_cap_s", "QUEUEWATCH_BACKOFF_CAP_S", 60.0,
             "Longest wait between retries while Redis is unreachable."),
     Setting("config_path", "QUEUEWATCH_CONFIG", None,
-            "TOML file with alert thresholds (global and per queue) and memory limits."),
+            "TOML file with alert thresholds (global and per queue), memory limits and notification channels."),
     Setting("sample_jobs_per_cycle", "QUEUEWATCH_SAMPLE_JOBS", 500,
             "Most finished jobs per queue whose timings are read in one cycle."),
     Setting("agent_prefix", "QUEUEWATCH_AGENT_PREFIX", "queuewatch",
@@ -108,7 +108,7 @@ class Settings:
     metrics_access: str = "admin"
     docs_access: str = "public"
     trusted_proxies: str = ""
-    webhook_url: str | None = None
+    webhook_url: str | None = field(default=None, repr=False)
     webhook_secret: str | None = field(default=None, repr=False)
     session_ttl_s: float = 28800.0
     session_max_age_s: float = 604800.0

@@ -117,3 +117,30 @@ def test_a_client_error_is_not_retried(engine):
         assert (row["status"], row["attempts"], row["last_error"]) == ("failed", 1, "HTTP 400")
     finally:
         receiver.close()
+
+
+def _readme_verifier():
+    """The receiver-side `verify` function exactly as README.md shows it."""
+    import re
+
+    from tests.conftest import REPO_ROOT
+
+    blocks = re.findall(r"```python\n(.*?)```", (REPO_ROOT / "README.md").read_text(), re.S)
+    (source,) = [b for b in blocks if "def verify(" in b]
+    namespace: dict = {}
+    exec(source, namespace)  # noqa: S102 - the documented snippet itself is under test
+    return namespace["verify"]
+
+
+def test_the_readme_snippet_verifies_real_requests_and_rejects_tampering_and_replays(engine, receiver):
+    verify = _readme_verifier()
+    clock = Clock(__import__("time").time())
+    notifier = ChannelNotifier(engine, _webhook(receiver.url, "k3y"), clock=clock)
+    _cycle(engine, 20.0, q=215)
+    assert notifier.step() == 1
+    request = receiver.requests[0]
+    assert verify(b"k3y", request.headers, request.body)
+    assert not verify(b"other", request.headers, request.body)
+    assert not verify(b"k3y", request.headers, request.body.replace(b"queue_depth", b"queue_dept_"))
+    old = {**request.headers, "X-Queuewatch-Timestamp": str(int(clock.now_s) - 3600)}
+    assert not verify(b"k3y", old, request.body)

@@ -162,6 +162,9 @@ def start_notifiers(engine: Engine, channels: Sequence[ChannelConfig], stop: thr
     optional = optional_alert_columns(engine)
     threads = []
     for channel in channels:
+        if channel.unresolved:
+            log.error("channel %s not started: %s", channel.name, channel.unresolved)
+            continue
         notifier = ChannelNotifier(engine, channel, optional_columns=optional)
         thread = threading.Thread(target=notifier.run, args=(stop,), kwargs={"poll_s": poll_s},
                                   name=f"notify-{channel.name}", daemon=True)

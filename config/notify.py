@@ -18,6 +18,10 @@ LEGACY_WEBHOOK = "webhook"
 """Name (and delivery cursor) of the channel that QUEUEWATCH_WEBHOOK_URL defines."""
 
 
+class MissingSecret(ValueError):
+    """A secret's environment variable is unset or its file unreadable (only the collector needs it)."""
+
+
 class Secret:
     """A credential that never shows itself in repr, str or logs; `reveal()` gives the value to a transport."""
 
@@ -66,6 +70,7 @@ class ChannelConfig:
     sender: str = "queuewatch@localhost"
     recipients: tuple[str, ...] = ()
     consumer: str = ""  # the delivery cursor's name; notify:<name> unless set
+    unresolved: str | None = None  # why a secret is missing in this process's environment, if it is
 
     @property
     def cursor_name(self) -> str:
@@ -85,16 +90,16 @@ def _secret(raw: Mapping[str, Any], key: str, env: Mapping[str, str], *, inline:
     if f"{key}_env" in raw:
         name = str(raw[f"{key}_env"])
         if not env.get(name):
-            raise ValueError(f"environment variable {name} (from {key}_env) is not set")
+            raise MissingSecret(f"environment variable {name} (from {key}_env) is not set")
         return Secret(env[name])
     if f"{key}_file" in raw:
         path = Path(str(raw[f"{key}_file"])).expanduser()
         try:
             value = path.read_text().strip()
         except OSError as exc:
-            raise ValueError(f"cannot read {key}_file {path}: {exc.strerror}") from exc
+            raise MissingSecret(f"cannot read {key}_file {path}: {exc.strerror}") from exc
         if not value:
-            raise ValueError(f"{key}_file {path} is empty")
+            raise MissingSecret(f"{key}_file {path} is empty")
         return Secret(value)
     if key in raw:
         if not inline:
@@ -145,6 +150,16 @@ def parse_channel(raw: Mapping[str, Any], env: Mapping[str, str], defaults: Mapp
     severities = _strings(raw, "severities")
     if set(severities) - set(SEVERITIES):
         raise ValueError(f"severities must be among {', '.join(SEVERITIES)}, got {list(severities)}")
+    missing: list[str] = []
+
+    def secret(key: str, inline: bool = False) -> Secret | None:
+        """The secret, or an empty placeholder noted in `missing` (the dashboard and API run without it)."""
+        try:
+            return _secret(raw, key, env, inline=inline)
+        except MissingSecret as exc:
+            missing.append(str(exc))
+            return Secret("")
+
     merged = {**defaults, **raw}
     values: dict[str, Any] = dict(
         name=name, type=kind, route=Route(severities, _strings(raw, "queues"), _strings(raw, "libraries")),
@@ -155,15 +170,15 @@ def parse_channel(raw: Mapping[str, Any], env: Mapping[str, str], defaults: Mapp
         timeout_s=_number(merged, "timeout_s", 10.0, low=0.1),
     )
     if kind in ("slack", "webhook"):
-        values["url"] = _secret(raw, "url", env, inline=kind == "webhook")
+        values["url"] = secret("url", inline=kind == "webhook")
         if values["url"] is None:
             raise ValueError("url_env or url_file is required" + (" (or url)" if kind == "webhook" else ""))
         if kind == "webhook":
-            values["signing_secret"] = _secret(raw, "secret", env)
+            values["signing_secret"] = secret("secret")
             if values["signing_secret"] is None and env.get("QUEUEWATCH_WEBHOOK_SECRET"):
                 values["signing_secret"] = Secret(env["QUEUEWATCH_WEBHOOK_SECRET"])
     elif kind == "pagerduty":
-        values["routing_key"] = _secret(raw, "routing_key", env)
+        values["routing_key"] = secret("routing_key")
         if values["routing_key"] is None:
             raise ValueError("routing_key_env or routing_key_file is required")
         values["events_url"] = str(raw.get("events_url", PAGERDUTY_EVENTS_URL))
@@ -177,11 +192,11 @@ def parse_channel(raw: Mapping[str, Any], env: Mapping[str, str], defaults: Mapp
         values.update(smtp_host=str(raw.get("host", "localhost")),
                       smtp_port=_number(raw, "port", 465 if tls == "ssl" else 587, int, low=1),
                       smtp_tls=tls, smtp_ca_file=raw.get("ca_file"), username=raw.get("username"),
-                      password=_secret(raw, "password", env), sender=str(raw.get("from", "queuewatch@localhost")),
+                      password=secret("password"), sender=str(raw.get("from", "queuewatch@localhost")),
                       recipients=recipients)
         if values["password"] is not None and not values["username"]:
             raise ValueError("password_env/password_file needs a username")
-    return ChannelConfig(**values)
+    return ChannelConfig(**values, unresolved="; ".join(missing) or None)
 
 
 def parse_notify(table: Mapping[str, Any], env: Mapping[str, str]) -> tuple[ChannelConfig, ...]:

@@ -144,6 +144,11 @@ def _collect(settings, args) -> int:
     except SettingsError as exc:
         print(f"queuewatch: {exc}", file=sys.stderr)
         return 2
+    unresolved = [f"channel {c.name}: {c.unresolved}" for c in settings.channels if c.unresolved]
+    if unresolved and not args.once:  # only the notifying collector needs the channels' secrets
+        close_readers(readers)
+        print(f"queuewatch: {settings.config_path}: {'; '.join(unresolved)}", file=sys.stderr)
+        return 2
     engine = make_engine(settings.db_url)
     collector = Collector(settings, engine, readers, agents_client=redis_client(settings.redis_urls[0]),
                           agents_prefix=settings.agent_prefix)

@@ -334,3 +334,31 @@ def test_an_unacknowledged_alert_repeats_until_acknowledged(redis_url, redis_cli
     assert {b["dedup_key"] for b in site.pagerduty.bodies()} == {alert_id}
     clock.now_s += 3600
     assert notifier.step() == 0
+
+
+def test_the_collect_command_notifies_from_its_own_threads(redis_url, redis_client, db_url, site):
+    """`queuewatch collect` as a real process: the channels of its config file fire, and its log shows
+    channel names but no secret."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    _fill(redis_client, "bulk")
+    env = {**os.environ, **site.env, "QUEUEWATCH_CONFIG": str(site.config), "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "queuewatch.cli", "-v", "collect", "--redis", redis_url,
+                             "--db", db_url, "--interval", "0.5"], cwd=REPO_ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: site.webhook.requests and site.slack.requests and site.pagerduty.requests
+                 and site.smtp.messages, timeout_s=60, what="every routed channel")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    assert "notifying alerts on ops-slack (slack), payments-slack (slack), pager (pagerduty)" in stderr
+    assert site.slack_payments.attempts == 0
+    for secret in (SLACK_URL_SECRET, PD_ROUTING_KEY, WEBHOOK_SECRET, SMTP_PASSWORD):
+        assert secret not in stderr + stdout

@@ -63,9 +63,7 @@ def test_the_default_repeat_interval_is_four_hours(tmp_path):
 @pytest.mark.parametrize("toml,env,message", [
     ('type = "sms"', {}, "type must be one of"),
     ('type = "slack"\nurl = "https://hooks.slack.com/x"', {}, "url is a credential"),
-    ('type = "slack"\nurl_env = "NOPE"', {}, "environment variable NOPE"),
     ('type = "slack"\nurl_env = "U"\nurl_file = "/x"', {"U": "u"}, "give one of"),
-    ('type = "pagerduty"\nrouting_key_file = "/nonexistent/key"', {}, "cannot read routing_key_file"),
     ('type = "email"\nto = []', {}, "to must list"),
     ('type = "email"\nto = ["a@b"]\ntls = "maybe"', {}, "tls must be one of"),
     ('type = "webhook"\nurl = "http://h"\nseverities = ["info"]', {}, "severities must be among"),
@@ -91,3 +89,31 @@ def test_duplicate_names_and_the_env_webhook_name_clash(tmp_path):
     with pytest.raises(SettingsError, match="QUEUEWATCH_WEBHOOK_URL"):
         _settings(tmp_path, '[[notify.channels]]\ntype = "webhook"\nurl = "http://h"\n',
                   {"QUEUEWATCH_WEBHOOK_URL": "http://other"})
+
+
+def test_a_missing_secret_is_noted_for_the_collector_not_raised_for_everyone(tmp_path):
+    """The dashboard and the API read the same config file without the channels' secrets in their env."""
+    settings = _settings(tmp_path, """
+[[notify.channels]]
+type = "slack"
+url_env = "NOPE"
+
+[[notify.channels]]
+type = "pagerduty"
+routing_key_file = "/nonexistent/key"
+""")
+    slack, pager = settings.channels
+    assert slack.unresolved == "environment variable NOPE (from url_env) is not set"
+    assert pager.unresolved.startswith("cannot read routing_key_file /nonexistent/key")
+    assert slack.secrets() == [] and pager.secrets() == []
+
+
+def test_collect_refuses_to_start_with_a_missing_secret(tmp_path, db_url):
+    from tests.queuewatch.test_bad_input import run_cli
+
+    config = tmp_path / "queuewatch.toml"
+    config.write_text('[[notify.channels]]\nname = "ops"\ntype = "slack"\nurl_env = "QW_TEST_UNSET_SLACK"\n')
+    result = run_cli("collect", "--redis", "redis://127.0.0.1:1/0", "--db", db_url, "--config", str(config))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"queuewatch: {config}: channel ops: environment variable QW_TEST_UNSET_SLACK (from url_env) is not set"]

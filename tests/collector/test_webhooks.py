@@ -144,3 +144,20 @@ def test_the_readme_snippet_verifies_real_requests_and_rejects_tampering_and_rep
     assert not verify(b"k3y", request.headers, request.body.replace(b"queue_depth", b"queue_dept_"))
     old = {**request.headers, "X-Queuewatch-Timestamp": str(int(clock.now_s) - 3600)}
     assert not verify(b"k3y", old, request.body)
+
+
+def test_a_restart_during_retries_continues_the_same_log_row(engine):
+    receiver = HttpReceiver(fail_first=1)
+    try:
+        _cycle(engine, 10.0, q=5)
+        ChannelNotifier(engine, _webhook(receiver.url))  # the channel exists from here on
+        _cycle(engine, 20.0, q=215)
+        assert ChannelNotifier(engine, _webhook(receiver.url)).step() == 0  # fails, then the process "stops"
+        (row,) = delivery_log(engine).to_dict("records")
+        assert (row["status"], row["attempts"]) == ("retrying", 1)
+        assert ChannelNotifier(engine, _webhook(receiver.url)).step() == 1
+        (row,) = delivery_log(engine).to_dict("records")
+        assert (row["status"], row["attempts"], row["last_error"]) == ("delivered", 2, "HTTP 503")
+        assert len(receiver.requests) == 1
+    finally:
+        receiver.close()

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from config.notify import LEGACY_WEBHOOK, ChannelConfig, legacy_webhook, parse_notify
 from core.health import Thresholds, ThresholdSet
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
@@ -51,7 +52,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("backoff_cap_s", "QUEUEWATCH_BACKOFF_CAP_S", 60.0,
             "Longest wait between retries while Redis is unreachable."),
     Setting("config_path", "QUEUEWATCH_CONFIG", None,
-            "TOML file with alert thresholds (global and per queue) and memory limits."),
+            "TOML file with alert thresholds (global and per queue), memory limits and notification channels."),
     Setting("sample_jobs_per_cycle", "QUEUEWATCH_SAMPLE_JOBS", 500,
             "Most finished jobs per queue whose timings are read in one cycle."),
     Setting("agent_prefix", "QUEUEWATCH_AGENT_PREFIX", "queuewatch",
@@ -66,7 +67,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Proxy addresses, comma-separated, whose X-Forwarded-For gives the API client's address "
             "(none by default: the connecting address counts)."),
     Setting("webhook_url", "QUEUEWATCH_WEBHOOK_URL", None,
-            "URL that receives a JSON POST when an alert opens, escalates or is acknowledged."),
+            "URL of a generic webhook channel: a JSON POST when an alert fires, repeats, is acknowledged or "
+            "resolves."),
+    Setting("webhook_secret", "QUEUEWATCH_WEBHOOK_SECRET", None,
+            "Key that signs generic webhook POSTs (X-Queuewatch-Signature, HMAC-SHA256); unsigned when unset."),
     Setting("session_ttl_s", "QUEUEWATCH_SESSION_TTL_S", 28800.0,
             "Seconds a dashboard login lasts without activity."),
     Setting("session_max_age_s", "QUEUEWATCH_SESSION_MAX_AGE_S", 604800.0,
@@ -104,11 +108,20 @@ class Settings:
     metrics_access: str = "admin"
     docs_access: str = "public"
     trusted_proxies: str = ""
-    webhook_url: str | None = None
+    webhook_url: str | None = field(default=None, repr=False)
+    webhook_secret: str | None = field(default=None, repr=False)
     session_ttl_s: float = 28800.0
     session_max_age_s: float = 604800.0
     login_lockout_s: float = 60.0
     thresholds: Thresholds = field(default_factory=Thresholds)
+    notify_channels: tuple[ChannelConfig, ...] = ()
+
+    @property
+    def channels(self) -> tuple[ChannelConfig, ...]:
+        """The config file's notification channels, plus the webhook of QUEUEWATCH_WEBHOOK_URL when set."""
+        if not self.webhook_url:
+            return self.notify_channels
+        return (*self.notify_channels, legacy_webhook(self.webhook_url, self.webhook_secret))
 
     @property
     def retention_s(self) -> float:
@@ -224,6 +237,10 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     config_path = values.get("config_path")
     if config_path:
         values["thresholds"] = load_thresholds(Path(config_path))
+        values["notify_channels"] = load_channels(Path(config_path), env)
+        if values.get("webhook_url") and any(c.name == LEGACY_WEBHOOK for c in values["notify_channels"]):
+            raise SettingsError(f"{config_path}: a channel is named {LEGACY_WEBHOOK!r}, the name of the "
+                                "QUEUEWATCH_WEBHOOK_URL channel: rename it")
     unknown = set(_split(values.get("libraries", "rq"))) - set(LIBRARIES)
     if unknown or not _split(values.get("libraries", "rq")):
         raise SettingsError(f"QUEUEWATCH_LIBRARIES must list some of {', '.join(LIBRARIES)}, "
@@ -244,14 +261,27 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     return Settings(**values)
 
 
-def load_thresholds(path: Path) -> Thresholds:
-    """Read `[thresholds]` and `[thresholds.queues.<name>]` tables from a TOML file."""
+def _read_config(path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except FileNotFoundError as exc:
         raise SettingsError(f"config file not found: {path}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"config file {path} is not valid TOML: {exc}") from exc
+
+
+def load_channels(path: Path, env: Mapping[str, str]) -> tuple[ChannelConfig, ...]:
+    """Read the `[notify]` table and its `[[notify.channels]]` from a TOML file (secrets from `env` or files)."""
+    table = _read_config(path).get("notify", {})
+    try:
+        return parse_notify(table, env)
+    except ValueError as exc:
+        raise SettingsError(f"{path}: {exc}") from exc
+
+
+def load_thresholds(path: Path) -> Thresholds:
+    """Read `[thresholds]` and `[thresholds.queues.<name>]` tables from a TOML file."""
+    data = _read_config(path)
     table = data.get("thresholds", {})
     per_queue_raw = table.get("queues", {})
     global_set = _threshold_set(ThresholdSet(), {k: v for k, v in table.items() if k != "queues"}, path)

@@ -5,7 +5,7 @@ import time
 
 import streamlit as st
 
-from dashboard import components, context, ranges, tables
+from dashboard import components, context, notifications, ranges, tables
 from dashboard.ranges import RangeChoice
 from storage import queries
 
@@ -64,3 +64,5 @@ def alert_history(filters: dict, choice: RangeChoice) -> None:
 
 
 alert_history(filters, choice)
+
+notifications.delivery_log_section(engine)

@@ -144,6 +144,11 @@ def _collect(settings, args) -> int:
     except SettingsError as exc:
         print(f"queuewatch: {exc}", file=sys.stderr)
         return 2
+    unresolved = [f"channel {c.name}: {c.unresolved}" for c in settings.channels if c.unresolved]
+    if unresolved and not args.once:  # only the notifying collector needs the channels' secrets
+        close_readers(readers)
+        print(f"queuewatch: {settings.config_path}: {'; '.join(unresolved)}", file=sys.stderr)
+        return 2
     engine = make_engine(settings.db_url)
     collector = Collector(settings, engine, readers, agents_client=redis_client(settings.redis_urls[0]),
                           agents_prefix=settings.agent_prefix)
@@ -152,12 +157,11 @@ def _collect(settings, args) -> int:
         signal.signal(sig, lambda *_: stop.set())
     log.info("collecting from %s into %s every %.1f s", redacted(settings.redis_url), redacted(settings.db_url),
              settings.interval_s)
-    if settings.webhook_url and not args.once:
-        from collector.webhooks import WebhookNotifier
+    if settings.channels and not args.once:
+        from collector.notifier import start_notifiers
 
-        notifier = WebhookNotifier(engine, settings.webhook_url)
-        threading.Thread(target=notifier.run, args=(stop,), name="webhooks", daemon=True).start()
-        log.info("sending alert webhooks to %s", redacted(settings.webhook_url))
+        start_notifiers(engine, settings.channels, stop)
+        log.info("notifying alerts on %s", ", ".join(f"{c.name} ({c.type})" for c in settings.channels))
     try:
         return collector.run(stop, once=args.once)
     finally:

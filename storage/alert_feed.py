@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, NamedTuple
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Connection, Engine, func, select, update
 
 from storage.queries_alerts import alert_dict
 from storage.schema import alert_events, alerts, delivery_cursors
@@ -13,6 +13,7 @@ class FeedItem(NamedTuple):
     event_id: int
     change: str  # opened | escalated | deescalated | resolved | acknowledged
     alert: dict[str, Any]  # the spec's Alert as it is now
+    severity: str = ""  # the severity the event recorded (the alert's may have changed since)
 
 
 def newest_event_id(engine: Engine) -> int:
@@ -22,12 +23,13 @@ def newest_event_id(engine: Engine) -> int:
 
 def events_after(engine: Engine, last_event_id: int, changes: Iterable[str], limit: int = 500) -> list[FeedItem]:
     """Events newer than `last_event_id` of the given kinds, oldest first."""
-    statement = (select(alert_events.c.id.label("event_id"), alert_events.c.event, *alerts.c)
+    statement = (select(alert_events.c.id.label("event_id"), alert_events.c.event,
+                        alert_events.c.severity.label("event_severity"), *alerts.c)
                  .join(alerts, alerts.c.id == alert_events.c.alert_id)
                  .where(alert_events.c.id > last_event_id, alert_events.c.event.in_(list(changes)))
                  .order_by(alert_events.c.id).limit(limit))
     with engine.connect() as conn:
-        return [FeedItem(row["event_id"], row["event"], alert_dict(row))
+        return [FeedItem(row["event_id"], row["event"], alert_dict(row), row["event_severity"])
                 for row in conn.execute(statement).mappings()]
 
 
@@ -39,7 +41,12 @@ def delivery_cursor(engine: Engine, consumer: str) -> int | None:
 
 def set_delivery_cursor(engine: Engine, consumer: str, last_event_id: int) -> None:
     with engine.begin() as conn:
-        changed = conn.execute(update(delivery_cursors).where(delivery_cursors.c.consumer == consumer)
-                               .values(last_alert_event_id=last_event_id)).rowcount
-        if not changed:
-            conn.execute(delivery_cursors.insert().values(consumer=consumer, last_alert_event_id=last_event_id))
+        store_cursor(conn, consumer, last_event_id)
+
+
+def store_cursor(conn: Connection, consumer: str, last_event_id: int) -> None:
+    """Set a consumer's cursor inside the caller's transaction."""
+    changed = conn.execute(update(delivery_cursors).where(delivery_cursors.c.consumer == consumer)
+                           .values(last_alert_event_id=last_event_id)).rowcount
+    if not changed:
+        conn.execute(delivery_cursors.insert().values(consumer=consumer, last_alert_event_id=last_event_id))

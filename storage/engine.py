@@ -103,11 +103,17 @@ def _v4_dashboard_sessions(conn: Connection) -> None:
     schema.metadata.create_all(conn, tables=list(schema.VERSION_4_TABLES))
 
 
+def _v7_notification_deliveries(conn: Connection) -> None:
+    """Creates the delivery log unless present, so it applies on top of any earlier version."""
+    schema.metadata.create_all(conn, tables=list(schema.VERSION_7_TABLES), checkfirst=True)
+
+
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _v1_initial),
     (2, _v2_users_and_recent_executions),
     (3, _v3_library_details),
     (4, _v4_dashboard_sessions),
+    (7, _v7_notification_deliveries),
 ]
 
 
@@ -117,6 +123,10 @@ def current_version(conn: Connection) -> int:
     return conn.execute(select(func.coalesce(func.max(schema.schema_version.c.version), 0))).scalar_one()
 
 
+def applied_versions(conn: Connection) -> set[int]:
+    return set(conn.execute(select(schema.schema_version.c.version)).scalars())
+
+
 def latest_version() -> int:
     """The schema version this code writes."""
     return max(number for number, _ in MIGRATIONS)
@@ -124,18 +134,23 @@ def latest_version() -> int:
 
 def run_migrations(engine: Engine) -> int:
     """Apply every migration newer than the database's version, each in its own transaction; refuse a database
-    whose version is newer than this code's (it may hold tables or meanings this code would get wrong)."""
+    whose version is newer than this code's (it may hold tables or meanings this code would get wrong).
+
+    A migration runs when its number is not recorded, even below the highest one recorded: version numbers
+    may have gaps, and a database can have received a later number before an earlier one.
+    """
     with engine.begin() as conn:
         schema.schema_version.create(conn, checkfirst=True)
         version = current_version(conn)
+        applied = applied_versions(conn)
     if version > latest_version():
         raise SchemaTooNew(f"the database has schema version {version}, newer than version {latest_version()} "
                            "that this queuewatch knows: upgrade queuewatch (or use another database)")
     for number, migrate in MIGRATIONS:
-        if number <= version:
+        if number in applied:
             continue
         with engine.begin() as conn:
             migrate(conn)
             conn.execute(schema.schema_version.insert().values(version=number, applied_at_s=time.time()))
-        version = number
+        version = max(version, number)
     return version

@@ -5,7 +5,7 @@ from sqlalchemy import Column, Engine, Table, delete, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from storage.engine import StorageError, error_text
-from storage.schema import alerts, cycles, host_snapshots, queue_snapshots, worker_snapshots
+from storage.schema import alerts, cycles, host_snapshots, notification_deliveries, queue_snapshots, worker_snapshots
 
 DEFAULT_BATCH_ROWS = 5000
 
@@ -42,6 +42,8 @@ def _purge_all(engine: Engine, cutoff_s: float, batch_rows: int) -> dict[str, in
     }
     # events of a removed alert go with it (ON DELETE CASCADE)
     counts["alerts"] = _purge_table(engine, alerts, alerts.c.resolved_at_s, cutoff_s, batch_rows)
+    counts["notification_deliveries"] = _purge_table(engine, notification_deliveries,
+                                                     notification_deliveries.c.created_at_s, cutoff_s, batch_rows)
     # a cycle that finished before the cut-off holds only snapshots already removed above
     counts["cycles"] = _purge_table(engine, cycles, cycles.c.finished_at_s, cutoff_s, batch_rows)
     return counts

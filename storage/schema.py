@@ -214,6 +214,27 @@ login_attempts = Table(
     Index("ix_login_attempts_address", "address", "at_s"),
 )
 
+# --- version 7: notification delivery log ------------------------------------------------------------
+
+notification_deliveries = Table(
+    "notification_deliveries", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("channel", String(64), nullable=False),
+    Column("alert_id", String(400), nullable=False),  # no foreign key: the log outlives purged alerts
+    Column("event", String(16), nullable=False),  # opened escalated acknowledged resolved repeat
+    Column("feed_event_id", Integer),  # the alert_events row it follows; NULL for repeats
+    Column("status", String(16), nullable=False),  # retrying delivered failed
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text),
+    Column("created_at_s", Float, nullable=False),
+    Column("last_attempt_at_s", Float, nullable=False),
+    Column("next_attempt_at_s", Float),  # while retrying
+    Column("delivered_at_s", Float),
+    Index("ix_notification_deliveries_alert", "channel", "alert_id", "delivered_at_s"),
+    Index("ix_notification_deliveries_time", "created_at_s"),
+)
+
 VERSION_1_TABLES = (schema_version, cycles, queue_snapshots, worker_snapshots, host_snapshots, alerts, alert_events)
 VERSION_2_TABLES = (users, api_tokens, delivery_cursors)
 VERSION_4_TABLES = (dashboard_sessions, login_attempts)
+VERSION_7_TABLES = (notification_deliveries,)

@@ -60,3 +60,20 @@ def test_collect_and_export_with_a_plain_postgresql_url(postgres_url, redis_url,
         engine = make_engine(url, migrate=False)
         metadata.drop_all(engine)
         engine.dispose()
+
+
+def test_notifications_and_their_delivery_log_on_postgres(pg_engine):
+    from tests.collector import test_webhooks
+    from tests.collector.receivers import HttpReceiver
+
+    receiver = HttpReceiver()
+    try:
+        test_webhooks.test_events_are_posted_in_order_and_once_across_restarts(pg_engine, receiver)
+    finally:
+        receiver.close()
+
+
+def test_delivery_log_queries_on_postgres(pg_engine):
+    from tests.storage import test_notify_log
+
+    test_notify_log.test_attempts_are_logged_and_announcements_found(pg_engine)

@@ -5,6 +5,7 @@ import time
 from typing import Any
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 from pandas.io.formats.style import Styler
 from sqlalchemy import Engine
@@ -211,3 +212,10 @@ def leak_hints(hints: list[dict[str, Any]]) -> None:
             st.warning(markdown_text(hint["message"]), icon=":material/trending_up:")
             st.markdown(f"Fix: `{hint['setting']}`")
             st.caption(markdown_text(hint["advice"]))
+
+
+def live_chart(container: Any, figure: go.Figure, key: str, revision: str) -> None:
+    """A chart that a refresh updates in place: a stable element key, and the viewer's zoom and legend
+    choices kept while `revision` (the queue and range shown) stays the same."""
+    figure.update_layout(uirevision=revision)
+    container.plotly_chart(figure, key=key)

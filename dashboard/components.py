@@ -15,6 +15,7 @@ from dashboard.formatting import (
     EMPTY_STATE, fmt_age, fmt_figure, fmt_iso, fmt_ms, fmt_utc, markdown_text, severity_markdown,
     status_style,
 )
+from dashboard.live_chart import live_chart as draw_in_place
 from dashboard.libraries import ALL_LIBRARIES, LIBRARIES, NOT_AVAILABLE
 from storage.writer import acknowledge_alert
 
@@ -218,4 +219,5 @@ def live_chart(container: Any, figure: go.Figure, key: str, revision: str) -> No
     """A chart that a refresh updates in place: a stable element key, and the viewer's zoom and legend
     choices kept while `revision` (the queue and range shown) stays the same."""
     figure.update_layout(uirevision=revision)
-    container.plotly_chart(figure, key=key)
+    with container:
+        draw_in_place(figure, key)

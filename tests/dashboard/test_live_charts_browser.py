@@ -102,6 +102,7 @@ def test_queue_detail_charts_update_in_place(live_dashboard):
             page.evaluate(SAMPLER)
             page.wait_for_timeout(int(2.3 * REFRESH_S * 1000))
             samples = page.evaluate("() => { clearInterval(window.__qwTimer); return window.__qwSamples; }")
+            page.screenshot(path=str(SCREENSHOTS / "queuewatch-live-charts.png"), full_page=True)
         except Exception:
             page.screenshot(path=str(SCREENSHOTS / "queuewatch-live-charts-failure.png"), full_page=True)
             print("streamlit log:", log.read_text()[-3000:])

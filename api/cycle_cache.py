@@ -4,7 +4,8 @@ Each request reads a cheap stamp: the newest cycle's id (a failed cycle counts: 
 the newest alert event's id (an acknowledgement changes alert figures between cycles). An answer computed
 under the same stamp, and no older than `max_age_s` (figures call a queue current by the clock), is served
 as it is. Concurrent requests for the same answer wait for one computation (a lock per answer, never one for
-the whole cache); an error is not cached.
+the whole cache), or, for answers marked stale_ok, get the previous cycle's answer meanwhile; an error is not
+cached.
 """
 from __future__ import annotations
 
@@ -75,12 +76,23 @@ class CycleCache:
                 lock = self._locks[key] = threading.Lock()
             return lock
 
-    def get(self, key: Hashable, stamp: Stamp, compute: Callable[[], Any]) -> Any:
-        """The answer for `key` under `stamp`, computed by `compute` when none is fresh."""
+    def get(self, key: Hashable, stamp: Stamp, compute: Callable[[], Any], *, stale_ok: bool = False) -> Any:
+        """The answer for `key` under `stamp`, computed by `compute` when none is fresh.
+
+        With `stale_ok`, while another request computes the new answer the previous one is served at once
+        instead of holding this request's thread (for answers over the whole history, slow to compute).
+        """
         entry = self._fresh(key, stamp)
         if entry is not None:
             return entry.value
-        with self._lock_of(key):
+        lock = self._lock_of(key)
+        previous = self._entries.get(key)
+        if stale_ok and previous is not None:
+            if not lock.acquire(blocking=False):
+                return previous.value
+        else:
+            lock.acquire()
+        try:
             entry = self._fresh(key, stamp)
             if entry is not None:
                 return entry.value
@@ -91,3 +103,5 @@ class CycleCache:
                 self._entries[key] = _Entry(stamp, self.clock(), value)
                 self.computed += 1
             return value
+        finally:
+            lock.release()

@@ -60,13 +60,14 @@ def _require_queue(request: Request, queue_name: str) -> None:
 
 
 def _shared(request: Request, key: Hashable, compute: Callable[[], Any], model: Any, *,
-            exclude_none: bool = False) -> Response:
+            exclude_none: bool = False, stale_ok: bool = False) -> Response:
     """The JSON answer for `key` under this request's stamp, computed and encoded once per cycle."""
     def encoded() -> bytes:
         adapter = _adapter(model)
         return adapter.dump_json(adapter.validate_python(compute()), by_alias=True, exclude_none=exclude_none)
 
-    return Response(_state(request).cache.get(key, _stamp(request), encoded), media_type="application/json")
+    body = _state(request).cache.get(key, _stamp(request), encoded, stale_ok=stale_ok)
+    return Response(body, media_type="application/json")
 
 
 @functools.cache
@@ -188,7 +189,7 @@ def queue_execution_stats(request: Request, queueName: str = QueueName) -> Respo
     state = _state(request)
     return _shared(request, ("execution-stats", queueName),
                    lambda: execution_stats(state.engine, queueName),
-                   schemas.ExecutionStatsResponse)
+                   schemas.ExecutionStatsResponse, stale_ok=True)
 
 
 def _now_iso() -> str:

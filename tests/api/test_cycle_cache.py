@@ -89,3 +89,29 @@ def test_an_error_is_not_cached(engine):
         except RuntimeError:
             pass
     assert cache.get("k", stamp, lambda: 4) == 4 and cache.computed == 1
+
+
+def test_a_stale_ok_answer_is_served_from_the_previous_cycle_while_the_new_one_is_computed(engine):
+    _cycle(engine, time.time() - 10, emails=1)
+    cache = CycleCache(engine)
+    old_stamp = cache.stamp()
+    assert cache.get("stats", old_stamp, lambda: "old", stale_ok=True) == "old"
+    _cycle(engine, time.time(), emails=2)
+    new_stamp = cache.stamp()
+    release, computing = threading.Event(), threading.Event()
+
+    def slow() -> str:
+        computing.set()
+        release.wait(10)
+        return "new"
+
+    results: list[str] = []
+    worker = threading.Thread(target=lambda: results.append(cache.get("stats", new_stamp, slow, stale_ok=True)))
+    worker.start()
+    assert computing.wait(10)
+    started = time.monotonic()
+    assert cache.get("stats", new_stamp, lambda: "unused", stale_ok=True) == "old"  # served at once
+    assert time.monotonic() - started < 1.0
+    release.set()
+    worker.join(10)
+    assert results == ["new"] and cache.get("stats", new_stamp, lambda: "unused", stale_ok=True) == "new"

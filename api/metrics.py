@@ -43,7 +43,7 @@ def metrics(request: Request, response: Response,
     if access == "admin":
         require_admin(request, response, credentials)
     cache = request.app.state.cache
-    body = cache.get("metrics", cache.stamp(), lambda: exposition_text(request.app.state))
+    body = cache.get("metrics", cache.stamp(), lambda: exposition_text(request.app.state), stale_ok=True)
     return Response(body, media_type=CONTENT_TYPE_LATEST, headers=dict(response.headers))
 
 

@@ -17,7 +17,6 @@ from storage.memory_current import current_memory, host_memory_stats
 from storage.queries_common import iso_utc
 from accounts.accounts import User
 from storage import queries_alerts, queries_latest, queries_workers
-from storage.status import collector_status
 from storage.writer import acknowledge_alert
 
 PREFIX = "/api/admin/queue-system"
@@ -61,7 +60,12 @@ def _require_queue(request: Request, queue_name: str) -> None:
 
 def _shared(request: Request, key: Hashable, compute: Callable[[], Any], model: Any, *,
             exclude_none: bool = False, stale_ok: bool = False) -> Response:
-    """The JSON answer for `key` under this request's stamp, computed and encoded once per cycle."""
+    """The JSON answer for `key` under this request's stamp, computed and encoded once per cycle.
+
+    `stale_ok`: while one request computes a new cycle's answer, the others get the previous cycle's (see
+    CycleCache.get); the REDIS_ERROR check always uses this request's stamp. Alerts never use it, so that a
+    list read after an acknowledgement shows it.
+    """
     def encoded() -> bytes:
         adapter = _adapter(model)
         return adapter.dump_json(adapter.validate_python(compute()), by_alias=True, exclude_none=exclude_none)
@@ -89,7 +93,7 @@ def _system_health(state) -> dict[str, Any]:
 def system_health(request: Request) -> Response:
     _require_fresh_data(request)
     state = _state(request)
-    return _shared(request, "health", lambda: _system_health(state), schemas.QueueSystemHealthResponse)
+    return _shared(request, "health", lambda: _system_health(state), schemas.QueueSystemHealthResponse, stale_ok=True)
 
 
 def _dashboard(state) -> dict[str, Any]:
@@ -102,7 +106,7 @@ def _dashboard(state) -> dict[str, Any]:
 def dashboard(request: Request) -> Response:
     _require_fresh_data(request)
     state = _state(request)
-    return _shared(request, "dashboard", lambda: _dashboard(state), schemas.DashboardSummaryResponse)
+    return _shared(request, "dashboard", lambda: _dashboard(state), schemas.DashboardSummaryResponse, stale_ok=True)
 
 
 @router.get("/queues/health", response_model=list[schemas.QueueHealthStatus], summary="Health of every queue")
@@ -110,7 +114,7 @@ def queues_health(request: Request) -> Response:
     _require_fresh_data(request)
     engine = _state(request).engine
     return _shared(request, "queues-health", lambda: queries_latest.health_statuses(engine),
-                   list[schemas.QueueHealthStatus])
+                   list[schemas.QueueHealthStatus], stale_ok=True)
 
 
 def _queue_metrics(engine, queue_name: str, history: bool, history_limit: int) -> dict[str, Any]:
@@ -133,7 +137,7 @@ def queue_metrics(request: Request, queueName: str = QueueName,
     limit = historyLimit if history else 0
     return _shared(request, ("metrics", queueName, limit),
                    lambda: _queue_metrics(engine, queueName, history, historyLimit),
-                   schemas.QueueMetricsResponse, exclude_none=True)
+                   schemas.QueueMetricsResponse, exclude_none=True, stale_ok=True)
 
 
 @router.get("/alerts", response_model=list[schemas.Alert], response_model_exclude_none=True,
@@ -170,7 +174,7 @@ def workers_memory(request: Request) -> Response:
     state = _state(request)
     return _shared(request, "workers-memory",
                    lambda: queries_workers.worker_memory_summary(state.engine, state.settings.thresholds),
-                   schemas.WorkerMemorySummary, exclude_none=True)
+                   schemas.WorkerMemorySummary, exclude_none=True, stale_ok=True)
 
 
 @router.get("/memory/current", response_model=schemas.CurrentMemoryResponse, summary="Current system memory")
@@ -179,7 +183,7 @@ def memory_current(request: Request) -> Response:
     state = _state(request)
     return _shared(request, "memory-current",
                    lambda: current_memory(state.engine, state.settings.thresholds.default),
-                   schemas.CurrentMemoryResponse)
+                   schemas.CurrentMemoryResponse, stale_ok=True)
 
 
 @router.get("/queues/{queueName}/execution-stats", response_model=schemas.ExecutionStatsResponse,

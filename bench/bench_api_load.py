@@ -1,6 +1,6 @@
 """Load on a real `queuewatch api` (uvicorn subprocess) over the 7-day bench database, on loopback only.
 
-    .venv/bin/python bench/bench_api_load.py [--db PATH] [--duration-s 20] [--max-requests 6000]
+    .venv/bin/python bench/bench_api_load.py [--db PATH] [--duration-s 20] [--max-requests 6000] [--workers 1]
 
 Run bench/bench_history.py first (it leaves its database in the temp folder). This script adds an admin
 user and token to that database, starts its own redis-server (the rate limiter's) and the API with the
@@ -213,6 +213,7 @@ def main() -> int:
     parser.add_argument("--db", type=Path, default=DEFAULT_DB, help="bench database (from bench_history.py)")
     parser.add_argument("--duration-s", type=float, default=20.0, help="longest time of each phase")
     parser.add_argument("--max-requests", type=int, default=6000, help="most requests of the throughput phase")
+    parser.add_argument("--workers", type=int, default=1, help="API server processes (`queuewatch api --workers`)")
     args = parser.parse_args()
     if not args.db.exists():
         print(f"{args.db} not found: run bench/bench_history.py first", file=sys.stderr)
@@ -232,10 +233,10 @@ def main() -> int:
                                      "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
                                     stdout=subprocess.DEVNULL)
     api = subprocess.Popen([sys.executable, "-m", "queuewatch.cli", "api", "--port", str(api_port), "--db", db_url,
-                            "--redis", f"redis://127.0.0.1:{redis_port}/0"],
+                            "--redis", f"redis://127.0.0.1:{redis_port}/0", "--workers", str(args.workers)],
                            env={**os.environ, "QUEUEWATCH_API_RATE_LIMIT": "100000000"},
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    figures: dict[str, object] = {"connections": CONNECTIONS}
+    figures: dict[str, object] = {"connections": CONNECTIONS, "workers": args.workers}
     try:
         _wait_until_up(f"http://127.0.0.1:{api_port}", api)
         collector.start()

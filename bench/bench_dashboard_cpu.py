@@ -1,6 +1,6 @@
 """CPU of the dashboard server per viewer: Queue detail at 7 days, one real Chromium viewer, the bench database.
 
-    .venv/bin/python bench/bench_dashboard_cpu.py [--db PATH] [--minutes 1]
+    .venv/bin/python bench/bench_dashboard_cpu.py [--db PATH] [--minutes 1] [--range "7 d"]
 
 Run bench/bench_history.py first. Starts `queuewatch dashboard` on loopback over its database (adding an admin
 user), stores a cycle every 10 s as a running collector would (bench_api_load.collect_cycle), opens Queue
@@ -61,7 +61,7 @@ def _cpu_s(process: psutil.Process) -> float:
     return total
 
 
-def measure(db: Path, minutes: float) -> dict[str, object]:
+def measure(db: Path, minutes: float, range_label: str = "7 d") -> dict[str, object]:
     from playwright.sync_api import sync_playwright
 
     db_url = f"sqlite:///{db}"
@@ -76,7 +76,7 @@ def measure(db: Path, minutes: float) -> dict[str, object]:
                                str(port)], env={**os.environ, "QUEUEWATCH_DB_URL": db_url},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    figures: dict[str, object] = {"range": "7 d", "queue": QUEUE, "minutes": minutes}
+    figures: dict[str, object] = {"range": range_label, "queue": QUEUE, "minutes": minutes}
     try:
         _wait_healthy(url, server)
         collector.start()
@@ -89,7 +89,7 @@ def measure(db: Path, minutes: float) -> dict[str, object]:
             page.get_by_role("button", name="Log in").click()
             page.get_by_role("heading", name="Queue overview").wait_for(timeout=60_000)
             page.goto(f"{url}/queue?queue={QUEUE}&library=rq")
-            page.get_by_text("7 d", exact=True).click()
+            page.get_by_text(range_label, exact=True).click()
             page.get_by_text("points of").first.wait_for(timeout=180_000)
             page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 6",
                                    timeout=180_000)
@@ -118,11 +118,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--db", type=Path, default=DEFAULT_DB, help="bench database (from bench_history.py)")
     parser.add_argument("--minutes", type=float, default=1.0, help="how long the CPU is counted")
+    parser.add_argument("--range", default="7 d", choices=("1 h", "6 h", "24 h", "7 d"), help="range shown")
     args = parser.parse_args()
     if not args.db.exists():
         print(f"{args.db} not found: run bench/bench_history.py first", file=sys.stderr)
         return 2
-    print(json.dumps(measure(args.db, args.minutes)))
+    print(json.dumps(measure(args.db, args.minutes, args.range)))
     return 0
 
 

@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from storage.queries_common import MAX_POINTS
 from storage.queries_export import iter_snapshot_exports
 
 SERIES = ("waiting", "active", "delayed", "failed", "jobsPerMinute", "errorRate", "timeoutRate",
           "p50ProcessingTimeMs", "p95ProcessingTimeMs", "p99ProcessingTimeMs")
 READY_WITHIN_S = 60.0
+MAX_POINTS = 2000  # points per series of the dashboard's charts (step = range / MAX_POINTS)
 REPEAT = 5
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -15,6 +16,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from api import errors
 from api.auth import RateLimited
+from api.cycle_cache import CycleCache
 from api.events import router as events_router
 from api.metrics import router as metrics_router
 from api.ratelimit import RateLimiter
@@ -25,6 +27,9 @@ from config.settings import Settings
 from storage.engine import StorageError, make_engine
 
 log = logging.getLogger(__name__)
+
+DB_THREADS = 16
+"""Worker threads for the synchronous routes (their database work); a slow request holds only its own."""
 
 
 async def _rate_limited(_request: Request, exc: RateLimited) -> JSONResponse:
@@ -50,6 +55,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None,
     """The API over the database in `settings.db_url`; rate limits shared through Redis at `settings.redis_url`."""
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        # sync routes and dependencies run in this many worker threads at most (anyio's default limiter)
+        anyio.to_thread.current_default_thread_limiter().total_tokens = DB_THREADS
         app.state.token_use.start()
         try:
             yield
@@ -62,6 +69,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None,
     app.state.settings = settings
     app.state.engine = engine or make_engine(settings.db_url)
     app.state.token_use = TokenUseRecorder(app.state.engine)
+    app.state.cache = CycleCache(app.state.engine)
     if limiter_client is None:
         limiter_client = redis.Redis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
     app.state.limiter = RateLimiter(limiter_client, limit=settings.api_rate_limit_per_minute)

@@ -42,6 +42,13 @@ def metrics(request: Request, response: Response,
         raise ApiError("NOT_FOUND")
     if access == "admin":
         require_admin(request, response, credentials)
+    cache = request.app.state.cache
+    body = cache.get("metrics", cache.stamp(), lambda: exposition_text(request.app.state), stale_ok=True)
+    return Response(body, media_type=CONTENT_TYPE_LATEST, headers=dict(response.headers))
+
+
+def exposition_text(app_state) -> bytes:
+    """The stored state in the Prometheus text format."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_StoredState(request.app.state))
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST, headers=dict(response.headers))
+    registry.register(_StoredState(app_state))
+    return generate_latest(registry)

@@ -1,20 +1,22 @@
 """The nine endpoints under /api/admin/queue-system/ (spec §1–§5)."""
 from __future__ import annotations
 
+import functools
 import time
-from typing import Any, Literal
+from typing import Any, Callable, Hashable, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from pydantic import TypeAdapter
 
 from api import schemas
 from api.auth import require_admin
+from api.cycle_cache import Stamp
 from api.errors import ApiError
+from api.execution_stats import execution_stats
 from storage.memory_current import current_memory, host_memory_stats
 from storage.queries_common import iso_utc
 from accounts.accounts import User
 from storage import queries_alerts, queries_latest, queries_workers
-from storage.executions import execution_stats
-from storage.status import collector_status
 from storage.writer import acknowledge_alert
 
 PREFIX = "/api/admin/queue-system"
@@ -34,22 +36,50 @@ def _state(request: Request):
     return request.app.state
 
 
+def _stamp(request: Request) -> Stamp:
+    """The newest stored cycle and alert event, read once per request."""
+    stamp: Stamp | None = getattr(request.state, "stamp", None)
+    if stamp is None:
+        stamp = request.state.stamp = _state(request).cache.stamp()
+    return stamp
+
+
 def _require_fresh_data(request: Request) -> None:
     """REDIS_ERROR when the collector's newest cycle could not reach Redis: current figures would be stale."""
-    status = collector_status(_state(request).engine)
-    if status["redis_down"]:
-        raise ApiError("REDIS_ERROR", details={"lastSuccessfulCollection": status["last_ok_at_s"]})
+    stamp = _stamp(request)
+    if stamp.redis_down:
+        raise ApiError("REDIS_ERROR", details={"lastSuccessfulCollection": stamp.last_ok_at_s})
 
 
 def _require_queue(request: Request, queue_name: str) -> None:
-    if not queries_latest.queue_exists(_state(request).engine, queue_name):
+    engine = _state(request).engine
+    if not _state(request).cache.get(("exists", queue_name), _stamp(request),
+                                     lambda: queries_latest.queue_exists(engine, queue_name)):
         raise ApiError("INVALID_QUEUE_NAME", details={"queueName": queue_name})
 
 
-@router.get("/health", response_model=schemas.QueueSystemHealthResponse, summary="Overall system health")
-def system_health(request: Request) -> dict[str, Any]:
-    _require_fresh_data(request)
-    state = _state(request)
+def _shared(request: Request, key: Hashable, compute: Callable[[], Any], model: Any, *,
+            exclude_none: bool = False, stale_ok: bool = False) -> Response:
+    """The JSON answer for `key` under this request's stamp, computed and encoded once per cycle.
+
+    `stale_ok`: while one request computes a new cycle's answer, the others get the previous cycle's (see
+    CycleCache.get); the REDIS_ERROR check always uses this request's stamp. Alerts never use it, so that a
+    list read after an acknowledgement shows it.
+    """
+    def encoded() -> bytes:
+        adapter = _adapter(model)
+        return adapter.dump_json(adapter.validate_python(compute()), by_alias=True, exclude_none=exclude_none)
+
+    body = _state(request).cache.get(key, _stamp(request), encoded, stale_ok=stale_ok)
+    return Response(body, media_type="application/json")
+
+
+@functools.cache
+def _adapter(model: Any) -> TypeAdapter:
+    return TypeAdapter(model)
+
+
+def _system_health(state) -> dict[str, Any]:
     summary = queries_latest.dashboard_summary(state.engine)
     workers = queries_workers.worker_memory_summary(state.engine, state.settings.thresholds)
     memory = host_memory_stats(state.engine)
@@ -59,18 +89,40 @@ def system_health(request: Request) -> dict[str, Any]:
     return {"timestamp": timestamp, "healthy": healthy, "queues": summary, "workers": workers, "memory": memory}
 
 
-@router.get("/dashboard", response_model=schemas.DashboardSummaryResponse, summary="Dashboard summary")
-def dashboard(request: Request) -> dict[str, Any]:
+@router.get("/health", response_model=schemas.QueueSystemHealthResponse, summary="Overall system health")
+def system_health(request: Request) -> Response:
     _require_fresh_data(request)
-    summary = queries_latest.dashboard_summary(_state(request).engine)
+    state = _state(request)
+    return _shared(request, "health", lambda: _system_health(state), schemas.QueueSystemHealthResponse, stale_ok=True)
+
+
+def _dashboard(state) -> dict[str, Any]:
+    summary = queries_latest.dashboard_summary(state.engine)
     summary["timestamp"] = summary["timestamp"] or _now_iso()
     return summary
 
 
-@router.get("/queues/health", response_model=list[schemas.QueueHealthStatus], summary="Health of every queue")
-def queues_health(request: Request) -> list[dict[str, Any]]:
+@router.get("/dashboard", response_model=schemas.DashboardSummaryResponse, summary="Dashboard summary")
+def dashboard(request: Request) -> Response:
     _require_fresh_data(request)
-    return queries_latest.health_statuses(_state(request).engine)
+    state = _state(request)
+    return _shared(request, "dashboard", lambda: _dashboard(state), schemas.DashboardSummaryResponse, stale_ok=True)
+
+
+@router.get("/queues/health", response_model=list[schemas.QueueHealthStatus], summary="Health of every queue")
+def queues_health(request: Request) -> Response:
+    _require_fresh_data(request)
+    engine = _state(request).engine
+    return _shared(request, "queues-health", lambda: queries_latest.health_statuses(engine),
+                   list[schemas.QueueHealthStatus], stale_ok=True)
+
+
+def _queue_metrics(engine, queue_name: str, history: bool, history_limit: int) -> dict[str, Any]:
+    rows = queries_latest.queue_metrics_history(engine, queue_name, limit=history_limit + 1 if history else 1)
+    body: dict[str, Any] = {"current": rows[0]}
+    if history:
+        body["history"] = rows[1:]
+    return body
 
 
 @router.get("/queues/{queueName}/metrics", response_model=schemas.QueueMetricsResponse,
@@ -78,15 +130,14 @@ def queues_health(request: Request) -> list[dict[str, Any]]:
 def queue_metrics(request: Request, queueName: str = QueueName,
                   history: bool = Query(False, description="include historical metrics"),
                   historyLimit: int = Query(100, ge=1, le=1000, description="historical data points")
-                  ) -> dict[str, Any]:
+                  ) -> Response:
     _require_queue(request, queueName)
     _require_fresh_data(request)
     engine = _state(request).engine
-    rows = queries_latest.queue_metrics_history(engine, queueName, limit=historyLimit + 1 if history else 1)
-    body: dict[str, Any] = {"current": rows[0]}
-    if history:
-        body["history"] = rows[1:]
-    return body
+    limit = historyLimit if history else 0
+    return _shared(request, ("metrics", queueName, limit),
+                   lambda: _queue_metrics(engine, queueName, history, historyLimit),
+                   schemas.QueueMetricsResponse, exclude_none=True, stale_ok=True)
 
 
 @router.get("/alerts", response_model=list[schemas.Alert], response_model_exclude_none=True,
@@ -95,11 +146,14 @@ def active_alerts(request: Request,
                   severity: Literal["warning", "critical"] | None = Query(None),
                   queueName: str | None = Query(None, min_length=1, max_length=255),
                   acknowledged: bool = Query(False, description="false: only unacknowledged")
-                  ) -> list[dict[str, Any]]:
+                  ) -> Response:
     if queueName is not None:
         _require_queue(request, queueName)
-    return queries_alerts.list_alerts(_state(request).engine, severity=severity, queue_name=queueName,
-                                      acknowledged=acknowledged, open_only=True)
+    engine = _state(request).engine
+    return _shared(request, ("alerts", severity, queueName, acknowledged),
+                   lambda: queries_alerts.list_alerts(engine, severity=severity, queue_name=queueName,
+                                                      acknowledged=acknowledged, open_only=True),
+                   list[schemas.Alert], exclude_none=True)
 
 
 @router.post("/alerts/{alertId}/acknowledge", response_model=schemas.AcknowledgeAlertResponse,
@@ -115,24 +169,31 @@ def acknowledge(request: Request, alertId: str = Path(..., min_length=1, max_len
 
 @router.get("/workers/memory", response_model=schemas.WorkerMemorySummary, response_model_exclude_none=True,
             summary="Memory of every worker")
-def workers_memory(request: Request) -> dict[str, Any]:
+def workers_memory(request: Request) -> Response:
     _require_fresh_data(request)
     state = _state(request)
-    return queries_workers.worker_memory_summary(state.engine, state.settings.thresholds)
+    return _shared(request, "workers-memory",
+                   lambda: queries_workers.worker_memory_summary(state.engine, state.settings.thresholds),
+                   schemas.WorkerMemorySummary, exclude_none=True, stale_ok=True)
 
 
 @router.get("/memory/current", response_model=schemas.CurrentMemoryResponse, summary="Current system memory")
-def memory_current(request: Request) -> dict[str, Any]:
+def memory_current(request: Request) -> Response:
     _require_fresh_data(request)
     state = _state(request)
-    return current_memory(state.engine, state.settings.thresholds.default)
+    return _shared(request, "memory-current",
+                   lambda: current_memory(state.engine, state.settings.thresholds.default),
+                   schemas.CurrentMemoryResponse, stale_ok=True)
 
 
 @router.get("/queues/{queueName}/execution-stats", response_model=schemas.ExecutionStatsResponse,
             summary="Execution time statistics of one queue")
-def queue_execution_stats(request: Request, queueName: str = QueueName) -> dict[str, Any]:
+def queue_execution_stats(request: Request, queueName: str = QueueName) -> Response:
     _require_queue(request, queueName)
-    return execution_stats(_state(request).engine, queueName)
+    state = _state(request)
+    return _shared(request, ("execution-stats", queueName),
+                   lambda: execution_stats(state.engine, queueName),
+                   schemas.ExecutionStatsResponse, stale_ok=True)
 
 
 def _now_iso() -> str:

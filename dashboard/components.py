@@ -5,6 +5,7 @@ import time
 from typing import Any
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 from pandas.io.formats.style import Styler
 from sqlalchemy import Engine
@@ -14,6 +15,7 @@ from dashboard.formatting import (
     EMPTY_STATE, fmt_age, fmt_figure, fmt_iso, fmt_ms, fmt_utc, markdown_text, severity_markdown,
     status_style,
 )
+from dashboard.live_chart import live_chart as draw_in_place
 from dashboard.libraries import ALL_LIBRARIES, LIBRARIES, NOT_AVAILABLE
 from storage.writer import acknowledge_alert
 
@@ -211,3 +213,11 @@ def leak_hints(hints: list[dict[str, Any]]) -> None:
             st.warning(markdown_text(hint["message"]), icon=":material/trending_up:")
             st.markdown(f"Fix: `{hint['setting']}`")
             st.caption(markdown_text(hint["advice"]))
+
+
+def live_chart(container: Any, figure: go.Figure, key: str, revision: str) -> None:
+    """A chart that a refresh updates in place: a stable element key, and the viewer's zoom and legend
+    choices kept while `revision` (the queue and range shown) stays the same."""
+    figure.update_layout(uirevision=revision)
+    with container:
+        draw_in_place(figure, key)

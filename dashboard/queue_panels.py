@@ -7,6 +7,7 @@ from typing import Any
 import streamlit as st
 
 from dashboard import charts, tables
+from dashboard.components import live_chart
 from dashboard.formatting import markdown_text
 from dashboard.libraries import explain, library_name
 from storage.queries_details import BullMQDetails
@@ -36,7 +37,8 @@ def bullmq_panel(details: BullMQDetails) -> None:
     if details.paused:
         st.badge("Paused", icon=":material/pause_circle:", color="orange")
     chart, figures = st.columns([3, 1])
-    chart.plotly_chart(charts.priority_figure(tables.priority_tier_table(details)), key="bullmq_priorities")
+    live_chart(chart, charts.priority_figure(tables.priority_tier_table(details)), "bullmq_priorities",
+               details.prefix or "")
     figures.metric("Stalled", "–" if details.stalled is None else f"{details.stalled:,}", border=True,
                    help="Active jobs whose lock is gone: their worker died; BullMQ's next stalled check "
                         "moves them back to waiting.")

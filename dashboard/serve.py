@@ -12,9 +12,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from starlette.requests import Request
+from starlette.responses import FileResponse
+from starlette.routing import Route
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.web.server.starlette import App
 
+from dashboard.live_chart import PLOTLY_FILE, PLOTLY_PATH
 from dashboard.session_routes import session_routes
 from config.settings import load_settings
 
@@ -34,9 +38,16 @@ def parse(argv: list[str]) -> tuple[Path, dict[str, Any]]:
     return Path(argv[1]).resolve(), config
 
 
+async def _plotly_js(_request: Request) -> FileResponse:
+    """The plotly.js of the plotly package, for the live charts (dashboard.live_chart)."""
+    return FileResponse(PLOTLY_FILE, media_type="text/javascript",
+                        headers={"Cache-Control": "public, max-age=86400"})
+
+
 def build_app(script: Path) -> App:
-    """app.py as an ASGI app with the cookie route of the configured database."""
-    return App(script, routes=session_routes(load_settings().db_url))
+    """app.py as an ASGI app with the cookie route of the configured database and plotly.js."""
+    routes = [*session_routes(load_settings().db_url), Route(PLOTLY_PATH, _plotly_js, methods=["GET"])]
+    return App(script, routes=routes)
 
 
 if __name__ == "__main__":

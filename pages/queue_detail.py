@@ -57,14 +57,17 @@ def queue_history(library: str, queue: str, choice: RangeChoice) -> None:
     components.timing_tiles(timing, processing_measured=processing_measured)
     st.caption(f"{len(series):,} points of {series.attrs['bucket_width_s']:g} s; depths are the peak per "
                "point; percentiles merge the per-snapshot sketches. Shaded spans: collector outages.")
+    revision = f"{library}:{queue}:{choice.label}:{choice.first_day}:{choice.last_day}"
     left, right = st.columns(2)
-    left.plotly_chart(charts.depth_figure(series, gaps))
-    right.plotly_chart(charts.throughput_figure(series, gaps))
-    left.plotly_chart(charts.rates_figure(series, gaps))
-    right.plotly_chart(charts.histogram_figure(
-        timing["histogram"], charts.NOTHING_IN_RANGE if processing_measured else charts.NOT_MEASURED))
-    left.plotly_chart(charts.latency_figure(series, "processing", gaps))
-    right.plotly_chart(charts.latency_figure(series, "wait", gaps))
+    histogram_note = charts.NOTHING_IN_RANGE if processing_measured else charts.NOT_MEASURED
+    for container, key, figure in (
+            (left, "depth", charts.depth_figure(series, gaps)),
+            (right, "throughput", charts.throughput_figure(series, gaps)),
+            (left, "rates", charts.rates_figure(series, gaps)),
+            (right, "histogram", charts.histogram_figure(timing["histogram"], histogram_note)),
+            (left, "processing", charts.latency_figure(series, "processing", gaps)),
+            (right, "wait", charts.latency_figure(series, "wait", gaps))):
+        components.live_chart(container, figure, f"queue_detail_{key}", revision)
     queue_panels.not_drawn_note(library, charts.undrawn_fields(series))
 
 

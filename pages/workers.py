@@ -44,16 +44,18 @@ def live_workers(choice: RangeChoice) -> None:
                    f"({limits.memory_hard_limit_mb:.0f} MB). Memory source: *psutil* for workers on the "
                    "collector's host, *agent* for workers running the queuewatch agent; *n/a*: not measured "
                    "(see docs/memory.md). The tiles count every library.")
+    revision = f"{choice.label}:{choice.first_day}:{choice.last_day}:{','.join(libraries or [])}"
     left, right = st.columns(2)
     if memory.empty:
         left.info("No worker memory measured in this range (workers on other hosts need the agent).")
     else:
-        left.plotly_chart(charts.worker_memory_figure(memory, limits.memory_soft_limit_mb,
-                                                      limits.memory_hard_limit_mb))
+        components.live_chart(left, charts.worker_memory_figure(memory, limits.memory_soft_limit_mb,
+                                                                limits.memory_hard_limit_mb),
+                              "workers_memory", revision)
     if host.empty:
         right.info("No host memory recorded in this range.")
     else:
-        right.plotly_chart(charts.host_memory_figure(host))
+        components.live_chart(right, charts.host_memory_figure(host), "workers_host_memory", revision)
     st.subheader("Leak hints")
     with context.storage_errors():
         hints = leak_hints(engine, context.thresholds(), time.time())

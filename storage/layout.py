@@ -136,3 +136,28 @@ def series_condition(queue_name: str, library: str | None) -> ColumnElement[bool
 def series_of(conn: Connection, queue_name: str, library: str | None) -> list[int]:
     """Ids of the series of a queue name (one library's, or every library's when None)."""
     return [sid for (sid,) in conn.execute(select(series.c.id).where(series_condition(queue_name, library)))]
+
+
+def legacy_frame(raw: "pd.DataFrame", names: Mapping[int, SeriesKey]) -> "pd.DataFrame":
+    """queue_samples rows (a DataFrame of its columns) under the legacy snapshot columns, computed in numpy."""
+    import numpy as np
+    import pandas as pd
+
+    out = pd.DataFrame(index=raw.index)
+    keys = [names[int(sid)] for sid in raw["series_id"]]
+    out["cycle_id"] = raw["cycle_id"]
+    out["queue_name"] = [name for _, name in keys]
+    out["library"] = [library for library, _ in keys]
+    out["sampled_at_s"] = raw["sampled_at_ms"].to_numpy(dtype=np.float64) / 1000.0
+    for name in DEPTH_COLUMNS + DELTA_COLUMNS:
+        out[name] = raw[name]
+    out["interval_s"] = raw["interval_ms"].to_numpy(dtype=np.float64) / 1000.0
+    for name in MILLI_COLUMNS:
+        out[name] = raw[f"{name}_m"].to_numpy(dtype=np.float64) / 1000.0
+    for name in TIMING_COLUMNS + ("oldest_waiting_ms",):
+        out[name] = pd.to_numeric(raw[name], errors="coerce").astype("float64")
+    out["status"] = raw["status"].map(STATUS_NAMES).fillna("healthy")
+    out["issues"] = raw["issues"].fillna("[]")
+    out["unavailable"] = raw["unavailable"]
+    out["details"] = raw["details"]
+    return out

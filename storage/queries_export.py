@@ -1,8 +1,8 @@
 """Exports: snapshots under the spec's QueueMetrics names, worker memory and alerts, as DataFrames or CSV."""
 from __future__ import annotations
 
+import csv
 import io
-import math
 from pathlib import Path
 from typing import IO, Iterator, Sequence
 
@@ -12,7 +12,7 @@ from sqlalchemy import Engine, Table, and_, func, select
 from storage.fields import EXTRA_SNAPSHOT_FIELDS, QUEUE_METRICS_FIELDS, ZERO_WHEN_UNKNOWN
 from storage.queries_alerts import alert_history
 from storage.queries_common import iso_utc_series, reading
-from storage.layout import legacy_columns, samples_join
+from storage.layout import legacy_frame
 from storage.queries_latest import queue_names as recorded_queue_names
 from storage.queries_series import range_ms
 from storage.schema import queue_latest, queue_samples, series, worker_snapshots
@@ -113,36 +113,36 @@ def iter_snapshot_exports(engine: Engine, queue_names: Sequence[str] | None, sin
     """Snapshots of the queues (all if None) of the libraries (all if None) in the range, by time then queue
     then library, in chunks of export columns.
 
-    The range is read in consecutive time windows, each one primary-key range per series sorted in the
-    database, so memory stays flat whatever the range's size.
+    The range is read in consecutive time windows (one primary-key range per series each, sorted here), so
+    memory stays flat whatever the range's size.
     """
     t = queue_samples
-    expressions = legacy_columns(t)
-    by_name = {c.name: c for c in expressions}
+    raw_columns = [c.name for c in t.c]
     columns = list(dict.fromkeys(column for _, column in SNAPSHOT_EXPORT_FIELDS))
-    chosen = [by_name[c] for c in columns]
     first_ms, end_ms = range_ms(since_s, until_s)
-    left = math.inf if limit is None else int(limit)
+    left = None if limit is None else int(limit)
     with reading(engine) as conn:
         ids = _series_in(conn, queue_names, libraries)
         span = _stored_span_ms(conn, ids) if ids else None
-        if span is None or left <= 0:
+        if span is None or (left is not None and left <= 0):
             return
+        names = {sid: (library, name) for sid, library, name in
+                 conn.execute(select(series.c.id, series.c.library, series.c.queue_name))}
         start_ms, stop_ms = max(first_ms, span[0]), min(end_ms, span[1] + 1)
         window_ms = FIRST_WINDOW_MS
-        while start_ms < stop_ms and left > 0:
+        while start_ms < stop_ms and (left is None or left > 0):
             upper_ms = min(stop_ms, start_ms + window_ms)
-            statement = (select(*chosen).select_from(samples_join())
-                         .where(and_(t.c.series_id.in_(ids), t.c.sampled_at_ms >= start_ms,
-                                     t.c.sampled_at_ms < upper_ms))
-                         .order_by(t.c.sampled_at_ms, series.c.queue_name, series.c.library))
-            if left is not math.inf:
-                statement = statement.limit(int(left))
-            rows = conn.execute(statement).fetchall()
+            statement = select(t).where(and_(t.c.series_id.in_(ids), t.c.sampled_at_ms >= start_ms,
+                                             t.c.sampled_at_ms < upper_ms))
+            rows = [tuple(row) for row in conn.execute(statement)]
             if rows:
-                left -= len(rows)
-                for offset in range(0, len(rows), chunk_rows):
-                    part = pd.DataFrame(rows[offset:offset + chunk_rows], columns=columns)
+                frame = legacy_frame(pd.DataFrame(rows, columns=raw_columns), names)
+                frame = frame.sort_values(["sampled_at_s", "queue_name", "library"], kind="stable")
+                if left is not None:
+                    frame = frame.head(left)
+                    left -= len(frame)
+                for offset in range(0, len(frame), chunk_rows):
+                    part = frame.iloc[offset:offset + chunk_rows][columns].reset_index(drop=True)
                     yield _blank_unavailable(_renamed(part, SNAPSHOT_EXPORT_FIELDS, ZERO_WHEN_UNKNOWN))
             scale = chunk_rows / max(len(rows), 1)
             window_ms = int(min(max(window_ms * min(scale, 8.0), 1000), 30 * 86_400_000))
@@ -246,8 +246,19 @@ def spreadsheet_safe(rows: pd.DataFrame) -> pd.DataFrame:
         return rows
     safe = rows.copy()
     for name in text_columns:
-        safe[name] = safe[name].map(_defused, na_action="ignore")
+        distinct = safe[name].dropna().unique()
+        if len(distinct) * 4 < len(safe):  # few distinct texts (names, statuses): each checked once
+            safe[name] = safe[name].map({value: _defused(value) for value in distinct}, na_action="ignore")
+        else:
+            safe[name] = safe[name].map(_defused, na_action="ignore")
     return safe
+
+
+def csv_cells(rows: pd.DataFrame) -> list[list[object]]:
+    """The rows as lists of plain values for csv.writer, written as DataFrame.to_csv writes them (missing
+    values as empty cells)."""
+    plain = rows.astype(object)
+    return plain.where(rows.notna(), None).values.tolist()
 
 
 def to_csv_text(rows: pd.DataFrame) -> str:
@@ -286,8 +297,11 @@ def write_csv(engine: Engine, out: str | Path | IO[str], *, kind: str = "snapsho
         stream = out
     written = 0
     try:
+        writer = csv.writer(stream, lineterminator=CSV_LINE_END)
         for index, part in enumerate(_frames(engine, kind, queues, since_s, until_s, libraries)):
-            spreadsheet_safe(part).to_csv(stream, index=False, header=index == 0, lineterminator=CSV_LINE_END)
+            if index == 0:
+                writer.writerow(list(part.columns))
+            writer.writerows(csv_cells(spreadsheet_safe(part)))
             written += len(part)
     finally:
         if stream is not out:

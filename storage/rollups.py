@@ -5,12 +5,13 @@ take the coarsest level that fits and the range's uneven edges from finer levels
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Mapping, Sequence
 
 from sqlalchemy import Connection, Table, and_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from core.sketch import merge_blobs
+from core.sketch import merge_pair
 from storage.schema import DELTA_COLUMNS, ROLLUP_LEVELS_S, queue_rollups
 
 MAX_COLUMNS = ("waiting", "active", "delayed", "failed", "completed", "oldest_waiting_ms")
@@ -19,20 +20,26 @@ RAW = 0  # the level of the snapshots themselves
 Piece = tuple[int, int, int]  # (level_s or RAW, first ms, end ms exclusive)
 
 
+@lru_cache(maxsize=64)
+def _upsert_statement(dialect_name: str, table: Table, keys: tuple[str, ...], others: tuple[str, ...],
+                      unless_older: str | None):
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    statement = dialect.insert(table)
+    if not others:
+        return statement.on_conflict_do_nothing(index_elements=list(keys))
+    where = None if unless_older is None else statement.excluded[unless_older] >= table.c[unless_older]
+    return statement.on_conflict_do_update(index_elements=list(keys), where=where,
+                                           set_={name: statement.excluded[name] for name in others})
+
+
 def upsert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]], keys: Sequence[str], *,
            unless_older: str | None = None) -> None:
     """Insert rows, replacing those with the same key (executemany; SQLite and PostgreSQL); with
     `unless_older`, a stored row whose value of that column is newer is kept."""
     if not rows:
         return
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(table)
-    others = [c.name for c in table.c if c.name not in keys and c.name in rows[0]]
-    where = None if unless_older is None else statement.excluded[unless_older] >= table.c[unless_older]
-    statement = (statement.on_conflict_do_update(index_elements=list(keys), where=where,
-                                                 set_={name: statement.excluded[name] for name in others})
-                 if others else statement.on_conflict_do_nothing(index_elements=list(keys)))
-    conn.execute(statement, list(rows))
+    others = tuple(c.name for c in table.c if c.name not in keys and c.name in rows[0])
+    conn.execute(_upsert_statement(conn.dialect.name, table, tuple(keys), others, unless_older), list(rows))
 
 
 def _fields(text: str | None) -> frozenset[str]:
@@ -46,7 +53,7 @@ def _joined(fields: frozenset[str]) -> str | None:
 def _merged(left: bytes | None, right: bytes | None) -> bytes | None:
     if not left or not right:
         return left or right
-    return merge_blobs([left, right]).to_bytes()
+    return merge_pair(left, right)
 
 
 def fold(bucket: dict[str, Any] | None, sample: Mapping[str, Any], level_s: int, series_id: int) -> dict[str, Any]:

@@ -145,7 +145,8 @@ def legacy_frame(raw: "pd.DataFrame", names: Mapping[int, SeriesKey]) -> "pd.Dat
 
     out = pd.DataFrame(index=raw.index)
     keys = [names[int(sid)] for sid in raw["series_id"]]
-    out["cycle_id"] = raw["cycle_id"]
+    if "cycle_id" in raw:
+        out["cycle_id"] = raw["cycle_id"]
     out["queue_name"] = [name for _, name in keys]
     out["library"] = [library for library, _ in keys]
     out["sampled_at_s"] = raw["sampled_at_ms"].to_numpy(dtype=np.float64) / 1000.0
@@ -157,7 +158,8 @@ def legacy_frame(raw: "pd.DataFrame", names: Mapping[int, SeriesKey]) -> "pd.Dat
     for name in TIMING_COLUMNS + ("oldest_waiting_ms",):
         out[name] = pd.to_numeric(raw[name], errors="coerce").astype("float64")
     out["status"] = raw["status"].map(STATUS_NAMES).fillna("healthy")
-    out["issues"] = raw["issues"].fillna("[]")
+    for name in ("issues", "details"):
+        if name in raw:
+            out[name] = raw[name].fillna("[]") if name == "issues" else raw[name]
     out["unavailable"] = raw["unavailable"]
-    out["details"] = raw["details"]
     return out

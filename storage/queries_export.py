@@ -6,8 +6,9 @@ import io
 from pathlib import Path
 from typing import IO, Iterator, Sequence
 
+import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, Table, and_, func, select
+from sqlalchemy import Engine, Float, Integer, Table, and_, func, select
 
 from storage.fields import EXTRA_SNAPSHOT_FIELDS, QUEUE_METRICS_FIELDS, ZERO_WHEN_UNKNOWN
 from storage.queries_alerts import alert_history
@@ -107,6 +108,21 @@ def _stored_span_ms(conn, ids: list[int]) -> tuple[int, int] | None:
     return (min(known), max(newest or 0, *known)) if known else None
 
 
+def _columns_frame(rows: Sequence[tuple], names: list[str]) -> pd.DataFrame:
+    """A DataFrame of fetched rows built column by column (numbers as numpy arrays, NULL as NaN)."""
+    columns = list(zip(*rows))
+    data = {}
+    for name, values in zip(names, columns):
+        column = queue_samples.c[name]
+        if isinstance(column.type, Integer) and not column.nullable:
+            data[name] = np.array(values, dtype=np.int64)
+        elif isinstance(column.type, Float):
+            data[name] = np.array(values, dtype=np.float64)
+        else:
+            data[name] = pd.Series(values, dtype=object)
+    return pd.DataFrame(data)
+
+
 def iter_snapshot_exports(engine: Engine, queue_names: Sequence[str] | None, since_s: float, until_s: float,
                           *, chunk_rows: int = EXPORT_CHUNK_ROWS, limit: int | None = None,
                           libraries: Sequence[str] | None = None) -> Iterator[pd.DataFrame]:
@@ -117,7 +133,7 @@ def iter_snapshot_exports(engine: Engine, queue_names: Sequence[str] | None, sin
     memory stays flat whatever the range's size.
     """
     t = queue_samples
-    raw_columns = [c.name for c in t.c]
+    raw_columns = [c.name for c in t.c if c.name not in ("cycle_id", "issues", "details")]
     columns = list(dict.fromkeys(column for _, column in SNAPSHOT_EXPORT_FIELDS))
     first_ms, end_ms = range_ms(since_s, until_s)
     left = None if limit is None else int(limit)
@@ -132,11 +148,11 @@ def iter_snapshot_exports(engine: Engine, queue_names: Sequence[str] | None, sin
         window_ms = FIRST_WINDOW_MS
         while start_ms < stop_ms and (left is None or left > 0):
             upper_ms = min(stop_ms, start_ms + window_ms)
-            statement = select(t).where(and_(t.c.series_id.in_(ids), t.c.sampled_at_ms >= start_ms,
-                                             t.c.sampled_at_ms < upper_ms))
-            rows = [tuple(row) for row in conn.execute(statement)]
+            statement = select(*[t.c[name] for name in raw_columns]).where(and_(
+                t.c.series_id.in_(ids), t.c.sampled_at_ms >= start_ms, t.c.sampled_at_ms < upper_ms))
+            rows = conn.execute(statement).fetchall()
             if rows:
-                frame = legacy_frame(pd.DataFrame(rows, columns=raw_columns), names)
+                frame = legacy_frame(_columns_frame(rows, raw_columns), names)
                 frame = frame.sort_values(["sampled_at_s", "queue_name", "library"], kind="stable")
                 if left is not None:
                     frame = frame.head(left)
@@ -254,11 +270,19 @@ def spreadsheet_safe(rows: pd.DataFrame) -> pd.DataFrame:
     return safe
 
 
-def csv_cells(rows: pd.DataFrame) -> list[list[object]]:
-    """The rows as lists of plain values for csv.writer, written as DataFrame.to_csv writes them (missing
+def csv_cells(rows: pd.DataFrame) -> Iterator[tuple]:
+    """The rows as tuples of plain values for csv.writer, written as DataFrame.to_csv writes them (missing
     values as empty cells)."""
-    plain = rows.astype(object)
-    return plain.where(rows.notna(), None).values.tolist()
+    columns = []
+    for name in rows.columns:
+        values = rows[name]
+        missing = values.isna().to_numpy()
+        plain = values.to_numpy(dtype=object)
+        if missing.any():
+            plain = plain.copy()
+            plain[missing] = None
+        columns.append(plain)
+    return zip(*columns)
 
 
 def to_csv_text(rows: pd.DataFrame) -> str:

@@ -196,10 +196,14 @@ def _legacy_write_cycle(engine, record, plan_alerts):
 
 
 def test_a_version_4_database_migrates_in_place_with_its_figures(tmp_path, monkeypatch):
+    migrates_with_its_figures(f"sqlite:///{tmp_path / 'v4.db'}", monkeypatch)
+
+
+def migrates_with_its_figures(url: str, monkeypatch) -> None:
+    """Seed a version 4 database at `url` as version 4 wrote it, migrate it, compare every figure."""
     import storage.engine as engine_module
     import tests.seed as seed
 
-    url = f"sqlite:///{tmp_path / 'v4.db'}"
     monkeypatch.setattr(engine_module, "MIGRATIONS", engine_module.MIGRATIONS[:4])
     monkeypatch.setattr(seed, "write_cycle", _legacy_write_cycle)
     old = make_engine(url)

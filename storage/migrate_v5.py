@@ -6,7 +6,7 @@ rollups are computed per series, then the table is dropped and a view of the sam
 """
 from __future__ import annotations
 
-from sqlalchemy import Connection, DDL, and_, case, cast, event, func, literal, select, text, true
+from sqlalchemy import Connection, and_, case, cast, func, literal, select, text, true
 from sqlalchemy.dialects import postgresql, sqlite
 
 from storage import schema
@@ -15,8 +15,6 @@ from storage.rollups import rebuild_rollups
 
 VIEW_NAME = schema.queue_snapshots.name
 INDEXES = (("ix_worker_snapshots_cycle", "worker_snapshots"), ("ix_host_snapshots_cycle", "host_snapshots"))
-
-event.listen(schema.metadata, "before_drop", DDL(f"DROP VIEW IF EXISTS {VIEW_NAME}"))
 
 
 def _is_table(conn: Connection, name: str) -> bool:

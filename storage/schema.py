@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from sqlalchemy import (
-    BigInteger, Boolean, Column, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, PrimaryKeyConstraint,
-    SmallInteger, String, Table, Text, UniqueConstraint,
+    DDL, BigInteger, Boolean, Column, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, PrimaryKeyConstraint,
+    SmallInteger, String, Table, Text, UniqueConstraint, event,
 )
 
 metadata = MetaData()
@@ -322,3 +322,4 @@ queue_snapshots = Table(
     *[Column(c.name, c.type) for c in legacy_queue_snapshots.c if c.name != "id"],
 )
 """The view of version 5's tables under the snapshot columns of versions 1 to 4 (for reading)."""
+event.listen(metadata, "before_drop", DDL("DROP VIEW IF EXISTS queue_snapshots"))  # it depends on the tables

@@ -1,11 +1,10 @@
 """The collector's resume point: the newest snapshot's registry cursors per queue."""
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
-import math
-
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import Engine, and_, select
 
 from storage.layout import latest_select, samples_join, seconds
 from storage.schema import queue_latest, queue_sample_blobs, queue_samples, series

@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/bench_queries.py [--db /tmp/queuewatch-bench.db] [--rebuild]
 
-Builds the database once (bulk executemany in large transactions, small real sketches), then prints the
+Builds the database once (the collector's own write of queue rows, rollups included, many cycles per
+transaction, small real sketches), then prints the
 time of the 7-day downsampled chart query for one queue against a 1-hour one, the whole-range percentiles,
 the latest-snapshot-per-queue query and the dashboard summary, with the number of points returned.
 """
@@ -23,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from core.sketch import Sketch  # noqa: E402
 from storage import queries  # noqa: E402
 from storage.engine import make_engine  # noqa: E402
-from storage.schema import cycles, queue_snapshots  # noqa: E402
+from storage.schema import cycles, queue_samples  # noqa: E402
+from storage.writer import write_queue_rows  # noqa: E402
 
 QUEUES = 28
 INTERVAL_S = 10.0
@@ -50,15 +52,12 @@ def build(path: Path) -> float:
     names = [f"queue-{i:02d}" for i in range(QUEUES)]
     steps = int(DAYS * 86400 / INTERVAL_S)
     start_s = END_S - (steps - 1) * INTERVAL_S
-    snapshot_columns = [c.name for c in queue_snapshots.c if c.name != "id"]
-    snapshot_sql = (f"INSERT INTO queue_snapshots ({', '.join(snapshot_columns)}) "
-                    f"VALUES ({', '.join('?' for _ in snapshot_columns)})")
     cycle_sql = ("INSERT INTO cycles (id, started_at_s, finished_at_s, ok, error, round_trips, queue_count) "
                  "VALUES (?, ?, ?, ?, ?, ?, ?)")
     with engine.begin() as conn:
         conn.exec_driver_sql("PRAGMA synchronous=OFF")
     for batch_start in range(0, steps, CYCLES_PER_BATCH):
-        cycle_rows, snapshot_rows = [], []
+        cycle_rows, snapshot_rows = [], {}
         for step in range(batch_start, min(steps, batch_start + CYCLES_PER_BATCH)):
             at_s = start_s + step * INTERVAL_S
             cycle_id = step + 1
@@ -67,7 +66,7 @@ def build(path: Path) -> float:
                 waiting = int(50 + 40 * np.sin(step / 360.0 + index))
                 finished, failed = 5 + index % 4, (step + index) % 7 == 0
                 values = {
-                    "cycle_id": cycle_id, "queue_name": name, "library": "rq", "sampled_at_s": at_s,
+                    "queue_name": name, "library": "rq", "sampled_at_s": at_s,
                     "waiting": waiting, "active": 3, "delayed": 1, "scheduled": 1, "deferred": 0,
                     "failed": 10,
                     "completed": step * finished, "interval_s": INTERVAL_S, "finished_delta": finished,
@@ -82,10 +81,11 @@ def build(path: Path) -> float:
                     "wait_sketch": wait[(step * 7 + index) % len(wait)],
                     "finished_cursor": at_s, "failed_cursor": at_s, "recent_processing_ms": "[310.5, 287.25]",
                 }
-                snapshot_rows.append(tuple(values.get(c) for c in snapshot_columns))
+                snapshot_rows.setdefault(cycle_id, []).append(values)
         with engine.begin() as conn:
             conn.exec_driver_sql(cycle_sql, cycle_rows)
-            conn.exec_driver_sql(snapshot_sql, snapshot_rows)
+            for cycle_id, rows in snapshot_rows.items():
+                write_queue_rows(conn, rows, cycle_id)
     with engine.begin() as conn:
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
         conn.exec_driver_sql("ANALYZE")
@@ -93,14 +93,14 @@ def build(path: Path) -> float:
     return time.perf_counter() - started
 
 
-def _newest_id(path: Path, table) -> int | None:
-    """Highest id of a table (its row count: rows are never deleted); None for a missing or empty file."""
+def _row_count(path: Path, table) -> int | None:
+    """Rows of a table; None for a missing or empty file."""
     if not path.exists():
         return None
     engine = make_engine(f"sqlite:///{path}")
     try:
         with engine.connect() as conn:
-            return conn.execute(select(func.max(table.c.id))).scalar()
+            return conn.execute(select(func.count()).select_from(table)).scalar() or None
     finally:
         engine.dispose()
 
@@ -124,11 +124,11 @@ def main() -> int:
                         help="benchmark database file")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the database even if it exists")
     args = parser.parse_args()
-    if args.rebuild or _newest_id(args.db, queue_snapshots) is None:
+    if args.rebuild or _row_count(args.db, queue_samples) is None:
         cycle_count = int(DAYS * 86400 / INTERVAL_S)
         print(f"building {args.db} ({QUEUES} queues x {cycle_count:,} cycles)...", flush=True)
         print(f"built in {build(args.db):.1f} s")
-    rows, cycle_count = _newest_id(args.db, queue_snapshots), _newest_id(args.db, cycles)
+    rows, cycle_count = _row_count(args.db, queue_samples), _row_count(args.db, cycles)
     engine = make_engine(f"sqlite:///{args.db}")
     print(f"{rows:,} queue snapshots, {cycle_count:,} cycles, {args.db.stat().st_size / 1e6:,.0f} MB\n")
     queue, week_s, hour_s = "queue-07", 7 * 86400.0, 3600.0

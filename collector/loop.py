@@ -236,7 +236,8 @@ class Collector:
         if now_s - self._last_purge_s < RETENTION_EVERY_S:
             return None
         self._last_purge_s = now_s
-        counts = purge(self.engine, now_s - self.settings.retention_s)
+        counts = purge(self.engine, now_s - self.settings.retention_s,
+                       rollup_cutoff_s=now_s - self.settings.rollup_retention_s)
         if any(counts.values()):
             log.info("retention removed %s", counts)
         return counts

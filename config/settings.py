@@ -48,6 +48,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds between two collection cycles (0.1 to 86400)."),
     Setting("retention_days", "QUEUEWATCH_RETENTION_DAYS", 7.0,
             "Days of snapshots and alert history kept (any finite number above 0)."),
+    Setting("rollup_retention_days", "QUEUEWATCH_ROLLUP_RETENTION_DAYS", 90.0,
+            "Days of 10-minute and hourly rollups kept for trends beyond the snapshots (any finite number above 0)."),
     Setting("rq_key_prefix", "RQ_KEY_PREFIX", "rq", "Key prefix of RQ 3.x (RQ 2.x always uses `rq`)."),
     Setting("backoff_cap_s", "QUEUEWATCH_BACKOFF_CAP_S", 60.0,
             "Longest wait between retries while Redis is unreachable."),
@@ -99,6 +101,7 @@ class Settings:
     db_url: str = field(default_factory=lambda: default_db_url(os.environ))
     interval_s: float = 10.0
     retention_days: float = 7.0
+    rollup_retention_days: float = 90.0
     rq_key_prefix: str = "rq"
     backoff_cap_s: float = 60.0
     config_path: str | None = None
@@ -126,6 +129,10 @@ class Settings:
     @property
     def retention_s(self) -> float:
         return self.retention_days * 86400.0
+
+    @property
+    def rollup_retention_s(self) -> float:
+        return self.rollup_retention_days * 86400.0
 
     @property
     def redis_urls(self) -> list[str]:
@@ -200,7 +207,8 @@ def _positive(raw: Any, kind: type) -> Any:
     return _number(raw, kind, 0, math.inf, low_inclusive=False)
 
 
-_CHECKS = {"interval_s": interval_s_value, "retention_days": retention_days_value}
+_CHECKS = {"interval_s": interval_s_value, "retention_days": retention_days_value,
+           "rollup_retention_days": retention_days_value}
 
 
 def _coerce(setting: Setting, raw: str) -> Any:

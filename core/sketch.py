@@ -144,3 +144,24 @@ def merge_blobs(blobs: Iterable[bytes | None]) -> Sketch:
         sums = np.bincount(inverse, weights=np.concatenate(count_parts).astype(np.float64))
         merged.buckets = {int(k): int(c) for k, c in zip(keys, sums)}
     return merged
+
+
+def merge_pair(left: bytes, right: bytes) -> bytes:
+    """The stored form of two stored sketches merged (keys sorted), without building a Sketch."""
+    parts = []
+    for blob in (left, right):
+        magic, n, count, total, lo, hi = _HEADER.unpack_from(blob, 0)
+        if magic != _MAGIC:
+            raise ValueError("not a queuewatch sketch")
+        if count:
+            parts.append((n, count, total, lo, hi, blob))
+    if len(parts) < 2:
+        return parts[0][-1] if parts else left
+    keys = np.concatenate([np.frombuffer(b, dtype="<i4", count=n, offset=_HEADER.size) for n, *_, b in parts])
+    counts = np.concatenate([np.frombuffer(b, dtype="<u4", count=n, offset=_HEADER.size + 4 * n)
+                             for n, *_, b in parts]).astype(np.int64)
+    merged_keys, inverse = np.unique(keys, return_inverse=True)
+    sums = np.bincount(inverse, weights=counts).astype("<u4")
+    header = _HEADER.pack(_MAGIC, len(merged_keys), parts[0][1] + parts[1][1], parts[0][2] + parts[1][2],
+                          min(parts[0][3], parts[1][3]), max(parts[0][4], parts[1][4]))
+    return header + merged_keys.astype("<i4").tobytes() + sums.tobytes()

@@ -1,11 +1,13 @@
 """The collector's resume point: the newest snapshot's registry cursors per queue."""
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import Engine, and_, select
 
-from storage.schema import queue_snapshots
+from storage.layout import latest_select, samples_join, seconds
+from storage.schema import queue_latest, queue_sample_blobs, queue_samples, series
 
 RESUME_HORIZON_S = 86400.0
 
@@ -26,10 +28,14 @@ class RecentInterval(NamedTuple):
 
 def recent_intervals(engine: Engine, since_s: float) -> list[RecentInterval]:
     """Every queue's snapshots that end after `since_s`, oldest first (to rebuild the rate windows)."""
-    t = queue_snapshots
-    statement = (select(t.c.library, t.c.queue_name, t.c.sampled_at_s, t.c.interval_s, t.c.finished_delta,
-                        t.c.failed_delta, t.c.timeout_delta, t.c.processing_sketch, t.c.wait_sketch)
-                 .where(t.c.sampled_at_s > since_s).order_by(t.c.sampled_at_s))
+    t, b = queue_samples, queue_sample_blobs
+    after_ms = math.floor(since_s * 1000.0 + 1e-6)
+    statement = (select(series.c.library, series.c.queue_name, seconds(t.c.sampled_at_ms),
+                        seconds(t.c.interval_ms), t.c.finished_delta, t.c.failed_delta, t.c.timeout_delta,
+                        b.c.processing_sketch, b.c.wait_sketch)
+                 .select_from(samples_join(blobs=True))
+                 .where(and_(t.c.series_id.in_(select(series.c.id)), t.c.sampled_at_ms > after_ms))
+                 .order_by(t.c.sampled_at_ms))
     with engine.connect() as conn:
         return [RecentInterval(*row) for row in conn.execute(statement)]
 
@@ -44,16 +50,13 @@ class ResumePoint(NamedTuple):
 def latest_cursors(engine: Engine, *, library: str = "rq",
                    horizon_s: float = RESUME_HORIZON_S) -> dict[str, ResumePoint]:
     """Cursors of each queue's newest snapshot within the horizon (older ones would count a stale backlog)."""
-    t = queue_snapshots
+    t = queue_latest
+    statement = latest_select([series.c.queue_name, t.c.finished_cursor, t.c.failed_cursor, t.c.cursor_state,
+                               t.c.sampled_at_ms]).where(series.c.library == library)
     with engine.connect() as conn:
-        newest_s = conn.execute(select(func.max(t.c.sampled_at_s)).where(t.c.library == library)).scalar()
-        if newest_s is None:
-            return {}
-        latest = (select(t.c.queue_name, func.max(t.c.sampled_at_s).label("at_s"))
-                  .where(and_(t.c.library == library, t.c.sampled_at_s >= newest_s - horizon_s))
-                  .group_by(t.c.queue_name).subquery())
-        rows = conn.execute(
-            select(t.c.queue_name, t.c.finished_cursor, t.c.failed_cursor, t.c.cursor_state, t.c.sampled_at_s)
-            .join(latest, and_(t.c.queue_name == latest.c.queue_name, t.c.sampled_at_s == latest.c.at_s))
-            .where(t.c.library == library))
-        return {name: ResumePoint(fin, fail, state, at_s) for name, fin, fail, state, at_s in rows}
+        rows = conn.execute(statement).all()
+    if not rows:
+        return {}
+    newest_ms = max(row[-1] for row in rows)
+    return {name: ResumePoint(fin, fail, state, at_ms / 1000.0) for name, fin, fail, state, at_ms in rows
+            if at_ms >= newest_ms - horizon_s * 1000.0}

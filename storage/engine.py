@@ -79,7 +79,8 @@ def _describe(exc: OperationalError, where: str) -> str:
 
 
 def _v1_initial(conn: Connection) -> None:
-    schema.metadata.create_all(conn, tables=list(schema.VERSION_1_TABLES))
+    for table in schema.VERSION_1_TABLES:
+        table.create(conn, checkfirst=True)
 
 
 def _add_snapshot_columns(conn: Connection, names: tuple[str, ...]) -> None:
@@ -103,6 +104,12 @@ def _v4_dashboard_sessions(conn: Connection) -> None:
     schema.metadata.create_all(conn, tables=list(schema.VERSION_4_TABLES))
 
 
+def _v5_compact_history(conn: Connection) -> None:
+    from storage.migrate_v5 import compact_history
+
+    compact_history(conn)
+
+
 def _v7_notification_deliveries(conn: Connection) -> None:
     """Creates the delivery log unless present, so it applies on top of any earlier version."""
     schema.metadata.create_all(conn, tables=list(schema.VERSION_7_TABLES), checkfirst=True)
@@ -113,6 +120,7 @@ MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (2, _v2_users_and_recent_executions),
     (3, _v3_library_details),
     (4, _v4_dashboard_sessions),
+    (5, _v5_compact_history),
     (7, _v7_notification_deliveries),
 ]
 

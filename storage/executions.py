@@ -5,11 +5,13 @@ import json
 import math
 from typing import Any
 
-from sqlalchemy import Engine, and_, select
+from sqlalchemy import Engine, select
 
+from storage.layout import samples_join, series_of
 from storage.queries_common import reading
+from storage.queries_latest import newest_of_series
 from storage.queries_series import range_sketches, sketch_summary
-from storage.schema import queue_snapshots
+from storage.schema import queue_sample_blobs, queue_samples
 
 RECENT_EXECUTIONS = 100
 _SNAPSHOTS_SCANNED = 2000  # newest snapshots searched for the last 100 executions
@@ -17,16 +19,17 @@ _SNAPSHOTS_SCANNED = 2000  # newest snapshots searched for the last 100 executio
 
 def recent_executions(engine: Engine, queue_name: str, limit: int = RECENT_EXECUTIONS) -> list[float]:
     """Processing times (ms) of the queue's newest executions, newest first."""
-    t = queue_snapshots
-    statement = (select(t.c.recent_processing_ms)
-                 .where(and_(t.c.queue_name == queue_name, t.c.finished_delta + t.c.failed_delta > 0))
-                 .order_by(t.c.sampled_at_s.desc()).limit(_SNAPSHOTS_SCANNED))
+    t, b = queue_samples, queue_sample_blobs
+    statement = (select(b.c.recent_processing_ms, t.c.sampled_at_ms).select_from(samples_join(blobs=True))
+                 .where(t.c.finished_delta + t.c.failed_delta > 0).order_by(t.c.sampled_at_ms.desc()))
     found: list[float] = []
     with reading(engine) as conn:
-        for (raw,) in conn.execute(statement):
-            found.extend(json.loads(raw or "[]"))
-            if len(found) >= limit:
-                break
+        rows = newest_of_series(conn, series_of(conn, queue_name, None), statement, _SNAPSHOTS_SCANNED,
+                                "sampled_at_ms")
+    for row in rows:
+        found.extend(json.loads(row["recent_processing_ms"] or "[]"))
+        if len(found) >= limit:
+            break
     return found[:limit]
 
 

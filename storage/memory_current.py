@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from core.health import ThresholdSet
 from storage.queries_common import iso_utc
@@ -34,7 +34,7 @@ def largest_worker_rss_mb(engine: Engine) -> float:
     """Largest RSS among the workers of the newest cycle that has worker rows (0 if none was measured)."""
     t = worker_snapshots
     with engine.connect() as conn:
-        newest = conn.execute(select(t.c.cycle_id).order_by(t.c.id.desc()).limit(1)).scalar()
+        newest = conn.execute(select(func.max(t.c.cycle_id))).scalar()
         if newest is None:
             return 0.0
         values = [v for (v,) in conn.execute(select(t.c.rss_mb).where(t.c.cycle_id == newest)) if v is not None]

@@ -6,6 +6,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import (
     Column, ColumnElement, Connection, Engine, Float, Integer, Select, Table, and_, cast, func, literal,
@@ -35,12 +36,15 @@ def iso_utc(at_s: float | None) -> str | None:
 
 
 def iso_utc_series(seconds: pd.Series) -> pd.Series:
-    """Vectorised iso_utc (missing values become None)."""
+    """Vectorised iso_utc (missing values become None); each distinct time is formatted once."""
     values = pd.to_numeric(seconds, errors="coerce").astype("float64")
-    missing = values.isna()
-    millis = (values.fillna(0.0) * 1000.0).round().astype("int64")
-    text = pd.to_datetime(millis, unit="ms", utc=True).dt.strftime("%Y-%m-%dT%H:%M:%S.%f").str[:-3] + "Z"
-    return text.astype(object).where(~missing, None)
+    missing = values.isna().to_numpy()
+    millis = (values.fillna(0.0) * 1000.0).round().astype("int64").to_numpy()
+    distinct, inverse = np.unique(millis, return_inverse=True)
+    text = pd.to_datetime(distinct, unit="ms", utc=True).strftime("%Y-%m-%dT%H:%M:%S.%f").str[:-3] + "Z"
+    formatted = np.asarray(text, dtype=object)[inverse]
+    formatted[missing] = None
+    return pd.Series(formatted, index=seconds.index, dtype=object)
 
 
 def utc_times(seconds: pd.Series) -> pd.Series:

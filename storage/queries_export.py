@@ -1,20 +1,25 @@
 """Exports: snapshots under the spec's QueueMetrics names, worker memory and alerts, as DataFrames or CSV."""
 from __future__ import annotations
 
+import csv
 import io
 from pathlib import Path
 from typing import IO, Iterator, Sequence
 
+import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, Table, and_, func, select
+from sqlalchemy import Engine, Float, Integer, Table, and_, func, select
 
 from storage.fields import EXTRA_SNAPSHOT_FIELDS, QUEUE_METRICS_FIELDS, ZERO_WHEN_UNKNOWN
 from storage.queries_alerts import alert_history
 from storage.queries_common import iso_utc_series, reading
+from storage.layout import legacy_frame
 from storage.queries_latest import queue_names as recorded_queue_names
-from storage.schema import queue_snapshots, worker_snapshots
+from storage.queries_series import range_ms
+from storage.schema import queue_latest, queue_samples, series, worker_snapshots
 
 EXPORT_CHUNK_ROWS = 50_000
+FIRST_WINDOW_MS = 3_600_000  # the first time window read; later ones are sized to hold about a chunk
 # Last column: the QueueMetrics fields the row's backend could not measure (their cells are empty, never 0).
 SNAPSHOT_EXPORT_FIELDS: tuple[tuple[str, str], ...] = (QUEUE_METRICS_FIELDS + EXTRA_SNAPSHOT_FIELDS
                                                        + (("unavailable", "unavailable"),))
@@ -83,21 +88,81 @@ def _in_range(table: Table, since_s: float, until_s: float, name_column: str,
     return condition
 
 
+def _series_in(conn, names: Sequence[str] | None, libraries: Sequence[str] | None) -> list[int]:
+    condition = series.c.id.is_not(None)
+    if names:
+        condition = and_(condition, series.c.queue_name.in_(list(names)))
+    if libraries:
+        condition = and_(condition, series.c.library.in_(list(libraries)))
+    return [sid for (sid,) in conn.execute(select(series.c.id).where(condition).order_by(series.c.id))]
+
+
+def _stored_span_ms(conn, ids: list[int]) -> tuple[int, int] | None:
+    """[oldest, newest] snapshot time (ms) of these series, read from each series' first key and latest row."""
+    t = queue_samples
+    oldest = [conn.execute(select(t.c.sampled_at_ms).where(t.c.series_id == sid).order_by(t.c.sampled_at_ms)
+                           .limit(1)).scalar() for sid in ids]
+    newest = conn.execute(select(func.max(queue_latest.c.sampled_at_ms))
+                          .where(queue_latest.c.series_id.in_(ids))).scalar()
+    known = [value for value in oldest if value is not None]
+    return (min(known), max(newest or 0, *known)) if known else None
+
+
+def _columns_frame(rows: Sequence[tuple], names: list[str]) -> pd.DataFrame:
+    """A DataFrame of fetched rows built column by column (numbers as numpy arrays, NULL as NaN)."""
+    columns = list(zip(*rows))
+    data = {}
+    for name, values in zip(names, columns):
+        column = queue_samples.c[name]
+        if isinstance(column.type, Integer) and not column.nullable:
+            data[name] = np.array(values, dtype=np.int64)
+        elif isinstance(column.type, Float):
+            data[name] = np.array(values, dtype=np.float64)
+        else:
+            data[name] = pd.Series(values, dtype=object)
+    return pd.DataFrame(data)
+
+
 def iter_snapshot_exports(engine: Engine, queue_names: Sequence[str] | None, since_s: float, until_s: float,
                           *, chunk_rows: int = EXPORT_CHUNK_ROWS, limit: int | None = None,
                           libraries: Sequence[str] | None = None) -> Iterator[pd.DataFrame]:
     """Snapshots of the queues (all if None) of the libraries (all if None) in the range, by time then queue
-    then library, in chunks of export columns."""
-    t = queue_snapshots
+    then library, in chunks of export columns.
+
+    The range is read in consecutive time windows (one primary-key range per series each, sorted here), so
+    memory stays flat whatever the range's size.
+    """
+    t = queue_samples
+    raw_columns = [c.name for c in t.c if c.name not in ("cycle_id", "issues", "details")]
     columns = list(dict.fromkeys(column for _, column in SNAPSHOT_EXPORT_FIELDS))
-    statement = (select(*[t.c[c] for c in columns])
-                 .where(_in_range(t, since_s, until_s, "queue_name", queue_names, libraries))
-                 .order_by(t.c.sampled_at_s, t.c.queue_name, t.c.library).limit(limit))
+    first_ms, end_ms = range_ms(since_s, until_s)
+    left = None if limit is None else int(limit)
     with reading(engine) as conn:
-        result = conn.execution_options(yield_per=chunk_rows).execute(statement)
-        for part in result.partitions(chunk_rows):
-            renamed = _renamed(pd.DataFrame(part, columns=columns), SNAPSHOT_EXPORT_FIELDS, ZERO_WHEN_UNKNOWN)
-            yield _blank_unavailable(renamed)
+        ids = _series_in(conn, queue_names, libraries)
+        span = _stored_span_ms(conn, ids) if ids else None
+        if span is None or (left is not None and left <= 0):
+            return
+        names = {sid: (library, name) for sid, library, name in
+                 conn.execute(select(series.c.id, series.c.library, series.c.queue_name))}
+        start_ms, stop_ms = max(first_ms, span[0]), min(end_ms, span[1] + 1)
+        window_ms = FIRST_WINDOW_MS
+        while start_ms < stop_ms and (left is None or left > 0):
+            upper_ms = min(stop_ms, start_ms + window_ms)
+            statement = select(*[t.c[name] for name in raw_columns]).where(and_(
+                t.c.series_id.in_(ids), t.c.sampled_at_ms >= start_ms, t.c.sampled_at_ms < upper_ms))
+            rows = conn.execute(statement).fetchall()
+            if rows:
+                frame = legacy_frame(_columns_frame(rows, raw_columns), names)
+                frame = frame.sort_values(["sampled_at_s", "queue_name", "library"], kind="stable")
+                if left is not None:
+                    frame = frame.head(left)
+                    left -= len(frame)
+                for offset in range(0, len(frame), chunk_rows):
+                    part = frame.iloc[offset:offset + chunk_rows][columns].reset_index(drop=True)
+                    yield _blank_unavailable(_renamed(part, SNAPSHOT_EXPORT_FIELDS, ZERO_WHEN_UNKNOWN))
+            scale = chunk_rows / max(len(rows), 1)
+            window_ms = int(min(max(window_ms * min(scale, 8.0), 1000), 30 * 86_400_000))
+            start_ms = upper_ms
 
 
 def snapshots_export(engine: Engine, queue_names: Sequence[str] | None, since_s: float, until_s: float, *,
@@ -133,9 +198,12 @@ def export_counts(engine: Engine, queue_names: Sequence[str] | None, since_s: fl
     `libraries` narrows every export to those libraries (alerts: see alert_queue_filter).
     """
     w = worker_snapshots
+    first_ms, end_ms = range_ms(since_s, until_s)
     with reading(engine) as conn:
-        snapshots = conn.execute(select(func.count()).select_from(queue_snapshots).where(
-            _in_range(queue_snapshots, since_s, until_s, "queue_name", queue_names, libraries))).scalar_one()
+        ids = _series_in(conn, queue_names, libraries)
+        t = queue_samples
+        snapshots = conn.execute(select(func.count()).select_from(t).where(and_(
+            t.c.series_id.in_(ids), t.c.sampled_at_ms >= first_ms, t.c.sampled_at_ms < end_ms))).scalar_one()
         in_range = _in_range(w, since_s, until_s, "worker_name", libraries=libraries)
         workers = conn.execute(select(func.count()).select_from(w).where(in_range)).scalar_one()
     alert_rows = alert_history(engine, since_s=since_s, until_s=until_s, limit=1_000_000)
@@ -194,8 +262,27 @@ def spreadsheet_safe(rows: pd.DataFrame) -> pd.DataFrame:
         return rows
     safe = rows.copy()
     for name in text_columns:
-        safe[name] = safe[name].map(_defused, na_action="ignore")
+        distinct = safe[name].dropna().unique()
+        if len(distinct) * 4 < len(safe):  # few distinct texts (names, statuses): each checked once
+            safe[name] = safe[name].map({value: _defused(value) for value in distinct}, na_action="ignore")
+        else:
+            safe[name] = safe[name].map(_defused, na_action="ignore")
     return safe
+
+
+def csv_cells(rows: pd.DataFrame) -> Iterator[tuple]:
+    """The rows as tuples of plain values for csv.writer, written as DataFrame.to_csv writes them (missing
+    values as empty cells)."""
+    columns = []
+    for name in rows.columns:
+        values = rows[name]
+        missing = values.isna().to_numpy()
+        plain = values.to_numpy(dtype=object)
+        if missing.any():
+            plain = plain.copy()
+            plain[missing] = None
+        columns.append(plain)
+    return zip(*columns)
 
 
 def to_csv_text(rows: pd.DataFrame) -> str:
@@ -234,8 +321,11 @@ def write_csv(engine: Engine, out: str | Path | IO[str], *, kind: str = "snapsho
         stream = out
     written = 0
     try:
+        writer = csv.writer(stream, lineterminator=CSV_LINE_END)
         for index, part in enumerate(_frames(engine, kind, queues, since_s, until_s, libraries)):
-            spreadsheet_safe(part).to_csv(stream, index=False, header=index == 0, lineterminator=CSV_LINE_END)
+            if index == 0:
+                writer.writerow(list(part.columns))
+            writer.writerows(csv_cells(spreadsheet_safe(part)))
             written += len(part)
     finally:
         if stream is not out:

@@ -6,23 +6,25 @@ Every function taking a queue name also takes `library=None`, meaning whichever 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Mapping, Sequence
 
 import pandas as pd
-from sqlalchemy import ColumnElement, Engine, Select, and_, func, select, union
+from sqlalchemy import Connection, Engine, Select, and_, func, select
 
 from storage.fields import QUEUE_METRICS_FIELDS, ZERO_WHEN_UNKNOWN
-from storage.queries_common import (
-    CURRENT_WITHIN_S, frame, is_missing, iso_utc, latest_per_key, reading, utc_times,
-)
-from storage.schema import alerts, queue_snapshots
+from storage.layout import legacy_columns, latest_select, samples_join, series_condition, series_of
+from storage.queries_common import CURRENT_WITHIN_S, frame, is_missing, iso_utc, reading, utc_times
+from storage.schema import alerts, queue_latest, queue_samples, series
 
 _INT_FIELDS = frozenset({"waiting", "active", "delayed", "failed", "completed"})
 # A library writing a queue name that another library wrote later is found if it wrote it this recently.
 SHARED_NAME_WITHIN_S = 3600.0
 SYSTEM_WINDOW_S = 300.0  # the rate window of the queues' own error rates
-SNAPSHOT_COLUMNS = [c for c in queue_snapshots.c
-                    if c.name not in ("processing_sketch", "wait_sketch", "recent_processing_ms")]
+SNAPSHOT_COLUMNS = legacy_columns(queue_latest, with_cursors=True)
+"""The newest snapshot's columns (no sketches), under the names of the snapshot view."""
+SNAPSHOT_NAMES = [c.name for c in SNAPSHOT_COLUMNS]
+HISTORY_COLUMNS = legacy_columns(queue_samples)
 
 
 def queue_metrics(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -72,39 +74,21 @@ def queue_health(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _of_queue(queue_name: str, library: str | None) -> ColumnElement[bool]:
-    """Rows of one queue name, of one library or of any."""
-    t = queue_snapshots
-    condition = t.c.queue_name == queue_name
-    return condition if library is None else and_(condition, t.c.library == library)
+def latest_queue_rows(conn: Connection, *,
+                      shared_name_within_s: float = SHARED_NAME_WITHIN_S) -> pd.DataFrame:
+    """The newest row per (library, queue_name) from queue_latest, ordered by queue name then library.
 
-
-def latest_queue_rows(columns: list, *, shared_name_within_s: float = SHARED_NAME_WITHIN_S) -> Select:
-    """The newest row per (library, queue_name), ordered by queue name then library.
-
-    Pairs are found without scanning the whole table: every name (loose index scan) with the library of its
-    newest row, plus the pairs written within `shared_name_within_s` of the newest snapshot. A library that
-    stopped writing a name that another library still writes is therefore listed for that long only.
+    Every name is listed with the library of its newest row, and other libraries' rows of that name when
+    written within `shared_name_within_s` of the newest snapshot: a library that stopped writing a name that
+    another library still writes is listed for that long only.
     """
-    t = queue_snapshots
-    names = latest_per_key(t, "queue_name", "sampled_at_s").subquery("names")
-    newest = t.alias("q_newest")
-    library_of_newest = (select(newest.c.library).where(newest.c.queue_name == names.c.name)
-                         .order_by(newest.c.sampled_at_s.desc(), newest.c.id.desc()).limit(1)
-                         .scalar_subquery())
-    recent = t.alias("q_recent")
-    newest_at_s = select(func.max(t.alias("q_max").c.sampled_at_s)).scalar_subquery()
-    pairs = union(
-        select(names.c.name.label("queue_name"), library_of_newest.label("library")),
-        select(recent.c.queue_name, recent.c.library)
-        .where(recent.c.sampled_at_s >= newest_at_s - shared_name_within_s),
-    ).subquery("pairs")
-    pick = t.alias("q_pick")
-    newest_id = (select(pick.c.id)
-                 .where(and_(pick.c.queue_name == pairs.c.queue_name, pick.c.library == pairs.c.library))
-                 .order_by(pick.c.sampled_at_s.desc(), pick.c.id.desc()).limit(1).scalar_subquery())
-    return (select(*columns).select_from(pairs.join(t, t.c.id == newest_id))
-            .order_by(t.c.queue_name, t.c.library))
+    rows = frame(conn, latest_select().order_by(series.c.queue_name, series.c.library), SNAPSHOT_NAMES)
+    if rows.empty:
+        return rows
+    newest_at_s = float(rows["sampled_at_s"].max())
+    newest_of_name = rows.sort_values(["queue_name", "sampled_at_s", "cycle_id"]).groupby("queue_name").tail(1)
+    kept = rows.index.isin(newest_of_name.index) | (rows["sampled_at_s"] >= newest_at_s - shared_name_within_s)
+    return rows[kept].reset_index(drop=True)
 
 
 def mark_current(rows: pd.DataFrame, current_within_s: float | None = CURRENT_WITHIN_S) -> pd.Series:
@@ -126,11 +110,12 @@ def queue_list(engine: Engine, *, libraries: Sequence[str] | None = None) -> pd.
 
     Sorted by name then library; `libraries` keeps those libraries' queues only (None or empty: all).
     """
-    t = queue_snapshots
     with reading(engine) as conn:
-        rows = frame(conn, latest_queue_rows([t.c.queue_name, t.c.library, t.c.sampled_at_s, t.c.cycle_id]),
-                     ["queue_name", "library", "last_seen_at_s", "cycle_id"])
-    rows["current"] = mark_current(rows.rename(columns={"last_seen_at_s": "sampled_at_s"}))
+        rows = latest_queue_rows(conn)
+    columns = ["queue_name", "library", "sampled_at_s", "cycle_id"]
+    rows = rows[columns] if not rows.empty else pd.DataFrame(columns=columns)
+    rows["current"] = mark_current(rows)
+    rows = rows.rename(columns={"sampled_at_s": "last_seen_at_s"})
     if libraries:
         rows = rows[rows["library"].isin(list(libraries))].reset_index(drop=True)
     rows["last_seen"] = utc_times(rows["last_seen_at_s"])
@@ -138,31 +123,32 @@ def queue_list(engine: Engine, *, libraries: Sequence[str] | None = None) -> pd.
 
 
 def queue_names(engine: Engine, *, libraries: Sequence[str] | None = None) -> list[str]:
-    """Names of every queue ever recorded, sorted; `libraries` keeps those libraries' queues only."""
+    """Names of every queue recorded, sorted; `libraries` keeps those libraries' queues only."""
     if libraries:
         return sorted(set(queue_list(engine, libraries=libraries)["queue_name"]))
-    t = queue_snapshots
+    statement = latest_select([series.c.queue_name]).distinct().order_by(series.c.queue_name)
     with reading(engine) as conn:
-        return [name for name, _ in conn.execute(latest_per_key(t, "queue_name", "sampled_at_s"))]
+        return [name for (name,) in conn.execute(statement)]
 
 
 def queue_exists(engine: Engine, queue_name: str, *, library: str | None = None) -> bool:
     """True if at least one snapshot of this queue (of this library, or of any) is stored."""
-    t = queue_snapshots
+    statement = latest_select([queue_latest.c.series_id]).where(series_condition(queue_name, library)).limit(1)
     with reading(engine) as conn:
-        return conn.execute(select(t.c.id).where(_of_queue(queue_name, library)).limit(1)).first() is not None
+        return conn.execute(statement).first() is not None
 
 
 def newest_sample_at_s(engine: Engine) -> float | None:
     """Time of the newest queue snapshot, None for an empty database."""
     with reading(engine) as conn:
-        return conn.execute(select(func.max(queue_snapshots.c.sampled_at_s))).scalar()
+        newest_ms = conn.execute(select(func.max(queue_latest.c.sampled_at_ms))).scalar()
+    return None if newest_ms is None else newest_ms / 1000.0
 
 
 def latest_snapshots(engine: Engine, *, current_within_s: float | None = CURRENT_WITHIN_S) -> pd.DataFrame:
     """Newest snapshot per (library, queue) (no sketches), plus `current` (see mark_current)."""
     with reading(engine) as conn:
-        rows = frame(conn, latest_queue_rows(SNAPSHOT_COLUMNS), [c.name for c in SNAPSHOT_COLUMNS])
+        rows = latest_queue_rows(conn)
     if rows.empty:
         rows["current"] = pd.Series(dtype=bool)
         return rows
@@ -172,9 +158,8 @@ def latest_snapshots(engine: Engine, *, current_within_s: float | None = CURRENT
 
 def latest_snapshot(engine: Engine, queue_name: str, *, library: str | None = None) -> dict[str, Any] | None:
     """The queue's newest snapshot row (no sketches) as a dict; None for an unknown queue."""
-    t = queue_snapshots
-    statement = (select(*SNAPSHOT_COLUMNS).where(_of_queue(queue_name, library))
-                 .order_by(t.c.sampled_at_s.desc(), t.c.id.desc()).limit(1))
+    statement = (latest_select().where(series_condition(queue_name, library))
+                 .order_by(queue_latest.c.sampled_at_ms.desc(), queue_latest.c.cycle_id.desc()).limit(1))
     with reading(engine) as conn:
         row = conn.execute(statement).mappings().first()
     return dict(row) if row is not None else None
@@ -195,14 +180,25 @@ def current_queue_metrics(engine: Engine, queue_name: str, *,
     return history[0] if history else None
 
 
+def newest_of_series(conn: Connection, ids: Sequence[int], statement: Select, limit: int,
+                     time_column: str = "sampled_at_s") -> list[dict[str, Any]]:
+    """The newest `limit` rows over several series: `statement` (newest first) read per series, then merged."""
+    rows: list[dict[str, Any]] = []
+    for series_id in ids:
+        rows += [dict(row) for row in conn.execute(
+            statement.where(queue_samples.c.series_id == series_id).limit(limit)).mappings()]
+    rows.sort(key=lambda row: -row[time_column])
+    return rows[:limit]
+
+
 def queue_metrics_history(engine: Engine, queue_name: str, limit: int = 100, *,
                           library: str | None = None) -> list[dict[str, Any]]:
     """QueueMetrics of the queue's newest `limit` snapshots, newest first (empty for an unknown queue)."""
-    t = queue_snapshots
-    statement = (select(*SNAPSHOT_COLUMNS).where(_of_queue(queue_name, library))
-                 .order_by(t.c.sampled_at_s.desc()).limit(max(1, int(limit))))
+    statement = (select(*HISTORY_COLUMNS).select_from(samples_join())
+                 .order_by(queue_samples.c.sampled_at_ms.desc()))
     with reading(engine) as conn:
-        return [queue_metrics(row) for row in conn.execute(statement).mappings()]
+        rows = newest_of_series(conn, series_of(conn, queue_name, library), statement, max(1, int(limit)))
+    return [queue_metrics(row) for row in rows]
 
 
 def open_alert_count(engine: Engine, *, acknowledged: bool | None = False) -> int:
@@ -263,10 +259,11 @@ def system_figures(engine: Engine, *, window_s: float = SYSTEM_WINDOW_S) -> dict
         return {"jobsPerMinute": None, "errorRate": None, "endedJobs": 0}
     rows = rows[rows["current"]]
     per_minute = measured(rows, "jobsPerMinute", "jobs_per_minute")
-    t = queue_snapshots
+    t = queue_samples
+    after_ms = math.floor((float(rows["sampled_at_s"].max()) - window_s) * 1000.0 + 1e-6)
     statement = (select(func.coalesce(func.sum(t.c.failed_delta), 0),
                         func.coalesce(func.sum(t.c.finished_delta + t.c.failed_delta), 0))
-                 .where(t.c.sampled_at_s > float(rows["sampled_at_s"].max()) - window_s))
+                 .where(and_(t.c.series_id.in_(select(series.c.id)), t.c.sampled_at_ms > after_ms)))
     with reading(engine) as conn:
         failed, ended = conn.execute(statement).one()
     return {"jobsPerMinute": round(float(per_minute.sum()), 2) if not per_minute.empty else None,

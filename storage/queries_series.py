@@ -13,13 +13,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Engine, and_, func, or_, select
+from sqlalchemy import Connection, Engine, and_, func, literal, select
 
 from core.sketch import Sketch, value_of
 from storage.fields import QUEUE_METRICS_FIELDS
-from storage.queries_common import MAX_POINTS, bucket_index, bucket_width_s, frame, reading, utc_times
+from storage.layout import series_of
+from storage.queries_common import MAX_POINTS, bucket_width_s, frame, reading, utc_times
 from storage.queries_sketch import grouped_summary, merge_all
-from storage.schema import cycles, queue_snapshots
+from storage.rollups import MAX_COLUMNS, RAW, SUM_COLUMNS, levels_for, plan_pieces
+from storage.schema import cycles, queue_rollups, queue_sample_blobs, queue_samples
 
 PERCENTILES: tuple[tuple[str, float], ...] = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
 SERIES_COLUMNS = [
@@ -33,12 +35,9 @@ SERIES_COLUMNS = [
 
 SERIES_FIELD_COLUMNS = {field: column for field, column in QUEUE_METRICS_FIELDS if column in SERIES_COLUMNS
                         and column not in ("queue_name", "sampled_at_s")}
-
-
-def _in_range(queue_name: str, since_s: float, until_s: float, library: str | None = None):
-    t = queue_snapshots
-    condition = and_(t.c.queue_name == queue_name, t.c.sampled_at_s >= since_s, t.c.sampled_at_s <= until_s)
-    return condition if library is None else and_(condition, t.c.library == library)
+_PIECE_COLUMNS = ["at_ms", "samples", "first_at_ms", "last_at_ms", *MAX_COLUMNS, *SUM_COLUMNS, "unavailable",
+                  "processing_sketch", "wait_sketch"]
+_END_MS = 2**62
 
 
 def field_set(raw: object) -> frozenset[str]:
@@ -48,46 +47,90 @@ def field_set(raw: object) -> frozenset[str]:
     return frozenset(name.strip() for name in raw.split(",") if name.strip())
 
 
+def range_ms(since_s: float, until_s: float) -> tuple[int, int]:
+    """[first, end) in integer ms of the snapshots sampled within [since_s, until_s]."""
+    first = 0 if not math.isfinite(since_s) or since_s < 0 else math.ceil(since_s * 1000.0 - 1e-6)
+    end = _END_MS if not math.isfinite(until_s) else math.floor(until_s * 1000.0 + 1e-6) + 1
+    return max(0, first), max(0, min(end, _END_MS))
+
+
+def _piece(level_s: int, ids: list[int], lo_ms: int, hi_ms: int, numbers: bool):
+    """The select of one piece: raw snapshots (with blobs) or rollup buckets, under _PIECE_COLUMNS."""
+    if level_s == RAW:
+        t, b = queue_samples, queue_sample_blobs
+        sketches = [b.c.processing_sketch, b.c.wait_sketch]
+        if not numbers:
+            return (select(b.c.sampled_at_ms, *sketches)
+                    .where(and_(b.c.series_id.in_(ids), b.c.sampled_at_ms >= lo_ms, b.c.sampled_at_ms < hi_ms)))
+        joined = t.outerjoin(b, and_(b.c.series_id == t.c.series_id, b.c.sampled_at_ms == t.c.sampled_at_ms))
+        return (select(t.c.sampled_at_ms, literal(1).label("samples"), t.c.sampled_at_ms.label("first_at_ms"),
+                       t.c.sampled_at_ms.label("last_at_ms"), *[t.c[c] for c in MAX_COLUMNS + SUM_COLUMNS],
+                       t.c.unavailable, *sketches)
+                .select_from(joined)
+                .where(and_(t.c.series_id.in_(ids), t.c.sampled_at_ms >= lo_ms, t.c.sampled_at_ms < hi_ms)))
+    r = queue_rollups
+    condition = and_(r.c.level_s == level_s, r.c.series_id.in_(ids), r.c.bucket_ms >= lo_ms, r.c.bucket_ms < hi_ms)
+    if not numbers:
+        return select(r.c.bucket_ms, r.c.processing_sketch, r.c.wait_sketch).where(condition)
+    return select(r.c.bucket_ms, r.c.samples, r.c.first_at_ms, r.c.last_at_ms,
+                  *[r.c[c] for c in MAX_COLUMNS + SUM_COLUMNS], r.c.unavailable, r.c.processing_sketch,
+                  r.c.wait_sketch).where(condition)
+
+
+def _read_pieces(conn: Connection, queue_name: str, library: str | None, since_s: float, until_s: float,
+                 width_s: float | None, numbers: bool = True) -> pd.DataFrame:
+    """The range as rollup buckets of the coarsest usable level plus finer edges (see rollups.plan_pieces)."""
+    columns = _PIECE_COLUMNS if numbers else ["at_ms", "processing_sketch", "wait_sketch"]
+    ids = series_of(conn, queue_name, library)
+    first_ms, end_ms = range_ms(since_s, until_s)
+    parts = []
+    if ids:
+        for level_s, lo_ms, hi_ms in plan_pieces(first_ms, end_ms, levels_for(width_s)):
+            rows = conn.execute(_piece(level_s, ids, lo_ms, hi_ms, numbers)).fetchall()
+            if rows:
+                parts.append(pd.DataFrame(rows, columns=columns))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+
+
+def _intersected(texts: pd.Series) -> frozenset[str]:
+    fields: frozenset[str] | None = None
+    for text in texts:
+        fields = field_set(text) if fields is None else fields & field_set(text)
+    return fields or frozenset()
+
+
 def queue_series(engine: Engine, queue_name: str, since_s: float, until_s: float, *,
                  max_points: int = MAX_POINTS, library: str | None = None) -> pd.DataFrame:
     """One row per epoch-aligned time bucket (at most `max_points`); attrs["bucket_width_s"] is the width.
 
     A QueueMetrics figure that no snapshot of a bucket measured (stored in `unavailable`) is NaN in that
     bucket; attrs["unavailable"] names, sorted, the figures unmeasured in every bucket. `library` None reads
-    the name whichever library wrote it.
+    the name whichever library wrote it. Buckets come from the coarsest rollup level dividing the width, the
+    range's edges from finer levels and the snapshots themselves.
     """
-    t = queue_snapshots
     width_s = bucket_width_s(until_s - since_s, max_points)
-    bucket = bucket_index(engine, t.c.sampled_at_s, width_s).label("bucket")
-    statement = (
-        select(bucket, func.count().label("samples"),
-               func.min(t.c.sampled_at_s).label("first_sampled_at_s"),
-               func.max(t.c.sampled_at_s).label("last_sampled_at_s"),
-               func.max(t.c.waiting).label("waiting"), func.max(t.c.active).label("active"),
-               func.max(t.c.delayed).label("delayed"), func.max(t.c.failed).label("failed"),
-               func.max(t.c.completed).label("completed"),
-               func.sum(t.c.interval_s).label("interval_s"),
-               func.sum(t.c.finished_delta).label("finished_delta"),
-               func.sum(t.c.failed_delta).label("failed_delta"),
-               func.sum(t.c.timeout_delta).label("timeout_delta"),
-               func.max(t.c.oldest_waiting_ms).label("oldest_waiting_ms"),
-               func.min(func.coalesce(t.c.unavailable, "")).label("unavailable_low"),
-               func.max(func.coalesce(t.c.unavailable, "")).label("unavailable_high"))
-        .where(_in_range(queue_name, since_s, until_s, library))
-        .group_by(bucket).order_by(bucket)
-    )
     with reading(engine) as conn:
-        series = frame(conn, statement)
-        timings = _bucket_timings(conn, queue_name, since_s, until_s, width_s, library)
-        unmeasured = _bucket_unavailable(conn, series, queue_name, since_s, until_s, width_s, library)
-    if series.empty:
+        pieces = _read_pieces(conn, queue_name, library, since_s, until_s, width_s)
+    if pieces.empty:
         result = pd.DataFrame(columns=SERIES_COLUMNS)
         result.attrs.update(bucket_width_s=width_s, unavailable=())
         return result
+    width_ms = int(round(width_s * 1000))
+    pieces["bucket"] = pieces["at_ms"].astype("int64") // width_ms
+    grouped = pieces.groupby("bucket", sort=True)
+    series = grouped.agg(samples=("samples", "sum"), first_at_ms=("first_at_ms", "min"),
+                         last_at_ms=("last_at_ms", "max"), **{c: (c, "max") for c in MAX_COLUMNS},
+                         **{c: (c, "sum") for c in SUM_COLUMNS})
+    unmeasured = [_intersected(texts) for _, texts in grouped["unavailable"]]
+    timings = _bucket_timings(pieces)
+    series = series.reset_index()
+    series["first_sampled_at_s"] = series["first_at_ms"].astype("float64") / 1000.0
+    series["last_sampled_at_s"] = series["last_at_ms"].astype("float64") / 1000.0
+    series["interval_s"] = series["interval_ms"].astype("float64") / 1000.0
     series["bucket_start_s"] = series["bucket"].astype("float64") * width_s
     series["time"] = utc_times(series["bucket_start_s"])
     ended = series["finished_delta"] + series["failed_delta"]
-    seconds = series["interval_s"].astype("float64")
+    seconds = series["interval_s"]
     series["jobs_per_minute"] = np.where(seconds > 0, ended / seconds.where(seconds > 0, 1.0) * 60.0, 0.0)
     safe_ended = ended.where(ended > 0, 1)
     # no job ended in the bucket: its rates were not measured (NaN), never 0 %
@@ -98,7 +141,10 @@ def queue_series(engine: Engine, queue_name: str, since_s: float, until_s: float
         if column not in series:
             series[column] = np.nan
     timing_columns = [c for c in SERIES_COLUMNS if c.endswith("_ms") and c != "oldest_waiting_ms"]
-    result = series[SERIES_COLUMNS].astype({c: "float64" for c in timing_columns})
+    integer_columns = ["samples", "waiting", "active", "delayed", "failed", "completed", "finished_delta",
+                       "failed_delta", "timeout_delta", "bucket"]
+    result = series[SERIES_COLUMNS].astype({**{c: "float64" for c in timing_columns + ["oldest_waiting_ms"]},
+                                            **{c: "int64" for c in integer_columns}})
     for field, column in SERIES_FIELD_COLUMNS.items():
         missing = np.fromiter((field in fields for fields in unmeasured), dtype=bool, count=len(unmeasured))
         if missing.any():
@@ -108,53 +154,16 @@ def queue_series(engine: Engine, queue_name: str, since_s: float, until_s: float
     return result
 
 
-def _bucket_unavailable(conn: Connection, series: pd.DataFrame, queue_name: str, since_s: float,
-                        until_s: float, width_s: float, library: str | None) -> list[frozenset[str]]:
-    """Per series row, the fields no snapshot of its bucket measured.
-
-    A bucket whose snapshots all stored the same `unavailable` text is read from the series' min/max; only
-    when some bucket mixes several texts are the distinct texts per bucket read and intersected.
-    """
-    if series.empty:
-        return []
-    low, high = series["unavailable_low"].tolist(), series["unavailable_high"].tolist()
-    if low == high:
-        return [field_set(text) for text in low]
-    t = queue_snapshots
-    bucket = bucket_index(conn, t.c.sampled_at_s, width_s).label("bucket")
-    statement = (select(bucket, func.coalesce(t.c.unavailable, "")).distinct()
-                 .where(_in_range(queue_name, since_s, until_s, library)))
-    per_bucket: dict[int, frozenset[str]] = {}
-    for index, text in conn.execute(statement):
-        fields = field_set(text)
-        per_bucket[int(index)] = per_bucket[int(index)] & fields if int(index) in per_bucket else fields
-    return [per_bucket.get(int(index), frozenset()) for index in series["bucket"]]
-
-
-def _sketch_rows(conn: Connection, queue_name: str, since_s: float, until_s: float,
-                 width_s: float | None = None, library: str | None = None) -> list[tuple]:
-    """(bucket or id, processing blob, wait blob) of the range's snapshots holding a sketch, in time order."""
-    t = queue_snapshots
-    bucket = bucket_index(conn, t.c.sampled_at_s, width_s) if width_s else t.c.id
-    statement = (select(bucket, t.c.processing_sketch, t.c.wait_sketch)
-                 .where(and_(_in_range(queue_name, since_s, until_s, library),
-                             or_(t.c.processing_sketch.is_not(None), t.c.wait_sketch.is_not(None))))
-                 .order_by(t.c.sampled_at_s))
-    return list(conn.execute(statement))
-
-
 def _summary_values(sketch: Sketch) -> list[float | None]:
     return [sketch.mean, *sketch.quantiles([q for _, q in PERCENTILES])]
 
 
-def _bucket_timings(conn: Connection, queue_name: str, since_s: float, until_s: float,
-                    width_s: float, library: str | None = None) -> pd.DataFrame:
+def _bucket_timings(pieces: pd.DataFrame) -> pd.DataFrame:
     """Mean and p50/p95/p99 of processing and wait time per bucket, from the bucket's merged sketches."""
-    rows = _sketch_rows(conn, queue_name, since_s, until_s, width_s, library)
-    buckets = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    buckets = pieces["bucket"].to_numpy(dtype=np.int64)
     parts = []
-    for index, kind in ((1, "processing"), (2, "wait")):
-        summary = grouped_summary([r[index] for r in rows], buckets, [q for _, q in PERCENTILES])
+    for kind in ("processing", "wait"):
+        summary = grouped_summary(pieces[f"{kind}_sketch"].tolist(), buckets, [q for _, q in PERCENTILES])
         renamed = {"mean": f"avg_{kind}_ms", **{f"q{q:g}": f"{name}_{kind}_ms" for name, q in PERCENTILES}}
         parts.append(summary[list(renamed)].rename(columns=renamed))
     timings = pd.concat(parts, axis=1).astype("float64")
@@ -164,10 +173,11 @@ def _bucket_timings(conn: Connection, queue_name: str, since_s: float, until_s: 
 
 def range_sketches(engine: Engine, queue_name: str, since_s: float, until_s: float, *,
                    library: str | None = None) -> tuple[Sketch, Sketch]:
-    """(processing, wait) sketches of every job that ended in the range, merged from the stored snapshots."""
+    """(processing, wait) sketches of every job that ended in the range, merged from hourly rollups and the
+    range's edges at finer levels."""
     with reading(engine) as conn:
-        rows = _sketch_rows(conn, queue_name, since_s, until_s, library=library)
-    return merge_all([r[1] for r in rows]), merge_all([r[2] for r in rows])
+        rows = _read_pieces(conn, queue_name, library, since_s, until_s, None, numbers=False)
+    return merge_all(rows["processing_sketch"].tolist()), merge_all(rows["wait_sketch"].tolist())
 
 
 def sketch_summary(sketch: Sketch) -> dict[str, Any]:

@@ -125,3 +125,27 @@ def merge_all(blobs: Sequence[bytes | None]) -> Sketch:
     merged.min = float(parsed.low.min())
     merged.max = float(parsed.high.max())
     return merged
+
+
+def merged_per_group(blobs: Sequence[bytes | None], groups: Sequence[int] | np.ndarray) -> dict[int, bytes]:
+    """Per group, the stored form of its blobs merged (groups without a non-empty sketch are absent)."""
+    parsed = parse(blobs, groups)
+    if not len(parsed.group):
+        return {}
+    ids, inverse = np.unique(parsed.group, return_inverse=True)
+    count = np.bincount(inverse, weights=parsed.count)
+    total = np.bincount(inverse, weights=parsed.total)
+    low = np.full(len(ids), np.inf)
+    high = np.full(len(ids), -np.inf)
+    np.minimum.at(low, inverse, parsed.low)
+    np.maximum.at(high, inverse, parsed.high)
+    group, key, entry_count = _merged_entries(parsed)
+    bounds = np.searchsorted(group, np.append(ids, np.iinfo(np.int64).max), side="left")
+    out: dict[int, bytes] = {}
+    for index, group_id in enumerate(ids.tolist()):
+        part = slice(bounds[index], bounds[index + 1])
+        sketch = Sketch(buckets=dict(zip(key[part].tolist(), entry_count[part].astype(np.int64).tolist())),
+                        count=int(count[index]), total=float(total[index]), min=float(low[index]),
+                        max=float(high[index]))
+        out[group_id] = sketch.to_bytes()
+    return out

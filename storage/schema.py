@@ -2,10 +2,15 @@
 from __future__ import annotations
 
 from sqlalchemy import (
-    Boolean, Column, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table, Text,
+    DDL, BigInteger, Boolean, Column, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, PrimaryKeyConstraint,
+    SmallInteger, String, Table, Text, UniqueConstraint, event,
 )
 
 metadata = MetaData()
+legacy_metadata = MetaData()
+"""Tables of versions 1 to 4 that version 5 replaced (kept so that migrations from scratch still run)."""
+views_metadata = MetaData()
+"""Views (created by the migrations, never by create_all)."""
 
 schema_version = Table(
     "schema_version", metadata,
@@ -25,10 +30,10 @@ cycles = Table(
     Index("ix_cycles_started_at_s", "started_at_s"),
 )
 
-queue_snapshots = Table(
-    "queue_snapshots", metadata,
+legacy_queue_snapshots = Table(
+    "queue_snapshots", legacy_metadata,
     Column("id", Integer, primary_key=True),
-    Column("cycle_id", Integer, ForeignKey("cycles.id", ondelete="CASCADE"), nullable=False),
+    Column("cycle_id", Integer, ForeignKey(cycles.c.id, ondelete="CASCADE"), nullable=False),
     Column("queue_name", String(255), nullable=False),
     Column("library", String(16), nullable=False),
     Column("sampled_at_s", Float, nullable=False),
@@ -106,6 +111,7 @@ worker_snapshots = Table(
     Column("recycle_reason", Text),
     Index("ix_worker_snapshots_worker_time", "worker_name", "sampled_at_s"),
     Index("ix_worker_snapshots_time", "sampled_at_s"),
+    Index("ix_worker_snapshots_cycle", "cycle_id"),  # version 5: the newest cycle's workers, cascades
 )
 
 host_snapshots = Table(
@@ -123,6 +129,7 @@ host_snapshots = Table(
     Column("workers_rss_mb", Float, nullable=False),
     Column("collector_rss_mb", Float, nullable=False),
     Index("ix_host_snapshots_time", "sampled_at_s"),
+    Index("ix_host_snapshots_cycle", "cycle_id"),  # version 5: cascades from cycles
 )
 
 alerts = Table(
@@ -214,6 +221,109 @@ login_attempts = Table(
     Index("ix_login_attempts_address", "address", "at_s"),
 )
 
+VERSION_1_TABLES = (schema_version, cycles, legacy_queue_snapshots, worker_snapshots, host_snapshots, alerts,
+                    alert_events)
+VERSION_2_TABLES = (users, api_tokens, delivery_cursors)
+VERSION_4_TABLES = (dashboard_sessions, login_attempts)
+
+# --- version 5: series ids, snapshots clustered by (series, time), rollups, the latest row per queue -----------
+# Times are integer epoch milliseconds (`*_at_ms`); figures the collector rounds to 3 decimals (rates, memory)
+# are integer thousandths (`*_m`); status is a code (STATUS_CODES). SQLite stores the clustered tables
+# WITHOUT ROWID, so one queue's range is one contiguous run of pages.
+
+STATUS_CODES = {"healthy": 0, "warning": 1, "critical": 2}
+STATUS_NAMES = {code: name for name, code in STATUS_CODES.items()}
+MILLI_COLUMNS = ("jobs_per_minute", "error_rate_pct", "timeout_rate_pct", "memory_usage_mb", "memory_percentage")
+"""Snapshot figures stored as integer thousandths under the name plus `_m`."""
+TIMING_COLUMNS = ("avg_processing_ms", "p50_processing_ms", "p95_processing_ms", "p99_processing_ms",
+                  "p50_wait_ms", "p95_wait_ms", "p99_wait_ms")
+DEPTH_COLUMNS = ("waiting", "active", "delayed", "scheduled", "deferred", "failed", "completed")
+DELTA_COLUMNS = ("finished_delta", "failed_delta", "timeout_delta")
+
+series = Table(
+    "series", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("library", String(16), nullable=False),
+    Column("queue_name", String(255), nullable=False),
+    UniqueConstraint("queue_name", "library", name="uq_series_name"),
+)
+
+
+def _sample_columns() -> list[Column]:
+    """The figures of one snapshot (shared by the raw table and the latest table)."""
+    return [
+        Column("cycle_id", Integer, nullable=False),
+        *[Column(name, Integer, nullable=False) for name in DEPTH_COLUMNS],
+        Column("interval_ms", Integer, nullable=False),
+        *[Column(name, Integer, nullable=False) for name in DELTA_COLUMNS],
+        *[Column(f"{name}_m", BigInteger, nullable=False) for name in MILLI_COLUMNS],
+        *[Column(name, Float) for name in TIMING_COLUMNS],
+        Column("oldest_waiting_ms", Float, nullable=False),
+        Column("status", SmallInteger, nullable=False),
+        Column("issues", Text),  # JSON list; NULL for none
+        Column("unavailable", Text),
+        Column("details", Text),
+    ]
+
+
+queue_samples = Table(
+    "queue_samples", metadata,
+    Column("series_id", Integer, nullable=False),
+    Column("sampled_at_ms", BigInteger, nullable=False),
+    *_sample_columns(),
+    PrimaryKeyConstraint("series_id", "sampled_at_ms", name="pk_queue_samples"),
+    sqlite_with_rowid=False,
+)
+
+queue_sample_blobs = Table(
+    "queue_sample_blobs", metadata,
+    Column("series_id", Integer, nullable=False),
+    Column("sampled_at_ms", BigInteger, nullable=False),
+    Column("processing_sketch", LargeBinary),  # sketches of the jobs finished in this interval only
+    Column("wait_sketch", LargeBinary),
+    Column("recent_processing_ms", Text),  # JSON list, newest first, at most 100
+    PrimaryKeyConstraint("series_id", "sampled_at_ms", name="pk_queue_sample_blobs"),
+)
+
+queue_latest = Table(
+    "queue_latest", metadata,
+    Column("series_id", Integer, primary_key=True, autoincrement=False),
+    Column("sampled_at_ms", BigInteger, nullable=False),
+    *_sample_columns(),
+    Column("finished_cursor", Float),
+    Column("failed_cursor", Float),
+    Column("cursor_state", Text),
+)
+
+ROLLUP_LEVELS_S = (60, 600, 3600)
+queue_rollups = Table(
+    "queue_rollups", metadata,
+    Column("level_s", Integer, nullable=False),
+    Column("series_id", Integer, nullable=False),
+    Column("bucket_ms", BigInteger, nullable=False),  # start of the bucket: a multiple of level_s
+    Column("samples", Integer, nullable=False),
+    Column("first_at_ms", BigInteger, nullable=False),
+    Column("last_at_ms", BigInteger, nullable=False),
+    *[Column(name, Integer, nullable=False) for name in ("waiting", "active", "delayed", "failed", "completed")],
+    Column("interval_ms", BigInteger, nullable=False),
+    *[Column(name, BigInteger, nullable=False) for name in DELTA_COLUMNS],
+    Column("oldest_waiting_ms", Float, nullable=False),
+    Column("unavailable", Text),  # the fields no snapshot of the bucket measured (comma-separated)
+    Column("processing_sketch", LargeBinary),  # merged sketches of the bucket's snapshots
+    Column("wait_sketch", LargeBinary),
+    PrimaryKeyConstraint("level_s", "series_id", "bucket_ms", name="pk_queue_rollups"),
+    sqlite_with_rowid=False,
+)
+
+VERSION_5_TABLES = (series, queue_samples, queue_sample_blobs, queue_latest, queue_rollups)
+
+queue_snapshots = Table(
+    "queue_snapshots", views_metadata,
+    *[Column(c.name, c.type) for c in legacy_queue_snapshots.c if c.name != "id"],
+)
+"""The view of version 5's tables under the snapshot columns of versions 1 to 4 (for reading)."""
+event.listen(metadata, "before_drop", DDL("DROP VIEW IF EXISTS queue_snapshots"))  # it depends on the tables
+
 # --- version 7: notification delivery log ------------------------------------------------------------
 
 notification_deliveries = Table(
@@ -234,7 +344,4 @@ notification_deliveries = Table(
     Index("ix_notification_deliveries_time", "created_at_s"),
 )
 
-VERSION_1_TABLES = (schema_version, cycles, queue_snapshots, worker_snapshots, host_snapshots, alerts, alert_events)
-VERSION_2_TABLES = (users, api_tokens, delivery_cursors)
-VERSION_4_TABLES = (dashboard_sessions, login_attempts)
 VERSION_7_TABLES = (notification_deliveries,)

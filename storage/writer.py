@@ -12,7 +12,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from core.problems import ProblemLog
 from core.values import INT64_MAX, INT64_MIN
 from storage.engine import StorageError, error_text
-from storage.schema import alert_events, alerts, cycles, host_snapshots, queue_snapshots, worker_snapshots
+from storage.layout import CURSOR_COLUMNS, blob_values, sample_values, series_ids
+from storage.rollups import add_to_rollups, upsert
+from storage.schema import (
+    alert_events, alerts, cycles, host_snapshots, queue_latest, queue_sample_blobs, queue_samples,
+    queue_snapshots, worker_snapshots,
+)
 
 
 class AlertChangeLike(Protocol):
@@ -92,10 +97,11 @@ def write_cycle(engine: Engine, record: CycleRecord, plan_alerts: AlertPlanner,
                 started_at_s=record.started_at_s, finished_at_s=record.finished_at_s, ok=True,
                 round_trips=record.round_trips, queue_count=len(record.queue_rows),
             )).inserted_primary_key[0]
-            for table, rows in ((queue_snapshots, record.queue_rows), (worker_snapshots, record.worker_rows)):
-                if rows:
-                    conn.execute(table.insert(), [{**bounded_row(table, row, problems), "cycle_id": cycle_id}
-                                                  for row in rows])
+            write_queue_rows(conn, [bounded_row(queue_snapshots, row, problems) for row in record.queue_rows],
+                             cycle_id)
+            if record.worker_rows:
+                conn.execute(worker_snapshots.insert(), [{**bounded_row(worker_snapshots, row, problems),
+                                                          "cycle_id": cycle_id} for row in record.worker_rows])
             if record.host_row:
                 conn.execute(host_snapshots.insert().values(**bounded_row(host_snapshots, record.host_row, problems),
                                                             cycle_id=cycle_id))
@@ -104,6 +110,28 @@ def write_cycle(engine: Engine, record: CycleRecord, plan_alerts: AlertPlanner,
         engine.dispose()  # the next try opens the file anew: one opened read-only stays so while pooled
         raise StorageError(f"could not store the cycle: {error_text(exc)}") from exc
     return changes
+
+
+def write_queue_rows(conn: Connection, rows: Sequence[dict[str, Any]], cycle_id: int) -> None:
+    """Store one cycle's queue snapshots: raw rows, their sketches, each queue's latest row and the rollups."""
+    if not rows:
+        return
+    ids = series_ids(conn, ((row["library"], row["queue_name"]) for row in rows))
+    samples, blobs, latest = [], [], []
+    for row in rows:
+        series_id = ids[(row["library"], row["queue_name"])]
+        sample = sample_values(row, series_id, cycle_id)
+        samples.append(sample)
+        latest.append({**sample, **{name: row.get(name) for name in CURSOR_COLUMNS}})
+        blob = blob_values(row, series_id)
+        if blob is not None:
+            blobs.append(blob)
+    keys = ("series_id", "sampled_at_ms")
+    upsert(conn, queue_samples, samples, keys)
+    upsert(conn, queue_sample_blobs, blobs, keys)
+    upsert(conn, queue_latest, latest, ("series_id",), unless_older="sampled_at_ms")
+    add_to_rollups(conn, [{**sample, "processing_sketch": row.get("processing_sketch"),
+                           "wait_sketch": row.get("wait_sketch")} for sample, row in zip(samples, rows)])
 
 
 def record_outage(engine: Engine, started_at_s: float, finished_at_s: float, error: str) -> None:

@@ -42,7 +42,7 @@ def _latest(engine, library: str, queue_name: str) -> dict:
     t = queue_snapshots
     with engine.connect() as conn:
         return dict(conn.execute(select(t).where(t.c.library == library, t.c.queue_name == queue_name)
-                                 .order_by(t.c.id.desc()).limit(1)).mappings().one())
+                                 .order_by(t.c.sampled_at_s.desc()).limit(1)).mappings().one())
 
 
 def _sums(engine, library: str, queue_name: str) -> tuple[int, int]:
@@ -56,7 +56,7 @@ def _sums(engine, library: str, queue_name: str) -> tuple[int, int]:
 def _has_queue(engine, library: str, queue_name: str) -> bool:
     t = queue_snapshots
     with engine.connect() as conn:
-        return conn.execute(select(t.c.id).where(t.c.library == library, t.c.queue_name == queue_name)
+        return conn.execute(select(t.c.sampled_at_s).where(t.c.library == library, t.c.queue_name == queue_name)
                             .limit(1)).first() is not None
 
 

@@ -33,7 +33,7 @@ def _seed_hostile_names(db_url: str, names: dict[str, str], closed_port: int) ->
     engine = make_engine(db_url)
     with engine.begin() as conn:
         for old, new in names.items():
-            conn.execute(text("UPDATE queue_snapshots SET queue_name = :new WHERE queue_name = :old"),
+            conn.execute(text("UPDATE series SET queue_name = :new WHERE queue_name = :old"),
                          {"new": new, "old": old})
             conn.execute(text("UPDATE alerts SET queue_name = :new, message = :new || ' ' || message "
                               "WHERE queue_name = :old"), {"new": new, "old": old})

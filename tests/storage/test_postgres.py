@@ -1,7 +1,8 @@
 """The storage layer on PostgreSQL: the same writes, alerts and retention as on SQLite."""
 from __future__ import annotations
 
-from tests.storage import test_retention, test_writer
+from tests.storage import test_history_layout, test_retention, test_writer
+from tests.storage.queries_helpers import NOW_S
 
 
 def test_alert_lifecycle_on_postgres(pg_engine):
@@ -14,6 +15,27 @@ def test_failing_cycle_rolls_back_on_postgres(pg_engine):
 
 def test_retention_on_postgres(pg_engine):
     test_retention.test_removes_exactly_the_rows_older_than_the_cutoff(pg_engine)
+
+
+def test_rollups_and_reads_from_them_on_postgres(pg_engine):
+    from tests.seed import seed_database
+
+    seeded = (pg_engine, seed_database(pg_engine, NOW_S, hours=0.3))
+    test_history_layout.test_rollups_kept_by_the_write_path_equal_rollups_rebuilt_from_the_snapshots(seeded)
+    test_history_layout.test_a_chart_from_rollups_equals_the_chart_of_the_snapshots(seeded, 8)
+    test_history_layout.test_range_percentiles_from_rollups_equal_the_merged_snapshots(seeded)
+
+
+def test_a_version_4_database_migrates_on_postgres(postgres_url, monkeypatch):
+    from storage.engine import make_engine
+    from storage.schema import metadata
+
+    try:
+        test_history_layout.migrates_with_its_figures(postgres_url, monkeypatch)
+    finally:
+        engine = make_engine(postgres_url, migrate=False)
+        metadata.drop_all(engine)
+        engine.dispose()
 
 
 def _plain(postgres_url: str) -> str:

@@ -34,6 +34,16 @@ def _cycle(engine, now_s, **waiting_by_queue):
     return write_cycle(engine, record, plan)
 
 
+def write_legacy_cycle(engine, now_s, rows):
+    """Store a cycle as versions 1 to 4 did: one queue_snapshots table row per queue."""
+    from storage.schema import legacy_queue_snapshots
+
+    with engine.begin() as conn:
+        cycle_id = conn.execute(cycles.insert().values(started_at_s=now_s - 0.1, finished_at_s=now_s, ok=True,
+                                                       round_trips=3, queue_count=len(rows))).inserted_primary_key[0]
+        conn.execute(legacy_queue_snapshots.insert(), [{**row, "cycle_id": cycle_id} for row in rows])
+
+
 def _count(engine, table, where=None):
     query = select(func.count()).select_from(table)
     with engine.connect() as conn:
@@ -135,7 +145,7 @@ def test_a_version_1_database_is_upgraded_in_place(db_url, monkeypatch):
 
     monkeypatch.setattr(engine_module, "MIGRATIONS", engine_module.MIGRATIONS[:1])
     old = make_engine(db_url)
-    _cycle(old, 10.0, q=215)
+    write_legacy_cycle(old, 10.0, [_row("q", 215, 10.0)[0]])
     assert "users" not in inspect(old).get_table_names()
     monkeypatch.undo()
     assert run_migrations(old) == latest_version()

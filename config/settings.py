@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from core.alert_rules import AlertTiming, AlertTimings
 from core.health import Thresholds, ThresholdSet
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
@@ -109,6 +110,7 @@ class Settings:
     session_max_age_s: float = 604800.0
     login_lockout_s: float = 60.0
     thresholds: Thresholds = field(default_factory=Thresholds)
+    alert_timings: AlertTimings = field(default_factory=AlertTimings)
 
     @property
     def retention_s(self) -> float:
@@ -223,7 +225,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     values.update({k: v for k, v in overrides.items() if v is not None})
     config_path = values.get("config_path")
     if config_path:
-        values["thresholds"] = load_thresholds(Path(config_path))
+        values["thresholds"], values["alert_timings"] = load_rules(Path(config_path))
     unknown = set(_split(values.get("libraries", "rq"))) - set(LIBRARIES)
     if unknown or not _split(values.get("libraries", "rq")):
         raise SettingsError(f"QUEUEWATCH_LIBRARIES must list some of {', '.join(LIBRARIES)}, "
@@ -244,14 +246,48 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     return Settings(**values)
 
 
-def load_thresholds(path: Path) -> Thresholds:
-    """Read `[thresholds]` and `[thresholds.queues.<name>]` tables from a TOML file."""
+def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except FileNotFoundError as exc:
         raise SettingsError(f"config file not found: {path}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"config file {path} is not valid TOML: {exc}") from exc
+
+
+def load_rules(path: Path) -> tuple[Thresholds, AlertTimings]:
+    """Thresholds and alert timing from one read of the TOML file."""
+    data = _read_toml(path)
+    return _thresholds(data, path), _alert_timings(data, path)
+
+
+def _alert_timings(data: Mapping[str, Any], path: Path) -> AlertTimings:
+    """`[alerts]` (pending_s, keep_firing_s, min_jobs) and `[alerts.queues.<name>]` overrides."""
+    table = data.get("alerts", {})
+    if not isinstance(table, dict):
+        raise SettingsError(f"{path}: [alerts] must be a table")
+    default = _timing(AlertTiming(), {k: v for k, v in table.items() if k != "queues"}, path, "[alerts]")
+    per_queue = {name: _timing(default, values, path, f"[alerts.queues.{name}]")
+                 for name, values in table.get("queues", {}).items()}
+    return AlertTimings(default=default, per_queue=per_queue)
+
+
+def _timing(base: AlertTiming, values: Any, path: Path, where: str) -> AlertTiming:
+    known = set(AlertTiming.__dataclass_fields__)
+    if not isinstance(values, dict):
+        raise SettingsError(f"{path}: {where} must be a table")
+    unknown = set(values) - known
+    if unknown:
+        raise SettingsError(f"{path}: {where} unknown setting(s) {sorted(unknown)}; known: {sorted(known)}")
+    try:
+        updated = replace(base, **{k: _number(v, float, 0, math.inf) for k, v in values.items()})
+    except ValueError as exc:
+        raise SettingsError(f"{path}: {where} {exc}") from exc
+    return updated
+
+
+def _thresholds(data: Mapping[str, Any], path: Path) -> Thresholds:
+    """`[thresholds]` and `[thresholds.queues.<name>]` tables."""
     table = data.get("thresholds", {})
     per_queue_raw = table.get("queues", {})
     global_set = _threshold_set(ThresholdSet(), {k: v for k, v in table.items() if k != "queues"}, path)

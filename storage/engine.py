@@ -103,11 +103,23 @@ def _v4_dashboard_sessions(conn: Connection) -> None:
     schema.metadata.create_all(conn, tables=list(schema.VERSION_4_TABLES))
 
 
+def _v6_alert_rules_and_silences(conn: Connection) -> None:
+    """Alert timers, silences and three alerts columns; touches only alert tables, whatever v5 did or not."""
+    schema.metadata.create_all(conn, tables=list(schema.VERSION_6_TABLES))
+    if not conn.dialect.has_table(conn, schema.alerts.name):
+        return
+    columns = {c["name"] for c in inspect(conn).get_columns(schema.alerts.name)}
+    for name, sql_type in schema.VERSION_6_ALERT_COLUMNS.items():
+        if name not in columns:
+            conn.execute(text(f"ALTER TABLE alerts ADD COLUMN {name} {sql_type}"))
+
+
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _v1_initial),
     (2, _v2_users_and_recent_executions),
     (3, _v3_library_details),
     (4, _v4_dashboard_sessions),
+    (6, _v6_alert_rules_and_silences),
 ]
 
 
@@ -122,20 +134,30 @@ def latest_version() -> int:
     return max(number for number, _ in MIGRATIONS)
 
 
+def applied_versions(conn: Connection) -> set[int]:
+    """The migration numbers recorded in schema_version."""
+    return set(conn.execute(select(schema.schema_version.c.version)).scalars())
+
+
 def run_migrations(engine: Engine) -> int:
-    """Apply every migration newer than the database's version, each in its own transaction; refuse a database
-    whose version is newer than this code's (it may hold tables or meanings this code would get wrong)."""
+    """Apply every migration not yet recorded, in order, each in its own transaction; refuse a database whose
+    version is newer than this code's (it may hold tables or meanings this code would get wrong).
+
+    A migration is skipped by whether its own number is recorded, not by the highest number: one numbered
+    below the database's version (written on another branch) still runs when it arrives.
+    """
     with engine.begin() as conn:
         schema.schema_version.create(conn, checkfirst=True)
         version = current_version(conn)
+        applied = applied_versions(conn)
     if version > latest_version():
         raise SchemaTooNew(f"the database has schema version {version}, newer than version {latest_version()} "
                            "that this queuewatch knows: upgrade queuewatch (or use another database)")
     for number, migrate in MIGRATIONS:
-        if number <= version:
+        if number in applied:
             continue
         with engine.begin() as conn:
             migrate(conn)
             conn.execute(schema.schema_version.insert().values(version=number, applied_at_s=time.time()))
-        version = number
+        version = max(version, number)
     return version

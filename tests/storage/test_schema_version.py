@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from storage.engine import SchemaTooNew, latest_version, make_engine
+from storage.engine import MIGRATIONS, SchemaTooNew, latest_version, make_engine
 from storage.schema import metadata, schema_version
 from tests.queuewatch.test_bad_input import run_cli
 
@@ -48,5 +48,5 @@ def test_the_current_version_is_accepted_again(db_url):
     engine = make_engine(db_url)  # a second open migrates nothing and refuses nothing
     with engine.connect() as conn:
         versions = [row[0] for row in conn.execute(schema_version.select().with_only_columns(schema_version.c.version))]
-    assert versions == list(range(1, latest_version() + 1))
+    assert versions == [number for number, _ in MIGRATIONS]
     engine.dispose()

@@ -9,7 +9,7 @@ from core import alert_rules as alerts
 from core.derive import QueueWindow, snapshot_row
 from core.health import ThresholdSet, evaluate
 from core.model import Cursor, QueueReading
-from storage.engine import StorageError, make_engine, run_migrations
+from storage.engine import MIGRATIONS, StorageError, latest_version, make_engine, run_migrations
 from storage.schema import alert_events, alerts as alerts_table, cycles, queue_snapshots
 from storage.writer import CycleRecord, acknowledge_alert, record_outage, write_cycle
 
@@ -84,11 +84,11 @@ def test_outage_is_recorded(engine):
 
 def test_migrations_are_versioned_and_idempotent(db_url):
     engine = make_engine(db_url)
-    assert run_migrations(engine) == 4
-    assert run_migrations(engine) == 4
+    assert run_migrations(engine) == latest_version()
+    assert run_migrations(engine) == latest_version()
     with engine.connect() as conn:
         versions = [v for (v,) in conn.exec_driver_sql("SELECT version FROM schema_version ORDER BY version")]
-    assert versions == [1, 2, 3, 4]
+    assert versions == [number for number, _ in MIGRATIONS]
 
 
 def test_bad_urls_give_clear_errors(tmp_path):
@@ -135,10 +135,13 @@ def test_a_version_1_database_is_upgraded_in_place(db_url, monkeypatch):
 
     monkeypatch.setattr(engine_module, "MIGRATIONS", engine_module.MIGRATIONS[:1])
     old = make_engine(db_url)
-    _cycle(old, 10.0, q=215)
+    with old.begin() as conn:  # what a version-1 collector wrote (today's writer needs today's tables)
+        cycle_id = conn.execute(cycles.insert().values(started_at_s=9.9, finished_at_s=10.0, ok=True,
+                                                       round_trips=3, queue_count=1)).inserted_primary_key[0]
+        conn.execute(queue_snapshots.insert().values(**_row("q", 215, 10.0)[0], cycle_id=cycle_id))
     assert "users" not in inspect(old).get_table_names()
     monkeypatch.undo()
-    assert run_migrations(old) == 4
+    assert run_migrations(old) == latest_version()
     assert {"users", "api_tokens"} <= set(inspect(old).get_table_names())
     assert _count(old, queue_snapshots) == 1
 
@@ -151,6 +154,6 @@ def test_upgrade_adds_the_recent_executions_column(db_url):
         conn.execute(text("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at_s FLOAT NOT NULL)"))
         conn.execute(text("INSERT INTO schema_version VALUES (1, 0)"))
         conn.execute(text("CREATE TABLE queue_snapshots (id INTEGER PRIMARY KEY, queue_name VARCHAR(255))"))
-    assert run_migrations(raw) == 4
+    assert run_migrations(raw) == latest_version()
     columns = {c["name"] for c in inspect(raw).get_columns("queue_snapshots")}
     assert {"recent_processing_ms", "cursor_state", "unavailable", "details"} <= columns

@@ -105,12 +105,21 @@ def active_alerts(request: Request,
 @router.post("/alerts/{alertId}/acknowledge", response_model=schemas.AcknowledgeAlertResponse,
              response_model_exclude_none=True, summary="Acknowledge an alert",
              responses={404: {"model": schemas.ErrorResponse, "description": "ALERT_NOT_FOUND"}})
-def acknowledge(request: Request, alertId: str = Path(..., min_length=1, max_length=400)) -> dict[str, Any]:
+def acknowledge(request: Request, alertId: str = Path(..., min_length=1, max_length=400),
+                forSeconds: float | None = Query(None, gt=0, le=90 * 86400,
+                                                 description="extension: acknowledge for this long (snooze); "
+                                                             "afterwards the alert counts as unacknowledged")
+                ) -> dict[str, Any]:
     user: User = request.state.user
-    row = acknowledge_alert(_state(request).engine, alertId, user.email, time.time())
+    now_s = time.time()
+    known = queries_alerts.get_alert(_state(request).engine, alertId)
+    if known is None or known["type"] not in queries_alerts.SPEC_TYPES:  # system alerts: see /system-alerts
+        raise ApiError("ALERT_NOT_FOUND", details={"alertId": alertId})
+    row = acknowledge_alert(_state(request).engine, alertId, user.email, now_s,
+                            until_s=now_s + forSeconds if forSeconds else None)
     if row is None:
         raise ApiError("ALERT_NOT_FOUND", details={"alertId": alertId})
-    return {"success": True, "alert": queries_alerts.alert_dict(row)}
+    return {"success": True, "alert": queries_alerts.alert_dict(row, now_s)}
 
 
 @router.get("/workers/memory", response_model=schemas.WorkerMemorySummary, response_model_exclude_none=True,

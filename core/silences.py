@@ -54,3 +54,21 @@ def parse_duration_s(text: str) -> float:
     if not seconds > 0 or seconds == float("inf"):
         raise ValueError(f"a duration must be above 0, got {text!r}")
     return seconds
+
+
+LIBRARIES = ("rq", "bullmq", "celery")
+SEVERITIES = ("warning", "critical")
+
+
+def check_matchers(*, queue_glob: str | None, library: str | None, alert_type: str | None,
+                   severity: str | None, known_types: Iterable[str]) -> None:
+    """ValueError naming the first matcher that can match nothing (an unknown library, type or severity)."""
+    known = sorted(known_types)
+    if queue_glob is not None and not queue_glob.strip():
+        raise ValueError("the queue pattern must not be empty")
+    if library is not None and library not in LIBRARIES:
+        raise ValueError(f"unknown library {library!r}; known: {', '.join(LIBRARIES)}")
+    if alert_type is not None and alert_type not in known:
+        raise ValueError(f"unknown alert type {alert_type!r}; known: {', '.join(known)}")
+    if severity is not None and severity not in SEVERITIES:
+        raise ValueError(f"unknown severity {severity!r}; known: {', '.join(SEVERITIES)}")

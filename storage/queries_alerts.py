@@ -9,7 +9,7 @@ from sqlalchemy import Engine, and_, func, not_, or_, select, true
 
 from core.health import AlertType
 from storage.queries_common import frame, is_missing, iso_utc, reading, utc_times
-from storage.schema import alert_events, alerts
+from storage.schema import alert_events, alert_rule_states, alerts
 
 ALERT_HISTORY_COLUMNS = [
     "id", "queue_name", "alert_type", "severity", "message", "value", "threshold", "opened_at_s",
@@ -161,3 +161,18 @@ def open_alert_counts(engine: Engine) -> list[tuple[str, str, str, int]]:
                  .group_by(alerts.c.queue_name, alerts.c.alert_type, alerts.c.severity))
     with reading(engine) as conn:
         return [tuple(row) for row in conn.execute(statement)]
+
+
+PENDING_COLUMNS = ["queue_name", "alert_type", "severity", "message", "value", "threshold", "pending_since_s",
+                   "library"]
+
+
+def pending_breaches(engine: Engine) -> pd.DataFrame:
+    """Breaches that have not held for pending_s yet (no alert), oldest first, with `pending_since`."""
+    s = alert_rule_states
+    statement = (select(*[s.c[name] for name in PENDING_COLUMNS]).where(s.c.pending_since_s.is_not(None))
+                 .order_by(s.c.pending_since_s, s.c.queue_name, s.c.alert_type))
+    with reading(engine) as conn:
+        rows = frame(conn, statement, PENDING_COLUMNS)
+    rows["pending_since"] = utc_times(rows["pending_since_s"])
+    return rows

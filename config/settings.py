@@ -68,6 +68,9 @@ SETTINGS: tuple[Setting, ...] = (
             "(none by default: the connecting address counts)."),
     Setting("webhook_url", "QUEUEWATCH_WEBHOOK_URL", None,
             "URL that receives a JSON POST when an alert opens, escalates or is acknowledged."),
+    Setting("stale_check_s", "QUEUEWATCH_STALE_CHECK_S", 10.0,
+            "Seconds between the API process's checks for stale data (no stored cycle for 3 collection "
+            "intervals), which raise and resolve the stale-data alert; 0 turns the checks off."),
     Setting("session_ttl_s", "QUEUEWATCH_SESSION_TTL_S", 28800.0,
             "Seconds a dashboard login lasts without activity."),
     Setting("session_max_age_s", "QUEUEWATCH_SESSION_MAX_AGE_S", 604800.0,
@@ -106,6 +109,7 @@ class Settings:
     docs_access: str = "public"
     trusted_proxies: str = ""
     webhook_url: str | None = None
+    stale_check_s: float = 10.0
     session_ttl_s: float = 28800.0
     session_max_age_s: float = 604800.0
     login_lockout_s: float = 60.0
@@ -189,7 +193,13 @@ def _positive(raw: Any, kind: type) -> Any:
     return _number(raw, kind, 0, math.inf, low_inclusive=False)
 
 
-_CHECKS = {"interval_s": interval_s_value, "retention_days": retention_days_value}
+def stale_check_s_value(raw: Any) -> float:
+    """Seconds between stale-data checks: 0 (off) or a finite number up to a day."""
+    return _number(raw, float, 0.0, 86400.0)
+
+
+_CHECKS = {"interval_s": interval_s_value, "retention_days": retention_days_value,
+           "stale_check_s": stale_check_s_value}
 
 
 def _coerce(setting: Setting, raw: str) -> Any:

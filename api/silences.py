@@ -92,7 +92,7 @@ def create_silence(request: Request, body: NewSilence) -> dict[str, Any]:
 
 @router.post("/silences/{silenceId}/expire", response_model=Silence, summary="Expire a silence now (extension)",
              responses={404: {"model": schemas.ErrorResponse, "description": "SILENCE_NOT_FOUND"}})
-def end_silence(request: Request, silenceId: int = Path(..., ge=1)) -> dict[str, Any]:
+def end_silence(request: Request, silenceId: int = Path(..., ge=1, le=2**31 - 1)) -> dict[str, Any]:
     silence = expire_silence(request.app.state.engine, silenceId, time.time())
     if silence is None:
         raise ApiError("SILENCE_NOT_FOUND", details={"silenceId": silenceId})

@@ -277,8 +277,10 @@ def _alert_timings(data: Mapping[str, Any], path: Path) -> AlertTimings:
     if not isinstance(table, dict):
         raise SettingsError(f"{path}: [alerts] must be a table")
     default = _timing(AlertTiming(), {k: v for k, v in table.items() if k != "queues"}, path, "[alerts]")
-    per_queue = {name: _timing(default, values, path, f"[alerts.queues.{name}]")
-                 for name, values in table.get("queues", {}).items()}
+    queues = table.get("queues", {})
+    if not isinstance(queues, dict):
+        raise SettingsError(f"{path}: [alerts.queues] must hold one table per queue")
+    per_queue = {name: _timing(default, values, path, f"[alerts.queues.{name}]") for name, values in queues.items()}
     return AlertTimings(default=default, per_queue=per_queue)
 
 

@@ -21,6 +21,8 @@ from api.events import router as events_router
 from api.metrics import router as metrics_router
 from api.ratelimit import RateLimiter
 from api.routes import router
+from api.silences import router as silences_router
+from api.stale_watch import StaleWatch
 from api.security import SecurityHeaders, docs_urls, trusted_proxy_list
 from api.token_use import TokenUseRecorder
 from config.settings import Settings
@@ -58,9 +60,11 @@ def create_app(settings: Settings, *, engine: Engine | None = None,
         # sync routes and dependencies run in this many worker threads at most (anyio's default limiter)
         anyio.to_thread.current_default_thread_limiter().total_tokens = DB_THREADS
         app.state.token_use.start()
+        app.state.stale_watch.start()
         try:
             yield
         finally:
+            app.state.stale_watch.stop()
             app.state.token_use.stop()
 
     app = _SecuredApp(title="queuewatch admin API", version="1.0.0",
@@ -70,6 +74,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None,
     app.state.engine = engine or make_engine(settings.db_url)
     app.state.token_use = TokenUseRecorder(app.state.engine)
     app.state.cache = CycleCache(app.state.engine)
+    app.state.stale_watch = StaleWatch(app.state.engine, settings.interval_s, settings.alert_timings.default,
+                                       settings.stale_check_s)
     if limiter_client is None:
         limiter_client = redis.Redis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
     app.state.limiter = RateLimiter(limiter_client, limit=settings.api_rate_limit_per_minute)
@@ -92,6 +98,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None,
     if proxies:  # the client address the rate limiter counts: from X-Forwarded-For only behind these proxies
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=proxies)
     app.include_router(router)
+    app.include_router(silences_router)
     app.include_router(events_router)
     app.include_router(metrics_router)
     return app

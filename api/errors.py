@@ -14,6 +14,7 @@ MESSAGES = {
     "UNAUTHORIZED": (401, "Please log in to continue"),
     "FORBIDDEN": (403, "Admin access required"),
     "ALERT_NOT_FOUND": (404, "Alert not found"),
+    "SILENCE_NOT_FOUND": (404, "Silence not found"),
     "NOT_FOUND": (404, "Not found"),
     "METHOD_NOT_ALLOWED": (405, "Method not allowed"),
     "REDIS_ERROR": (500, "Monitoring system temporarily unavailable"),

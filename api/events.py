@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from api.auth import require_admin
 from storage.memory_current import current_memory
 from storage.alert_feed import events_after, newest_event_id
+from storage.queries_alerts import SPEC_TYPES
 from storage.queries_latest import health_statuses
 from storage.queries_workers import worker_table
 
@@ -54,7 +55,8 @@ class EventTracker:
         events: list[tuple[str, Any]] = []
         for item in events_after(self.engine, self.last_event_id, ALERT_EVENTS):
             self.last_event_id = item.event_id
-            events.append((ALERT_EVENTS[item.change], item.alert))
+            if item.alert["type"] in SPEC_TYPES:  # the spec's Alert only (system alerts: /system-alerts)
+                events.append((ALERT_EVENTS[item.change], item.alert))
         for health in health_statuses(self.engine):
             if self.statuses.get(health["queueName"]) != health["status"]:
                 self.statuses[health["queueName"]] = health["status"]

@@ -63,8 +63,7 @@ def _shared(request: Request, key: Hashable, compute: Callable[[], Any], model: 
     """The JSON answer for `key` under this request's stamp, computed and encoded once per cycle.
 
     `stale_ok`: while one request computes a new cycle's answer, the others get the previous cycle's (see
-    CycleCache.get); the REDIS_ERROR check always uses this request's stamp. Alerts never use it, so that a
-    list read after an acknowledgement shows it.
+    CycleCache.get); the REDIS_ERROR check always uses this request's stamp.
     """
     def encoded() -> bytes:
         adapter = _adapter(model)
@@ -149,22 +148,33 @@ def active_alerts(request: Request,
                   ) -> Response:
     if queueName is not None:
         _require_queue(request, queueName)
-    engine = _state(request).engine
-    return _shared(request, ("alerts", severity, queueName, acknowledged),
-                   lambda: queries_alerts.list_alerts(engine, severity=severity, queue_name=queueName,
-                                                      acknowledged=acknowledged, open_only=True),
-                   list[schemas.Alert], exclude_none=True)
+    # read afresh on every request: acknowledgements, bulk acknowledgements and snoozes that end change it
+    # between cycles
+    found = queries_alerts.list_alerts(_state(request).engine, severity=severity, queue_name=queueName,
+                                       acknowledged=acknowledged, open_only=True)
+    adapter = _adapter(list[schemas.Alert])
+    return Response(adapter.dump_json(adapter.validate_python(found), by_alias=True, exclude_none=True),
+                    media_type="application/json")
 
 
 @router.post("/alerts/{alertId}/acknowledge", response_model=schemas.AcknowledgeAlertResponse,
              response_model_exclude_none=True, summary="Acknowledge an alert",
              responses={404: {"model": schemas.ErrorResponse, "description": "ALERT_NOT_FOUND"}})
-def acknowledge(request: Request, alertId: str = Path(..., min_length=1, max_length=400)) -> dict[str, Any]:
+def acknowledge(request: Request, alertId: str = Path(..., min_length=1, max_length=400),
+                forSeconds: float | None = Query(None, gt=0, le=90 * 86400,
+                                                 description="extension: acknowledge for this long (snooze); "
+                                                             "afterwards the alert counts as unacknowledged")
+                ) -> dict[str, Any]:
     user: User = request.state.user
-    row = acknowledge_alert(_state(request).engine, alertId, user.email, time.time())
+    now_s = time.time()
+    known = queries_alerts.get_alert(_state(request).engine, alertId)
+    if known is None or known["type"] not in queries_alerts.SPEC_TYPES:  # system alerts: see /system-alerts
+        raise ApiError("ALERT_NOT_FOUND", details={"alertId": alertId})
+    row = acknowledge_alert(_state(request).engine, alertId, user.email, now_s,
+                            until_s=now_s + forSeconds if forSeconds else None)
     if row is None:
         raise ApiError("ALERT_NOT_FOUND", details={"alertId": alertId})
-    return {"success": True, "alert": queries_alerts.alert_dict(row)}
+    return {"success": True, "alert": queries_alerts.alert_dict(row, now_s)}
 
 
 @router.get("/workers/memory", response_model=schemas.WorkerMemorySummary, response_model_exclude_none=True,

@@ -11,11 +11,10 @@ from typing import Callable, Protocol, Sequence
 import redis
 from sqlalchemy import Engine
 
-from core import alert_rules as alerts
+from collector.alerting import CycleAlerts, consecutive, redis_source
 from collector.agents import AGENT_SOURCE, AgentIndex, agent_memory, read_agent_index, with_agents
 from core.backoff import backoff_s
 from core.derive import RATE_WINDOW_S, QueueWindow, WindowEntry, snapshot_row
-from core.health import Breach
 from collector.memory import host_memory, process_memory
 from core.model import Cursor, QueueReading, RedisReading, WorkerReading
 from core.problems import ProblemLog
@@ -27,7 +26,7 @@ from storage.engine import StorageError
 from core.recycle import recycle_verdict
 from storage.retention import purge
 from storage.status import REDIS_OUTAGE_PREFIX
-from storage.writer import CycleRecord, OpenAlertRow, record_outage, write_cycle
+from storage.writer import CycleRecord, record_outage, write_alerts, write_cycle
 from storage.cursors import latest_cursors, recent_intervals
 
 log = logging.getLogger(__name__)
@@ -86,6 +85,7 @@ class Collector:
                 self.last_sampled_at_s[key] = resume.sampled_at_s
         self.windows: dict[QueueKey, QueueWindow] = self._stored_windows()
         self._last_purge_s = 0.0
+        self.redis_failures: dict[str, int] = {}  # Redis URL -> failed cycles in a row
 
     def _stored_windows(self) -> dict[QueueKey, QueueWindow]:
         """The rate windows as the stored history left them, so a restart changes no figure."""
@@ -97,41 +97,48 @@ class Collector:
                                     Sketch.from_bytes(row.wait_sketch or b"")))
         return windows
 
-    def _read_all(self) -> tuple[list[tuple[str, RedisReading]], list[str]]:
-        """(library, reading) of every reader that answered, and the errors of those that did not."""
-        readings, errors = [], []
+    def _read_all(self) -> tuple[list[tuple[Reader, RedisReading]], list[str], set[str]]:
+        """(reader, reading) of every reader that answered, the errors of those that did not, and the Redis
+        URLs (without password) that failed."""
+        readings, errors, failed = [], [], set()
         for reader in self.readers:
             cursors = {name: cursor for (library, name), cursor in self.cursors.items() if library == reader.library}
             # a queue without a cursor: count what its registries still hold of the recent past (registries
             # that forget at different ages are both complete over the rate window only)
             unseen = Cursor(0.0, 0.0, recent_past_s=RATE_WINDOW_S)
             try:
-                readings.append((reader.library, reader.read(cursors, unseen=unseen)))
+                readings.append((reader, reader.read(cursors, unseen=unseen)))
             except REDIS_ERRORS as exc:
                 errors.append(f"{REDIS_OUTAGE_PREFIX} ({reader.library}): {exc}")
+                failed.add(redis_source(getattr(reader, "client", None)))
             except UNEXPECTED_REPLY_ERRORS as exc:  # replies of the wrong shape: whatever answers is not Redis
                 errors.append(f"{REDIS_OUTAGE_PREFIX} ({reader.library}): replies that Redis would not send "
                               f"({type(exc).__name__}: {exc})")
-        return readings, errors
+                failed.add(redis_source(getattr(reader, "client", None)))
+        return readings, errors, failed
 
     def run_cycle(self) -> CycleResult:
         """One cycle; Redis errors are recorded as an outage, storage errors raise StorageError."""
         started_s = self.clock()
-        readings, errors = self._read_all()
+        readings, errors, failed = self._read_all()
+        self.redis_failures = consecutive(self.redis_failures, failed)
         if errors:
             log.warning("cycle %s: %s", "skipped" if not readings else "partial", "; ".join(errors))
             record_outage(self.engine, started_s, self.clock(), "; ".join(errors))
         if not readings:
-            return CycleResult(ok=False, error="; ".join(errors))
+            cycle_alerts = self._cycle_alerts(self.clock(), errors)
+            changes = write_alerts(self.engine, cycle_alerts.now_s, cycle_alerts.plan)
+            self._log_changes(changes)
+            return CycleResult(ok=False, alert_changes=changes, error="; ".join(errors))
         now_s = max(reading.read_at_s for _, reading in readings)
+        cycle_alerts = self._cycle_alerts(now_s, errors)
         workers = [worker for _, reading in readings for worker in reading.workers]
         worker_rows, rss_by_queue = self._worker_rows(workers, now_s)
         live = _live_workers(worker_rows)
         queue_rows: list[dict] = []
-        breaches: dict[str, list[Breach]] = {}
         windows: dict[QueueKey, QueueWindow] = {}
         stored: list[tuple[float, list]] = []
-        for _, reading in readings:
+        for reader, reading in readings:
             kept = []
             for queue in reading.queues:
                 key = (queue.library, queue.queue_name)
@@ -142,7 +149,9 @@ class Collector:
                 row, queue_breaches, windows[key] = derived
                 kept.append(queue)
                 queue_rows.append(row)
-                breaches.setdefault(queue.queue_name, []).extend(queue_breaches)
+                cycle_alerts.breaches.setdefault(queue.queue_name, []).extend(queue_breaches)
+                cycle_alerts.libraries.setdefault(queue.queue_name, queue.library)
+                cycle_alerts.source_of_queue.setdefault(queue.queue_name, redis_source(getattr(reader, "client", None)))
             stored.append((reading.read_at_s, kept))
         workers_rss_mb = sum(r["rss_mb"] or 0.0 for r in worker_rows
                              if r["alive"] and r["hostname"] == self.hostname)
@@ -150,21 +159,27 @@ class Collector:
         round_trips = sum(reading.round_trips for _, reading in readings)
         record = CycleRecord(started_s, self.clock(), round_trips, queue_rows, worker_rows, host_row)
 
-        def plan(open_rows: list[OpenAlertRow]) -> list[alerts.AlertChange]:
-            return alerts.plan(open_rows, breaches, now_s, resolve_unseen=not errors)
-
-        changes = write_cycle(self.engine, record, plan, problems=self.problems)
+        changes = write_cycle(self.engine, record, plan_rules=cycle_alerts.plan, problems=self.problems)
         for read_at_s, queues in stored:
             for queue in queues:
                 key = (queue.library, queue.queue_name)
                 self.cursors[key] = queue.cursor
                 self.last_sampled_at_s[key] = read_at_s
         self.windows.update(windows)
+        self._log_changes(changes)
+        return CycleResult(ok=True, queue_count=len(queue_rows), worker_count=len(worker_rows),
+                           round_trips=round_trips, alert_changes=changes, error="; ".join(errors) or None)
+
+    def _cycle_alerts(self, now_s: float, errors: list[str]) -> CycleAlerts:
+        sources = {redis_source(getattr(reader, "client", None)) for reader in self.readers}
+        return CycleAlerts(now_s, self.settings.alert_timings, sources=sources, failed=dict(self.redis_failures),
+                           some_reader_failed=bool(errors))
+
+    @staticmethod
+    def _log_changes(changes: list) -> None:
         for change in changes:
             if change.kind != "updated":
                 log.info("alert %s %s (%s, %s)", change.alert_id, change.kind, change.severity, change.value)
-        return CycleResult(ok=True, queue_count=len(queue_rows), worker_count=len(worker_rows),
-                           round_trips=round_trips, alert_changes=changes, error="; ".join(errors) or None)
 
     def _queue_row(self, queue: QueueReading, reading: RedisReading, memory_usage_mb: float | None,
                    live_workers: int) -> tuple[dict, list[Breach], QueueWindow]:
@@ -181,7 +196,8 @@ class Collector:
             queue, self.windows.get(key, QueueWindow()), now_s=reading.read_at_s,
             interval_s=max(interval_s, 0.001), memory_usage_mb=memory_usage_mb,
             thresholds=self.settings.thresholds.for_queue(queue.queue_name), unavailable=reading.unavailable,
-            live_workers=live_workers if reading.workers_known else None)
+            live_workers=live_workers if reading.workers_known else None,
+            min_jobs=self.settings.alert_timings.for_queue(queue.queue_name).min_jobs)
 
     def _worker_rows(self, workers: list[WorkerReading],
                      now_s: float) -> tuple[list[dict], dict[QueueKey, float]]:

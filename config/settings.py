@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from config.notify import LEGACY_WEBHOOK, ChannelConfig, legacy_webhook, parse_notify
+from core.alert_rules import AlertTiming, AlertTimings
 from core.health import Thresholds, ThresholdSet
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
@@ -73,6 +74,9 @@ SETTINGS: tuple[Setting, ...] = (
             "resolves."),
     Setting("webhook_secret", "QUEUEWATCH_WEBHOOK_SECRET", None,
             "Key that signs generic webhook POSTs (X-Queuewatch-Signature, HMAC-SHA256); unsigned when unset."),
+    Setting("stale_check_s", "QUEUEWATCH_STALE_CHECK_S", 10.0,
+            "Seconds between the API process's checks for stale data (no stored cycle for 3 collection "
+            "intervals), which raise and resolve the stale-data alert; 0 turns the checks off."),
     Setting("session_ttl_s", "QUEUEWATCH_SESSION_TTL_S", 28800.0,
             "Seconds a dashboard login lasts without activity."),
     Setting("session_max_age_s", "QUEUEWATCH_SESSION_MAX_AGE_S", 604800.0,
@@ -113,11 +117,13 @@ class Settings:
     trusted_proxies: str = ""
     webhook_url: str | None = field(default=None, repr=False)
     webhook_secret: str | None = field(default=None, repr=False)
+    stale_check_s: float = 10.0
     session_ttl_s: float = 28800.0
     session_max_age_s: float = 604800.0
     login_lockout_s: float = 60.0
     thresholds: Thresholds = field(default_factory=Thresholds)
     notify_channels: tuple[ChannelConfig, ...] = ()
+    alert_timings: AlertTimings = field(default_factory=AlertTimings)
 
     @property
     def channels(self) -> tuple[ChannelConfig, ...]:
@@ -207,8 +213,13 @@ def _positive(raw: Any, kind: type) -> Any:
     return _number(raw, kind, 0, math.inf, low_inclusive=False)
 
 
+def stale_check_s_value(raw: Any) -> float:
+    """Seconds between stale-data checks: 0 (off) or a finite number up to a day."""
+    return _number(raw, float, 0.0, 86400.0)
+
+
 _CHECKS = {"interval_s": interval_s_value, "retention_days": retention_days_value,
-           "rollup_retention_days": retention_days_value}
+           "rollup_retention_days": retention_days_value, "stale_check_s": stale_check_s_value}
 
 
 def _coerce(setting: Setting, raw: str) -> Any:
@@ -244,7 +255,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     values.update({k: v for k, v in overrides.items() if v is not None})
     config_path = values.get("config_path")
     if config_path:
-        values["thresholds"] = load_thresholds(Path(config_path))
+        values["thresholds"], values["alert_timings"] = load_rules(Path(config_path))
         values["notify_channels"] = load_channels(Path(config_path), env)
         if values.get("webhook_url") and any(c.name == LEGACY_WEBHOOK for c in values["notify_channels"]):
             raise SettingsError(f"{config_path}: a channel is named {LEGACY_WEBHOOK!r}, the name of the "
@@ -289,7 +300,44 @@ def load_channels(path: Path, env: Mapping[str, str]) -> tuple[ChannelConfig, ..
 
 def load_thresholds(path: Path) -> Thresholds:
     """Read `[thresholds]` and `[thresholds.queues.<name>]` tables from a TOML file."""
+    return _thresholds(_read_config(path), path)
+
+
+def load_rules(path: Path) -> tuple[Thresholds, AlertTimings]:
+    """Thresholds and alert timing from one read of the TOML file."""
     data = _read_config(path)
+    return _thresholds(data, path), _alert_timings(data, path)
+
+
+def _alert_timings(data: Mapping[str, Any], path: Path) -> AlertTimings:
+    """`[alerts]` (pending_s, keep_firing_s, min_jobs) and `[alerts.queues.<name>]` overrides."""
+    table = data.get("alerts", {})
+    if not isinstance(table, dict):
+        raise SettingsError(f"{path}: [alerts] must be a table")
+    default = _timing(AlertTiming(), {k: v for k, v in table.items() if k != "queues"}, path, "[alerts]")
+    queues = table.get("queues", {})
+    if not isinstance(queues, dict):
+        raise SettingsError(f"{path}: [alerts.queues] must hold one table per queue")
+    per_queue = {name: _timing(default, values, path, f"[alerts.queues.{name}]") for name, values in queues.items()}
+    return AlertTimings(default=default, per_queue=per_queue)
+
+
+def _timing(base: AlertTiming, values: Any, path: Path, where: str) -> AlertTiming:
+    known = set(AlertTiming.__dataclass_fields__)
+    if not isinstance(values, dict):
+        raise SettingsError(f"{path}: {where} must be a table")
+    unknown = set(values) - known
+    if unknown:
+        raise SettingsError(f"{path}: {where} unknown setting(s) {sorted(unknown)}; known: {sorted(known)}")
+    try:
+        updated = replace(base, **{k: _number(v, float, 0, math.inf) for k, v in values.items()})
+    except ValueError as exc:
+        raise SettingsError(f"{path}: {where} {exc}") from exc
+    return updated
+
+
+def _thresholds(data: Mapping[str, Any], path: Path) -> Thresholds:
+    """`[thresholds]` and `[thresholds.queues.<name>]` tables."""
     table = data.get("thresholds", {})
     per_queue_raw = table.get("queues", {})
     global_set = _threshold_set(ThresholdSet(), {k: v for k, v in table.items() if k != "queues"}, path)

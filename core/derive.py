@@ -73,6 +73,10 @@ class QueueWindow:
         jobs = sum((e.finished + e.failed) * share for e, share in recent)
         return jobs / seconds * 60.0 if seconds > 0 else 0.0
 
+    def ended_jobs(self, now_s: float) -> float:
+        """Jobs that ended (finished or failed) in the rate window."""
+        return sum((e.finished + e.failed) * share for e, share in self._within(now_s, self.rate_window_s))
+
     def rates_pct(self, now_s: float) -> tuple[float, float] | None:
         """(error rate, timeout rate) in percent of jobs ended in the rate window; None when none ended."""
         recent = self._within(now_s, self.rate_window_s)
@@ -127,6 +131,7 @@ def snapshot_row(
     thresholds: ThresholdSet,
     unavailable: frozenset[str] = frozenset(),
     live_workers: int | None = None,
+    min_jobs: float = 0.0,
 ) -> tuple[dict, list[Breach], QueueWindow]:
     """One queue_snapshots row (without ids), the thresholds it crosses, and the window including it.
 
@@ -134,7 +139,8 @@ def snapshot_row(
     timeout rates when no job ended in the rate window, memory when no worker of the queue is measured, the
     oldest waiting age when jobs wait but none's enqueue time is known, and what the reader could not read for
     this queue alone (QueueReading.unavailable). `live_workers` (None: unknown) makes
-    waiting jobs with no live worker a health issue.
+    waiting jobs with no live worker a health issue. Error and timeout rates breach only when at least
+    `min_jobs` jobs ended in the rate window.
     """
     processing, wait = interval_sketches(reading)
     window = window.with_entry(WindowEntry(now_s, interval_s, reading.new_finished, reading.new_failed,
@@ -197,7 +203,8 @@ def snapshot_row(
         "waiting": row["waiting"], "errorRate": row["error_rate_pct"], "timeoutRate": row["timeout_rate_pct"],
         "p95ProcessingTimeMs": p95, "memoryUsageMB": memory_usage_mb,
     }
-    breaches = evaluate({k: (None if k in unmeasured else v) for k, v in judged.items()}, thresholds)
+    breaches = evaluate({k: (None if k in unmeasured else v) for k, v in judged.items()}, thresholds,
+                        ended_jobs=window.ended_jobs(now_s), min_jobs=min_jobs)
     issues = [b.issue for b in breaches]
     status = status_of(breaches)
     worker_issue = idle_backlog_issue(reading.waiting, live_workers)

@@ -128,11 +128,20 @@ def metric_values(metrics: Mapping[str, float | None]) -> dict[AlertType, float 
     }
 
 
-def evaluate(metrics: Mapping[str, float | None], thresholds: ThresholdSet) -> list[Breach]:
-    """Every threshold the queue crosses now (strictly above), at its highest severity."""
+RATE_TYPES = frozenset({AlertType.ERROR_RATE, AlertType.TIMEOUT_RATE})
+
+
+def evaluate(metrics: Mapping[str, float | None], thresholds: ThresholdSet, *, ended_jobs: float | None = None,
+             min_jobs: float = 0.0) -> list[Breach]:
+    """Every threshold the queue crosses now (strictly above), at its highest severity.
+
+    Error and timeout rates are judged only when at least `min_jobs` jobs ended in the rate window
+    (`ended_jobs`; None: not counted, so judged).
+    """
     breaches: list[Breach] = []
+    too_few = ended_jobs is not None and ended_jobs < min_jobs
     for alert_type, value in metric_values(metrics).items():
-        if value is None:
+        if value is None or (too_few and alert_type in RATE_TYPES):
             continue
         warning, critical = thresholds.levels(alert_type)
         if value > critical:

@@ -17,7 +17,7 @@ from dashboard.formatting import (
 )
 from dashboard.live_chart import live_chart as draw_in_place
 from dashboard.libraries import ALL_LIBRARIES, LIBRARIES, NOT_AVAILABLE
-from storage.writer import acknowledge_alert
+from storage.writer import acknowledge_alerts
 
 STALE_AFTER_S = 120.0
 UNKNOWN = "–"
@@ -155,19 +155,37 @@ def worker_table(table: pd.DataFrame) -> None:
     })
 
 
-def _acknowledge(engine: Engine, alert_id: str) -> None:
+def acknowledge(engine: Engine, alert_ids: list[str], for_s: float | None) -> None:
+    """Acknowledge the alerts (for `for_s` seconds, or until resolved) as the logged-in admin."""
     actor = context.acting_admin("Acknowledgement")  # the role and disabled flag as they are now
     if actor is None:
         return
-    row = acknowledge_alert(engine, alert_id, actor.email, time.time())
-    if row is None:
-        st.toast("That alert no longer exists.", icon=":material/warning:")
-    else:
+    now_s = time.time()
+    rows = acknowledge_alerts(engine, alert_ids, actor.email, now_s, until_s=now_s + for_s if for_s else None)
+    if any(row is None for row in rows.values()):
+        st.toast("An alert no longer exists.", icon=":material/warning:")
+    elif len(rows) == 1:
+        row = next(iter(rows.values()))
         st.toast(f"Acknowledged at {fmt_utc(row['acknowledged_at_s'])}", icon=":material/check_circle:")
+    else:
+        st.toast(f"Acknowledged {len(rows)} alerts", icon=":material/check_circle:")
 
 
-def alert_card(alert: dict[str, Any], engine: Engine) -> None:
-    """One open alert: what, since when, and an Acknowledge button or who acknowledged it and when.
+SILENCE_PREFILL_KEY = "alerts_silence_prefill"
+
+
+def _prefill_silence(alert: dict[str, Any]) -> None:
+    """Fill the silence form with this alert's queue, library and type."""
+    st.session_state["silence_queue"] = alert["queueName"]
+    st.session_state["silence_library"] = alert.get("library") or "Any"
+    st.session_state["silence_type"] = alert["type"]
+    st.session_state["silence_severity"] = "Any"
+    st.session_state[SILENCE_PREFILL_KEY] = alert["id"]
+
+
+def alert_card(alert: dict[str, Any], engine: Engine, for_s: float | None = None) -> None:
+    """One open alert: what, since when, silence and snooze, an Acknowledge button (for `for_s` seconds, or
+    until resolved) or who acknowledged it, and a Silence button that fills the silence form.
 
     Queue names, messages, ids and emails are data: they are shown with st.text (never markdown, which
     would make emphasis, images and links, bare URLs and emails included, out of them).
@@ -175,17 +193,23 @@ def alert_card(alert: dict[str, Any], engine: Engine) -> None:
     with st.container(border=True):
         text, action = st.columns([4, 1], vertical_alignment="center")
         text.markdown(severity_markdown(alert["severity"]))
-        text.text(f"{alert['queueName']} · {alert['type']}")
+        text.text(f"{alert['queueName']} · {alert['type']}" + (f" · {alert['library']}" if alert.get("library") else ""))
         text.text(f"{alert['message']} — value {fmt_figure(alert['value'])}, "
                   f"threshold {fmt_figure(alert['threshold'])}")
         text.text(f"Opened {fmt_iso(alert['timestamp'])} · {alert['id']}")
+        if alert.get("silencedBy") is not None:
+            text.text(f"Silenced by silence #{alert['silencedBy']} (notifications skip it)")
         if alert["acknowledged"]:
             action.markdown(":green[:material/check_circle:] Acknowledged")
-            action.text(f"by {alert.get('acknowledgedBy', '?')}\n{fmt_iso(alert.get('acknowledgedAt'))}")
+            until = alert.get("acknowledgedUntil")
+            action.text(f"by {alert.get('acknowledgedBy', '?')}\n{fmt_iso(alert.get('acknowledgedAt'))}"
+                        + (f"\nuntil {fmt_iso(until)}" if until else ""))
         else:
-            action.button("Acknowledge", key=f"ack-{alert['id']}", on_click=_acknowledge,
-                          args=(engine, alert["id"]), type="primary",
+            action.button("Acknowledge", key=f"ack-{alert['id']}", on_click=acknowledge,
+                          args=(engine, [alert["id"]], for_s), type="primary",
                           help="Mark this alert as seen; your account is recorded with it.")
+        action.button("Silence", key=f"silence-{alert['id']}", on_click=_prefill_silence, args=(alert,),
+                      help="Fill the silence form below with this alert's queue and type.")
 
 
 def alert_history_table(table: pd.DataFrame) -> None:

@@ -145,7 +145,7 @@ def worker_display_table(workers: pd.DataFrame) -> pd.DataFrame:
 def alert_history_table(history: pd.DataFrame) -> pd.DataFrame:
     """Alert history as displayed: state, severity, queue, type, value/threshold, times, acknowledgement."""
     columns = ["State", "Severity", "Queue", "Type", "Message", "Value", "Threshold", "Opened", "Resolved",
-               "Acknowledged by", "Acknowledged at", "Id"]
+               "Acknowledged by", "Acknowledged at", "Silenced by", "Id"]
     if history.empty:
         return pd.DataFrame(columns=columns)
     return pd.DataFrame({
@@ -160,6 +160,7 @@ def alert_history_table(history: pd.DataFrame) -> pd.DataFrame:
         "Resolved": history["resolved_at"],
         "Acknowledged by": history["acknowledged_by"].fillna(""),
         "Acknowledged at": history["acknowledged_at"],
+        "Silenced by": [None if pd.isna(v) else f"#{int(v)}" for v in history["silenced_by"]],
         "Id": history["id"],
     })
 

@@ -1,4 +1,4 @@
-"""The `queuewatch` command: collect, dashboard, export, demo."""
+"""The `queuewatch` command: collect, dashboard, export, api, users, tokens, silences, demo."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +10,7 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
-from queuewatch import cli_accounts
+from queuewatch import cli_accounts, cli_silences
 from config.settings import (SettingsError, check_redis_urls, interval_s_value, load_settings, port_value,
                                  redacted, retention_days_value)
 
@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--workers", type=int, default=1, help="server processes (they share the rate limits)")
 
     cli_accounts.add_parsers(commands, _add_common)
+    cli_silences.add_parsers(commands, _add_common)
 
     demo = commands.add_parser("demo", help="run Redis, RQ, BullMQ and Celery workers with a demo workload, "
                                             "the collector and the dashboard")
@@ -121,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"queuewatch: {exc}", file=sys.stderr)
         return 2
     handler = {"collect": _collect, "dashboard": _dashboard, "export": _export, "demo": _demo, "api": _api,
-               "users": _accounts(cli_accounts.run_users), "tokens": _accounts(cli_accounts.run_tokens)}[args.command]
+               "users": _accounts(cli_accounts.run_users), "tokens": _accounts(cli_accounts.run_tokens),
+               "silences": _accounts(cli_silences.run)}[args.command]
     try:
         return handler(settings, args)
     except Exception as exc:  # noqa: BLE001 - the CLI's last line: a clear message instead of a traceback

@@ -1,4 +1,12 @@
-"""The alert event feed (opened, escalated, acknowledged, ...) read in order, with stored delivery cursors."""
+"""The alert event feed (opened, escalated, acknowledged, ...) read in order, with stored delivery cursors.
+
+Events: opened, escalated, deescalated, resolved, acknowledged, and unacknowledged (an acknowledgement "for"
+a while ended while the alert still fires). An alert is opened only once its breach held for pending_s, and
+resolved only once its condition stayed clear for keep_firing_s, so the feed carries no flapping. System
+alerts (types redis_unreachable and stale_data, queue name the Redis URL or "(collector)") come through the
+feed too. `silenced_by` is the id of the silence in force for the alert when read (None: not silenced), kept
+current every cycle: a notifier skips items whose silenced_by is set.
+"""
 from __future__ import annotations
 
 from typing import Any, Iterable, NamedTuple
@@ -11,9 +19,10 @@ from storage.schema import alert_events, alerts, delivery_cursors
 
 class FeedItem(NamedTuple):
     event_id: int
-    change: str  # opened | escalated | deescalated | resolved | acknowledged
+    change: str  # opened | escalated | deescalated | resolved | acknowledged | unacknowledged
     alert: dict[str, Any]  # the spec's Alert as it is now
     severity: str = ""  # the severity the event recorded (the alert's may have changed since)
+    silenced_by: int | None = None  # the silence in force for the alert now (None: not silenced)
 
 
 def newest_event_id(engine: Engine) -> int:
@@ -29,7 +38,8 @@ def events_after(engine: Engine, last_event_id: int, changes: Iterable[str], lim
                  .where(alert_events.c.id > last_event_id, alert_events.c.event.in_(list(changes)))
                  .order_by(alert_events.c.id).limit(limit))
     with engine.connect() as conn:
-        return [FeedItem(row["event_id"], row["event"], alert_dict(row), row["event_severity"])
+        return [FeedItem(row["event_id"], row["event"], alert_dict(row), row["event_severity"],
+                         row["silenced_by"])
                 for row in conn.execute(statement).mappings()]
 
 

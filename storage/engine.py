@@ -110,6 +110,17 @@ def _v5_compact_history(conn: Connection) -> None:
     compact_history(conn)
 
 
+def _v6_alert_rules_and_silences(conn: Connection) -> None:
+    """Alert timers, silences and three alerts columns; touches only alert tables, whatever v5 did or not."""
+    schema.metadata.create_all(conn, tables=list(schema.VERSION_6_TABLES))
+    if not conn.dialect.has_table(conn, schema.alerts.name):
+        return
+    columns = {c["name"] for c in inspect(conn).get_columns(schema.alerts.name)}
+    for name, sql_type in schema.VERSION_6_ALERT_COLUMNS.items():
+        if name not in columns:
+            conn.execute(text(f"ALTER TABLE alerts ADD COLUMN {name} {sql_type}"))
+
+
 def _v7_notification_deliveries(conn: Connection) -> None:
     """Creates the delivery log unless present, so it applies on top of any earlier version."""
     schema.metadata.create_all(conn, tables=list(schema.VERSION_7_TABLES), checkfirst=True)
@@ -121,6 +132,7 @@ MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (3, _v3_library_details),
     (4, _v4_dashboard_sessions),
     (5, _v5_compact_history),
+    (6, _v6_alert_rules_and_silences),
     (7, _v7_notification_deliveries),
 ]
 
@@ -138,6 +150,11 @@ def applied_versions(conn: Connection) -> set[int]:
 def latest_version() -> int:
     """The schema version this code writes."""
     return max(number for number, _ in MIGRATIONS)
+
+
+def applied_versions(conn: Connection) -> set[int]:
+    """The migration numbers recorded in schema_version."""
+    return set(conn.execute(select(schema.schema_version.c.version)).scalars())
 
 
 def run_migrations(engine: Engine) -> int:

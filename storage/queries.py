@@ -5,7 +5,9 @@ module is the one import the dashboard, the API and the CLI need. Nothing here i
 """
 from __future__ import annotations
 
-from storage.queries_alerts import alert_dict, alert_events_frame, alert_history, get_alert, list_alerts
+from storage.queries_alerts import (
+    alert_dict, alert_events_frame, alert_history, get_alert, list_alerts, pending_breaches,
+)
 from storage.queries_common import CURRENT_WITHIN_S, MAX_POINTS, bucket_width_s, iso_utc
 from storage.queries_details import BullMQDetails, bullmq_details, details_of
 from storage.queries_export import (
@@ -35,6 +37,7 @@ __all__ = [
     "execution_histogram", "export_counts", "export_csv_text", "get_alert", "health_statuses",
     "host_memory_series", "iso_utc", "iter_snapshot_exports", "latest_snapshot", "latest_snapshots",
     "list_alerts",
+    "pending_breaches",
     "memory_stats", "newest_sample_at_s", "open_alert_count", "outages", "queue_exists", "queue_health",
     "queue_list", "queue_metrics", "queue_metrics_history", "queue_names", "queue_series",
     "range_percentiles", "range_sketches", "range_timing", "recycle_reasons", "recycle_verdict",

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from typing import Any, Mapping, Sequence
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, Select, and_, func, select
+from sqlalchemy import Connection, Engine, Select, and_, func, not_, select
 
 from storage.fields import QUEUE_METRICS_FIELDS, ZERO_WHEN_UNKNOWN
+from storage.queries_alerts import SPEC_TYPES, acknowledged_now
 from storage.layout import legacy_columns, latest_select, samples_join, series_condition, series_of
 from storage.queries_common import CURRENT_WITHIN_S, frame, is_missing, iso_utc, reading, utc_times
 from storage.schema import alerts, queue_latest, queue_samples, series
@@ -202,10 +204,12 @@ def queue_metrics_history(engine: Engine, queue_name: str, limit: int = 100, *,
 
 
 def open_alert_count(engine: Engine, *, acknowledged: bool | None = False) -> int:
-    """Alerts not yet resolved; by default only those nobody has acknowledged."""
-    condition = alerts.c.resolved_at_s.is_(None)
+    """Alerts of the spec's types not yet resolved; by default only those whose acknowledgement (if any) does
+    not hold now."""
+    condition = and_(alerts.c.resolved_at_s.is_(None), alerts.c.alert_type.in_(SPEC_TYPES))
     if acknowledged is not None:
-        condition = and_(condition, alerts.c.acknowledged.is_(acknowledged))
+        held = acknowledged_now(time.time())
+        condition = and_(condition, held if acknowledged else not_(held))
     with reading(engine) as conn:
         return int(conn.execute(select(func.count()).select_from(alerts).where(condition)).scalar_one())
 

@@ -147,6 +147,12 @@ alerts = Table(
     Column("acknowledged", Boolean, nullable=False, default=False),
     Column("acknowledged_by", String(320)),
     Column("acknowledged_at_s", Float),
+    # version 6: the library of the queue (NULL for system alerts and alerts stored before version 6)
+    Column("library", String(16)),
+    # version 6: id of the active silence that matches the alert (NULL: not silenced), kept current each cycle
+    Column("silenced_by", Integer),
+    # version 6: an acknowledgement "for" a while ends here (NULL: for good); then it counts as unacknowledged
+    Column("acknowledged_until_s", Float),
     Index("ix_alerts_open", "resolved_at_s", "queue_name", "alert_type"),
     Index("ix_alerts_opened_at_s", "opened_at_s"),
 )
@@ -345,3 +351,37 @@ notification_deliveries = Table(
 )
 
 VERSION_7_TABLES = (notification_deliveries,)
+
+# --- version 6: alert timers and silences ---------------------------------------------------------
+
+alert_rule_states = Table(
+    "alert_rule_states", metadata,
+    Column("queue_name", String(400), primary_key=True),  # a queue, or a system alert's scope
+    Column("alert_type", String(32), primary_key=True),
+    Column("pending_since_s", Float),  # breaching without an alert since then (NULL: not pending)
+    Column("clear_since_s", Float),  # the open alert's condition is clear since then (NULL: not clear)
+    Column("severity", String(16)),  # the newest pending breach's figures, shown on the Alerts page
+    Column("message", Text),
+    Column("value", Float),
+    Column("threshold", Float),
+    Column("library", String(16)),
+    Column("updated_at_s", Float, nullable=False),
+)
+
+silences = Table(
+    "silences", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("queue_glob", String(255)),  # NULL matches every queue
+    Column("library", String(16)),
+    Column("alert_type", String(32)),
+    Column("severity", String(16)),
+    Column("starts_at_s", Float, nullable=False),
+    Column("ends_at_s", Float, nullable=False),  # expiring a silence early sets this to the time of expiry
+    Column("comment", Text, nullable=False),
+    Column("created_by", String(320)),
+    Column("created_at_s", Float, nullable=False),
+    Index("ix_silences_ends_at_s", "ends_at_s"),
+)
+
+VERSION_6_TABLES = (alert_rule_states, silences)
+VERSION_6_ALERT_COLUMNS = {"library": "VARCHAR(16)", "silenced_by": "INTEGER", "acknowledged_until_s": "FLOAT"}

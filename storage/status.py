@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from storage.schema import cycles
 
@@ -18,3 +18,9 @@ def collector_status(engine: Engine) -> dict[str, Any]:
                                .order_by(cycles.c.id.desc()).limit(1)).scalar()
     redis_down = bool(latest and not latest["ok"] and (latest["error"] or "").startswith(REDIS_OUTAGE_PREFIX))
     return {"latest": dict(latest) if latest else None, "last_ok_at_s": last_ok, "redis_down": redis_down}
+
+
+def newest_cycle_at_s(engine: Engine) -> float | None:
+    """When the newest stored cycle (successful or an outage) finished; None when none is stored."""
+    with engine.connect() as conn:
+        return conn.execute(select(func.max(cycles.c.finished_at_s))).scalar()

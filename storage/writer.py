@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from core.problems import ProblemLog
 from core.values import INT64_MAX, INT64_MIN
+from storage.alert_state import lock_alerts, rule_states, save_rule_states, upkeep
 from storage.engine import StorageError, error_text
 from storage.layout import CURSOR_COLUMNS, blob_values, sample_values, series_ids
 from storage.rollups import add_to_rollups, upsert
@@ -29,6 +30,11 @@ class AlertChangeLike(Protocol):
     message: str | None
     value: float | None
     threshold: float | None
+
+
+class PlanLike(Protocol):
+    changes: Sequence[AlertChangeLike]
+    states: Any  # Mapping[(queue, type), RuleState | None]
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,7 @@ class CycleRecord:
 
 
 AlertPlanner = Callable[[list[OpenAlertRow]], Sequence[AlertChangeLike]]
+RulePlanner = Callable[[list[OpenAlertRow], list[Any]], PlanLike]  # (open alerts, stored RuleStates) -> Plan
 
 
 def bounded_row(table: Table, row: dict[str, Any], problems: ProblemLog) -> dict[str, Any]:
@@ -87,9 +94,13 @@ def bounded_row(table: Table, row: dict[str, Any], problems: ProblemLog) -> dict
     return bounded
 
 
-def write_cycle(engine: Engine, record: CycleRecord, plan_alerts: AlertPlanner,
-                problems: ProblemLog | None = None) -> list[AlertChangeLike]:
-    """Store a cycle and apply its alert changes atomically; returns the changes applied."""
+def write_cycle(engine: Engine, record: CycleRecord, plan_alerts: AlertPlanner | None = None, *,
+                plan_rules: RulePlanner | None = None, problems: ProblemLog | None = None) -> list[AlertChangeLike]:
+    """Store a cycle and apply its alert changes atomically; returns the changes applied.
+
+    `plan_rules` plans with the stored alert timers and gets them stored; `plan_alerts` plans without.
+    Either way the write ends with ended snoozes and the silences in force applied to the open alerts.
+    """
     problems = problems or ProblemLog()
     try:
         with engine.begin() as conn:
@@ -105,7 +116,7 @@ def write_cycle(engine: Engine, record: CycleRecord, plan_alerts: AlertPlanner,
             if record.host_row:
                 conn.execute(host_snapshots.insert().values(**bounded_row(host_snapshots, record.host_row, problems),
                                                             cycle_id=cycle_id))
-            changes = apply_alert_changes(conn, plan_alerts(open_alerts(conn)), record.finished_at_s)
+            changes = _plan_and_apply(conn, record.finished_at_s, plan_alerts, plan_rules)
     except SQLAlchemyError as exc:
         engine.dispose()  # the next try opens the file anew: one opened read-only stays so while pooled
         raise StorageError(f"could not store the cycle: {error_text(exc)}") from exc
@@ -132,6 +143,29 @@ def write_queue_rows(conn: Connection, rows: Sequence[dict[str, Any]], cycle_id:
     upsert(conn, queue_latest, latest, ("series_id",), unless_older="sampled_at_ms")
     add_to_rollups(conn, [{**sample, "processing_sketch": row.get("processing_sketch"),
                            "wait_sketch": row.get("wait_sketch")} for sample, row in zip(samples, rows)])
+
+
+def _plan_and_apply(conn: Connection, now_s: float, plan_alerts: AlertPlanner | None,
+                    plan_rules: RulePlanner | None) -> list[AlertChangeLike]:
+    lock_alerts(conn)
+    if plan_rules is not None:
+        plan = plan_rules(open_alerts(conn), rule_states(conn))
+        changes = apply_alert_changes(conn, plan.changes, now_s)
+        save_rule_states(conn, plan.states, now_s)
+    else:
+        changes = apply_alert_changes(conn, plan_alerts(open_alerts(conn)) if plan_alerts else [], now_s)
+    upkeep(conn, now_s)
+    return changes
+
+
+def write_alerts(engine: Engine, now_s: float, plan_rules: RulePlanner) -> list[AlertChangeLike]:
+    """Plan and apply alert changes without a cycle (system alerts raised outside the collector)."""
+    try:
+        with engine.begin() as conn:
+            return _plan_and_apply(conn, now_s, None, plan_rules)
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        raise StorageError(f"could not store alert changes: {error_text(exc)}") from exc
 
 
 def record_outage(engine: Engine, started_at_s: float, finished_at_s: float, error: str) -> None:
@@ -170,7 +204,8 @@ def apply_alert_changes(conn: Connection, changes: Sequence[AlertChangeLike],
             conn.execute(alerts.insert().values(
                 id=change.alert_id, queue_name=change.queue_name, alert_type=change.alert_type,
                 severity=change.severity, message=change.message, value=change.value,
-                threshold=change.threshold, opened_at_s=now_s, updated_at_s=now_s, acknowledged=False))
+                threshold=change.threshold, opened_at_s=now_s, updated_at_s=now_s, acknowledged=False,
+                library=getattr(change, "library", None)))
         elif change.kind == "resolved":
             conn.execute(update(alerts).where(alerts.c.id == change.alert_id)
                          .values(resolved_at_s=now_s, updated_at_s=now_s))
@@ -178,7 +213,8 @@ def apply_alert_changes(conn: Connection, changes: Sequence[AlertChangeLike],
             values = dict(severity=change.severity, message=change.message, value=change.value,
                           threshold=change.threshold, updated_at_s=now_s)
             if change.kind == "escalated":
-                values.update(acknowledged=False, acknowledged_by=None, acknowledged_at_s=None)
+                values.update(acknowledged=False, acknowledged_by=None, acknowledged_at_s=None,
+                              acknowledged_until_s=None)
             conn.execute(update(alerts).where(alerts.c.id == change.alert_id).values(**values))
         if change.kind != "updated":
             conn.execute(alert_events.insert().values(alert_id=change.alert_id, at_s=now_s, event=change.kind,
@@ -187,16 +223,37 @@ def apply_alert_changes(conn: Connection, changes: Sequence[AlertChangeLike],
     return applied
 
 
-def acknowledge_alert(engine: Engine, alert_id: str, user: str, now_s: float) -> dict[str, Any] | None:
-    """Mark an alert acknowledged by `user`; idempotent (the first acknowledgement is kept). None if unknown."""
-    with engine.begin() as conn:
+def holds(row: Any, now_s: float) -> bool:
+    """Whether an alerts row's acknowledgement holds at `now_s` (an acknowledgement "for" a while ends)."""
+    until_s = row["acknowledged_until_s"]
+    return bool(row["acknowledged"]) and (until_s is None or until_s > now_s)
+
+
+def _acknowledge(conn: Connection, alert_id: str, user: str, now_s: float,
+                 until_s: float | None) -> dict[str, Any] | None:
+    row = conn.execute(select(alerts).where(alerts.c.id == alert_id)).mappings().first()
+    if row is None:
+        return None
+    if not holds(row, now_s):
+        conn.execute(update(alerts).where(alerts.c.id == alert_id)
+                     .values(acknowledged=True, acknowledged_by=user, acknowledged_at_s=now_s,
+                             acknowledged_until_s=until_s))
+        conn.execute(alert_events.insert().values(alert_id=alert_id, at_s=now_s, event="acknowledged",
+                                                  severity=row["severity"], value=row["value"], actor=user))
         row = conn.execute(select(alerts).where(alerts.c.id == alert_id)).mappings().first()
-        if row is None:
-            return None
-        if not row["acknowledged"]:
-            conn.execute(update(alerts).where(and_(alerts.c.id == alert_id, alerts.c.acknowledged.is_(False)))
-                         .values(acknowledged=True, acknowledged_by=user, acknowledged_at_s=now_s))
-            conn.execute(alert_events.insert().values(alert_id=alert_id, at_s=now_s, event="acknowledged",
-                                                      severity=row["severity"], value=row["value"], actor=user))
-            row = conn.execute(select(alerts).where(alerts.c.id == alert_id)).mappings().first()
-        return dict(row)
+    return dict(row)
+
+
+def acknowledge_alert(engine: Engine, alert_id: str, user: str, now_s: float, *,
+                      until_s: float | None = None) -> dict[str, Any] | None:
+    """Mark an alert acknowledged by `user` (until `until_s`, or for good); idempotent while it holds (the
+    first acknowledgement is kept). None if the id is unknown."""
+    with engine.begin() as conn:
+        return _acknowledge(conn, alert_id, user, now_s, until_s)
+
+
+def acknowledge_alerts(engine: Engine, alert_ids: Sequence[str], user: str, now_s: float, *,
+                       until_s: float | None = None) -> dict[str, dict[str, Any] | None]:
+    """Acknowledge several alerts in one transaction; each id maps to its row (None: unknown id)."""
+    with engine.begin() as conn:
+        return {alert_id: _acknowledge(conn, alert_id, user, now_s, until_s) for alert_id in dict.fromkeys(alert_ids)}

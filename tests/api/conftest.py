@@ -44,10 +44,12 @@ class ApiSite:
 
 
 def start_api(db_url: str, redis_url: str, *, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """An API server; its stale-data watch (which writes) is off unless `env` turns it on."""
+    env = {"QUEUEWATCH_STALE_CHECK_S": "0", **(env or {})}
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "queuewatch.cli", "api", "--port", str(port), "--db", db_url, "--redis", redis_url],
-        cwd=REPO_ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        cwd=REPO_ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:

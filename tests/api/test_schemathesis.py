@@ -15,6 +15,11 @@ OPERATIONS = [
     "GET /api/admin/queue-system/workers/memory", "GET /api/admin/queue-system/memory/current",
     "GET /api/admin/queue-system/queues/{queueName}/execution-stats",
 ]
+EXTENSIONS = [
+    "GET /api/admin/queue-system/silences", "POST /api/admin/queue-system/silences",
+    "POST /api/admin/queue-system/silences/{silenceId}/expire", "POST /api/admin/queue-system/alerts/acknowledge",
+    "GET /api/admin/queue-system/system-alerts",
+]
 
 
 @pytest.fixture(scope="module")
@@ -28,12 +33,12 @@ def fuzzed_api(api_site):
     proc.wait(timeout=10)
 
 
-def test_the_document_lists_exactly_the_nine_endpoints(fuzzed_api):
+def test_the_document_lists_exactly_the_nine_endpoints_and_the_extensions(fuzzed_api):
     operations, _ = fuzzed_api
-    assert sorted(operations) == sorted(OPERATIONS)
+    assert sorted(operations) == sorted(OPERATIONS + EXTENSIONS)
 
 
-@pytest.mark.parametrize("label", OPERATIONS)
+@pytest.mark.parametrize("label", OPERATIONS + EXTENSIONS)
 def test_operation_conforms_to_its_schema(fuzzed_api, label):
     operations, token = fuzzed_api
 

@@ -53,3 +53,40 @@ def test_bad_threshold_files(tmp_path, text, message):
 def test_missing_config_file(tmp_path):
     with pytest.raises(SettingsError, match="not found"):
         load_settings(env={}, config_path=str(tmp_path / "nope.toml"))
+
+
+def test_alert_timing_from_the_thresholds_file(tmp_path):
+    path = tmp_path / "qw.toml"
+    path.write_text("[alerts]\npending_s = 60\nkeep_firing_s = 120\nmin_jobs = 20\n\n"
+                    "[alerts.queues.bulk-imports]\npending_s = 300\n")
+    timings = load_settings(env={"QUEUEWATCH_CONFIG": str(path)}).alert_timings
+    assert (timings.for_queue("emails").pending_s, timings.for_queue("emails").keep_firing_s,
+            timings.for_queue("emails").min_jobs) == (60, 120, 20)
+    assert (timings.for_queue("bulk-imports").pending_s, timings.for_queue("bulk-imports").keep_firing_s) == (300, 120)
+    defaults = load_settings(env={}).alert_timings.default
+    assert (defaults.pending_s, defaults.keep_firing_s, defaults.min_jobs) == (0, 0, 0)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("[alerts]\npending = 60\n", r"\[alerts\] unknown setting"),
+    ("[alerts]\npending_s = -1\n", r"\[alerts\] must be a finite number from 0"),
+    ("[alerts]\nkeep_firing_s = 'long'\n", "keep_firing_s|finite number"),
+    ("[alerts.queues.bulk]\nmin_jobs = nan\n", r"\[alerts.queues.bulk\]"),
+    ("alerts = 5\n", "must be a table"),
+    ("[alerts]\nqueues = 5\n", "one table per queue"),
+    ("[alerts.queues]\nbulk = 5\n", "must be a table"),
+])
+def test_bad_alert_timing(tmp_path, text, message):
+    path = tmp_path / "qw.toml"
+    path.write_text(text)
+    with pytest.raises(SettingsError, match=message):
+        load_settings(env={}, config_path=str(path))
+
+
+@pytest.mark.parametrize("raw,ok", [("0", True), ("2.5", True), ("-1", False), ("nan", False)])
+def test_stale_check_s(raw, ok):
+    if ok:
+        assert load_settings(env={"QUEUEWATCH_STALE_CHECK_S": raw}).stale_check_s == float(raw)
+    else:
+        with pytest.raises(SettingsError, match="QUEUEWATCH_STALE_CHECK_S"):
+            load_settings(env={"QUEUEWATCH_STALE_CHECK_S": raw})

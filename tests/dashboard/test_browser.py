@@ -197,9 +197,10 @@ def _walk_through_the_pages(page, url: str, db_url: str) -> None:
 
     page.get_by_role("link", name="Alerts").click()
     page.get_by_role("heading", name="Alerts", exact=True).wait_for(timeout=30_000)
-    buttons = page.get_by_role("button", name="Acknowledge")
+    buttons = page.get_by_role("button", name="Acknowledge", exact=True)
     buttons.first.wait_for(timeout=30_000)
     assert buttons.count() == 5
+    assert page.get_by_role("button", name="Acknowledge all 5 shown").count() == 1
     assert _acknowledged_by(db_url) == []
     buttons.first.click()
     deadline = time.monotonic() + 20
@@ -227,4 +228,4 @@ def _walk_through_the_pages(page, url: str, db_url: str) -> None:
     page.get_by_role("button", name="Log in").wait_for(timeout=30_000)
     page.goto(url + "/alert-history")
     page.get_by_role("button", name="Log in").wait_for(timeout=30_000)
-    assert page.get_by_role("button", name="Acknowledge").count() == 0
+    assert page.get_by_role("button", name="Acknowledge", exact=True).count() == 0

@@ -184,8 +184,11 @@ def test_a_server_that_is_not_redis_is_an_outage_with_backoff(tmp_path, server):
     assert "Traceback" not in result.stderr and SECRET not in result.stderr
     skipped = [line for line in result.stderr.splitlines() if "cycle skipped" in line]
     assert skipped and all("Redis unreachable (rq)" in line for line in skipped)
+    raised = [line for line in result.stderr.splitlines() if "redis_unreachable opened" in line]
+    assert len(raised) == 1  # one system alert for the one Redis URL (its id names no password)
     lines = [line for line in result.stderr.strip().splitlines() if "malformed value in Redis" not in line]
-    assert len(lines) == 1 + len(skipped)  # the start line, then one per cycle (and each bad key once)
+    # the start line, one per cycle, and the system alert's (and each bad key once)
+    assert len(lines) == 1 + len(skipped) + len(raised)
     # backoff: 0.2 s doubling up to 1.6 s gives at most 0.4+0.8+1.6+1.6... in 5 s, i.e. far fewer than 25 cycles
     assert 3 <= len(skipped) <= 7, result.stderr
     with make_engine(db_url).connect() as conn:

@@ -113,11 +113,10 @@ def _fill(folder: Path) -> Path:
     """Write a file until the filesystem is full; returns it."""
     filler = folder / "filler"
     chunk = b"\0" * 16384
-    with open(filler, "wb") as handle:
+    with open(filler, "wb", buffering=0) as handle:  # unbuffered: closing has nothing left to write
         try:
             while True:
                 handle.write(chunk)
-                handle.flush()
         except OSError as exc:
             assert exc.errno == errno.ENOSPC
     return filler

@@ -82,13 +82,8 @@ def values_of(keys: np.ndarray) -> np.ndarray:
     return np.array([value_of(int(k)) for k in distinct], dtype=np.float64)[inverse]
 
 
-def grouped_summary(blobs: Sequence[bytes | None], groups: Sequence[int] | np.ndarray,
-                    quantiles: Sequence[float]) -> pd.DataFrame:
-    """Per group: count, mean, min, max and one column per quantile ("q0.95") of the merged sketches."""
-    parsed = parse(blobs, groups)
-    names = ["count", "mean", "min", "max", *[f"q{q:g}" for q in quantiles]]
-    if not len(parsed.group):
-        return pd.DataFrame(columns=names, index=pd.Index([], name="group"), dtype="float64")
+def _group_headers(parsed: ParsedSketches) -> tuple[np.ndarray, ...]:
+    """Per distinct group, in order: (ids, count, sum, min, max) of its sketches' headers."""
     ids, inverse = np.unique(parsed.group, return_inverse=True)
     count = np.bincount(inverse, weights=parsed.count)
     total = np.bincount(inverse, weights=parsed.total)
@@ -96,6 +91,17 @@ def grouped_summary(blobs: Sequence[bytes | None], groups: Sequence[int] | np.nd
     high = np.full(len(ids), -np.inf)
     np.minimum.at(low, inverse, parsed.low)
     np.maximum.at(high, inverse, parsed.high)
+    return ids, count, total, low, high
+
+
+def grouped_summary(blobs: Sequence[bytes | None], groups: Sequence[int] | np.ndarray,
+                    quantiles: Sequence[float]) -> pd.DataFrame:
+    """Per group: count, mean, min, max and one column per quantile ("q0.95") of the merged sketches."""
+    parsed = parse(blobs, groups)
+    names = ["count", "mean", "min", "max", *[f"q{q:g}" for q in quantiles]]
+    if not len(parsed.group):
+        return pd.DataFrame(columns=names, index=pd.Index([], name="group"), dtype="float64")
+    ids, count, total, low, high = _group_headers(parsed)
     group, key, entry_count = _merged_entries(parsed)
     cumulative = np.cumsum(entry_count)
     _, first = np.unique(group, return_index=True)
@@ -132,13 +138,7 @@ def merged_per_group(blobs: Sequence[bytes | None], groups: Sequence[int] | np.n
     parsed = parse(blobs, groups)
     if not len(parsed.group):
         return {}
-    ids, inverse = np.unique(parsed.group, return_inverse=True)
-    count = np.bincount(inverse, weights=parsed.count)
-    total = np.bincount(inverse, weights=parsed.total)
-    low = np.full(len(ids), np.inf)
-    high = np.full(len(ids), -np.inf)
-    np.minimum.at(low, inverse, parsed.low)
-    np.maximum.at(high, inverse, parsed.high)
+    ids, count, total, low, high = _group_headers(parsed)
     group, key, entry_count = _merged_entries(parsed)
     bounds = np.searchsorted(group, np.append(ids, np.iinfo(np.int64).max), side="left")
     out: dict[int, bytes] = {}

@@ -2,9 +2,6 @@
 persist and no chart slot is ever empty (sampled every 100 ms)."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 import time
 
@@ -12,8 +9,7 @@ import pytest
 
 from accounts.accounts import add_user
 from storage.engine import make_engine
-from tests.conftest import REPO_ROOT, free_port
-from tests.dashboard.test_browser import CHROMIUM, CHROMIUM_ARGS, PASSWORD, SCREENSHOTS, _log_in, _wait_healthy
+from tests.dashboard.test_browser import CHROMIUM, CHROMIUM_ARGS, PASSWORD, SCREENSHOTS, _log_in, dashboard_server
 from tests.seed import write_seed_file
 from tests.storage.test_writer import _cycle
 
@@ -56,21 +52,10 @@ def live_dashboard(tmp_path_factory):
     db_url = f"sqlite:///{db_path}"
     engine = make_engine(db_url)
     add_user(engine, ADMIN, "ADMIN", PASSWORD)
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "queuewatch.cli", "dashboard", "--db", db_url, "--port", str(port)],
-        cwd=REPO_ROOT, env={**os.environ, "QUEUEWATCH_DB_URL": db_url}, stdout=log.open("w"),
-        stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(url, proc, log)
-        yield url, engine, log
+        with dashboard_server(db_url, log, {"QUEUEWATCH_DB_URL": db_url}) as url:
+            yield url, engine, log
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
         engine.dispose()
 
 

@@ -95,7 +95,7 @@ def test_a_sustained_breach_fires_within_pending_s_and_one_interval(redis_url, r
         first_cycle_s = conn.execute(select(alert_events.c.at_s)).scalar()
     (alert,) = _alerts(collector.engine)
     with collector.engine.connect() as conn:
-        first_s = conn.execute(select(queue_snapshots.c.sampled_at_s).order_by(queue_snapshots.c.id)).first()[0]
+        first_s = conn.execute(select(queue_snapshots.c.sampled_at_s).order_by(queue_snapshots.c.sampled_at_s)).first()[0]
     waited_s = alert["opened_at_s"] - first_s
     print(f"\nbreach first seen to alert opened: {waited_s:.2f} s (pending_s 1.5, interval 0.3)")
     assert 1.5 <= waited_s <= 1.5 + 0.3 + 0.5  # cycle duration is the slack
@@ -161,7 +161,7 @@ def test_one_failure_among_fewer_than_min_jobs_opens_nothing(redis_url, redis_cl
     with collector.engine.connect() as conn:
         shown = [tuple(r) for r in conn.execute(select(
             queue_snapshots.c.interval_s, queue_snapshots.c.finished_delta, queue_snapshots.c.failed_delta,
-            queue_snapshots.c.error_rate_pct, queue_snapshots.c.status).order_by(queue_snapshots.c.id))]
+            queue_snapshots.c.error_rate_pct, queue_snapshots.c.status).order_by(queue_snapshots.c.sampled_at_s))]
     assert [(a["alert_type"], a["severity"]) for a in _alerts(collector.engine)] == [("error_rate", "warning")], shown
 
 

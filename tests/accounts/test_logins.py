@@ -42,14 +42,14 @@ def test_five_failures_lock_the_account_even_for_the_right_password(engine, capl
     policy = LockoutPolicy()
     caplog.set_level(logging.INFO, logger="accounts.logins")
     for attempt in range(4):
-        outcome = log_in(engine, "ops@example.com", "nope", "10.0.0.1", T0_S + attempt, policy).outcome
+        outcome = log_in(engine, "ops@example.com", "nope", "127.0.0.1", T0_S + attempt, policy).outcome
         assert outcome is Outcome.WRONG
-    fifth = log_in(engine, "ops@example.com", "nope", "10.0.0.1", T0_S + 4, policy)
+    fifth = log_in(engine, "ops@example.com", "nope", "127.0.0.1", T0_S + 4, policy)
     assert fifth.outcome is Outcome.LOCKED and fifth.retry_after_s == 60
-    refused = log_in(engine, "OPS@example.com", PASSWORD, "10.0.0.2", T0_S + 63, policy)  # other address too
+    refused = log_in(engine, "OPS@example.com", PASSWORD, "127.0.0.2", T0_S + 63, policy)  # other address too
     assert refused.outcome is Outcome.LOCKED and refused.retry_after_s == pytest.approx(1.0)
-    assert log_in(engine, "ops@example.com", PASSWORD, "10.0.0.2", T0_S + 64.5, policy).outcome is Outcome.OK
-    assert "login lockout (account): account ops@example.com, address 10.0.0.1" in caplog.text
+    assert log_in(engine, "ops@example.com", PASSWORD, "127.0.0.2", T0_S + 64.5, policy).outcome is Outcome.OK
+    assert "login lockout (account): account ops@example.com, address 127.0.0.1" in caplog.text
     assert "nope" not in caplog.text and PASSWORD not in caplog.text
     assert all(r.levelno == logging.WARNING for r in caplog.records if "login lockout" in r.message)
 
@@ -58,34 +58,34 @@ def test_further_failures_lengthen_the_lockout_and_a_success_resets_the_account(
     policy = LockoutPolicy()
     for attempt in range(5):
         log_in(engine, "ops@example.com", "nope", f"10.0.1.{attempt}", T0_S + attempt, policy)
-    sixth = log_in(engine, "ops@example.com", "nope", "10.0.1.9", T0_S + 70, policy)
+    sixth = log_in(engine, "ops@example.com", "nope", "127.0.1.9", T0_S + 70, policy)
     assert sixth.outcome is Outcome.LOCKED and sixth.retry_after_s == 120
-    early = log_in(engine, "ops@example.com", PASSWORD, "10.0.1.9", T0_S + 189, policy)
+    early = log_in(engine, "ops@example.com", PASSWORD, "127.0.1.9", T0_S + 189, policy)
     assert early.outcome is Outcome.LOCKED
-    assert log_in(engine, "ops@example.com", PASSWORD, "10.0.1.9", T0_S + 191, policy).outcome is Outcome.OK
-    assert log_in(engine, "ops@example.com", "nope", "10.0.1.9", T0_S + 192, policy).outcome is Outcome.WRONG
+    assert log_in(engine, "ops@example.com", PASSWORD, "127.0.1.9", T0_S + 191, policy).outcome is Outcome.OK
+    assert log_in(engine, "ops@example.com", "nope", "127.0.1.9", T0_S + 192, policy).outcome is Outcome.WRONG
 
 
 def test_failures_age_out_of_the_window(engine):
     policy = LockoutPolicy()
     for attempt in range(4):
-        log_in(engine, "ops@example.com", "nope", "10.0.2.1", T0_S + attempt, policy)
-    late = log_in(engine, "ops@example.com", "nope", "10.0.2.1", T0_S + 901, policy)
+        log_in(engine, "ops@example.com", "nope", "127.0.2.1", T0_S + attempt, policy)
+    late = log_in(engine, "ops@example.com", "nope", "127.0.2.1", T0_S + 901, policy)
     assert late.outcome is Outcome.WRONG
 
 
 def test_five_failures_from_one_address_lock_it_for_every_account(engine):
     policy = LockoutPolicy()
     for index in range(5):
-        log_in(engine, f"guess{index}@example.com", "nope", "10.0.3.1", T0_S + index, policy)
-    same_address = log_in(engine, "dev@example.com", PASSWORD, "10.0.3.1", T0_S + 10, policy)
+        log_in(engine, f"guess{index}@example.com", "nope", "127.0.3.1", T0_S + index, policy)
+    same_address = log_in(engine, "dev@example.com", PASSWORD, "127.0.3.1", T0_S + 10, policy)
     assert same_address.outcome is Outcome.LOCKED
-    assert log_in(engine, "dev@example.com", PASSWORD, "10.0.3.2", T0_S + 10, policy).outcome is Outcome.OK
+    assert log_in(engine, "dev@example.com", PASSWORD, "127.0.3.2", T0_S + 10, policy).outcome is Outcome.OK
 
 
 def _session(engine, now_s: float = T0_S, max_age_s: float = 3600.0):
-    user = log_in(engine, "ops@example.com", PASSWORD, "10.0.4.1", now_s, LockoutPolicy()).user
-    return start_session(engine, user, "10.0.4.1", now_s, max_age_s)
+    user = log_in(engine, "ops@example.com", PASSWORD, "127.0.4.1", now_s, LockoutPolicy()).user
+    return start_session(engine, user, "127.0.4.1", now_s, max_age_s)
 
 
 def test_a_grant_buys_one_cookie_once_and_only_while_fresh(engine):

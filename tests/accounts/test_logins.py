@@ -57,7 +57,7 @@ def test_five_failures_lock_the_account_even_for_the_right_password(engine, capl
 def test_further_failures_lengthen_the_lockout_and_a_success_resets_the_account(engine):
     policy = LockoutPolicy()
     for attempt in range(5):
-        log_in(engine, "ops@example.com", "nope", f"10.0.1.{attempt}", T0_S + attempt, policy)
+        log_in(engine, "ops@example.com", "nope", f"127.0.1.{attempt}", T0_S + attempt, policy)
     sixth = log_in(engine, "ops@example.com", "nope", "127.0.1.9", T0_S + 70, policy)
     assert sixth.outcome is Outcome.LOCKED and sixth.retry_after_s == 120
     early = log_in(engine, "ops@example.com", PASSWORD, "127.0.1.9", T0_S + 189, policy)

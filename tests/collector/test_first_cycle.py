@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
 import time
 
 import pytest
@@ -25,8 +24,7 @@ from storage.engine import make_engine
 from storage.executions import execution_stats
 from storage.schema import alerts, queue_snapshots
 from tests.collector import rq_jobs
-from tests.collector.test_rq_reader import _rq_command, _worker_env, redis_time_s, run_burst_worker
-from tests.conftest import REPO_ROOT
+from tests.collector.test_rq_reader import redis_time_s, run_burst_worker, start_busy_worker
 from tests.percentiles import nearest_rank
 
 FAST_S, SLOW_S = 0.04, 1.5
@@ -160,13 +158,8 @@ def test_waiting_jobs_without_a_live_worker_are_a_health_issue(redis_url, redis_
     for _ in range(3):
         queue.enqueue(rq_jobs.noop)
     collector = _collector(redis_url, f"sqlite:///{tmp_path / 'backlog.db'}")
-    worker = subprocess.Popen(_rq_command(redis_url, "backlog", burst=False), cwd=REPO_ROOT, env=_worker_env(),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    worker = start_busy_worker(redis_url, redis_client, "backlog", busy.id)
     try:
-        deadline = time.monotonic() + 20
-        while redis_client.hget(f"rq:job:{busy.id}", "status") != b"started":
-            assert time.monotonic() < deadline, "the worker never started the job"
-            time.sleep(0.05)
         assert collector.run_cycle().ok
         served = _rows(collector.engine, "backlog")[-1]
         assert served["waiting"] == 3 and "No live worker" not in served["issues"]

@@ -61,6 +61,19 @@ def run_burst_worker(url: str, *queues: str) -> None:
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def start_busy_worker(url: str, client: redis.Redis, queue_name: str, job_id: str) -> subprocess.Popen:
+    """A real long-running `rq worker` (its own process group), returned once it has started `job_id`."""
+    worker = subprocess.Popen(_rq_command(url, queue_name, burst=False), cwd=REPO_ROOT, env=_worker_env(),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 20
+    while client.hget(f"rq:job:{job_id}", "status") != b"started":
+        if time.monotonic() >= deadline:
+            os.killpg(worker.pid, signal.SIGKILL)
+            raise AssertionError("the worker never started the job")
+        time.sleep(0.05)
+    return worker
+
+
 def cursors_of(reading) -> dict[str, Cursor]:
     return {q.queue_name: q.cursor for q in reading.queues}
 
@@ -328,13 +341,8 @@ def test_constant_round_trips_for_1_and_20_queues(redis_client):
 def test_live_worker_then_killed_worker(redis_url, redis_client):
     queue = Queue("live", connection=redis_client)
     job = queue.enqueue(rq_jobs.sleep_for, 20)
-    worker = subprocess.Popen(_rq_command(redis_url, "live", burst=False), cwd=REPO_ROOT, env=_worker_env(),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    worker = start_busy_worker(redis_url, redis_client, "live", job.id)
     try:
-        deadline = time.monotonic() + 20
-        while redis_client.hget(f"rq:job:{job.id}", "status") != b"started":
-            assert time.monotonic() < deadline, "the worker never started the job"
-            time.sleep(0.05)
         reader = RQReader(redis_client)
         busy = reader.read({})
         assert by_name(busy)["live"].active == 1

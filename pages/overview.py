@@ -22,7 +22,7 @@ def live_overview() -> None:
             components.empty_state()
             return
         summary = queries.dashboard_summary(engine)
-        system = queries.system_figures(engine)
+        system = queries.system_figures(engine, latest=latest)
     components.freshness_note(float(latest["sampled_at_s"].max()), now_s)
     components.summary_tiles(summary)
     components.system_tiles(system)

@@ -252,13 +252,15 @@ def dashboard_summary(engine: Engine, *, current_within_s: float | None = CURREN
     }
 
 
-def system_figures(engine: Engine, *, window_s: float = SYSTEM_WINDOW_S) -> dict[str, float | None]:
+def system_figures(engine: Engine, *, latest: pd.DataFrame | None = None,
+                   window_s: float = SYSTEM_WINDOW_S) -> dict[str, float | None]:
     """The whole system's own figures beside the spec's per-queue means, over the current queues.
 
     jobsPerMinute: the sum of the queues' jobs per minute (those that measure it); errorRate: failed jobs as %
     of all jobs that ended in the last `window_s` on every queue (None when none ended); endedJobs: that count.
+    `latest`: latest_snapshots(engine) when the caller has already read it.
     """
-    rows = latest_snapshots(engine)
+    rows = latest_snapshots(engine) if latest is None else latest
     if rows.empty:
         return {"jobsPerMinute": None, "errorRate": None, "endedJobs": 0}
     rows = rows[rows["current"]]

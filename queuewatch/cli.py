@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
@@ -16,6 +17,7 @@ from config.settings import (SettingsError, check_redis_urls, interval_s_value, 
 
 log = logging.getLogger("queuewatch")
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DEMO_CONFIG_PATH = Path(__file__).resolve().parent / "demo" / "alerts.toml"
 
 
 REDIS_COMMANDS = frozenset({"collect", "api", "demo"})
@@ -245,6 +247,9 @@ def _accounts(run):
 def _demo(settings, args) -> int:
     from queuewatch.demo.runner import run_demo
 
+    if not settings.config_path:  # the demo pages like a site should: the README's recommended alert timing
+        settings = dataclasses.replace(settings, config_path=str(DEMO_CONFIG_PATH))
+    os.environ["QUEUEWATCH_CONFIG"] = settings.config_path
     return run_demo(settings, dashboard_port=args.port, duration_s=args.duration_s,
                     redis_url_given=bool(args.redis_url or os.environ.get("QUEUEWATCH_REDIS_URL")))
 

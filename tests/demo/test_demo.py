@@ -223,3 +223,22 @@ def test_workload_is_seeded_and_mixes_outcomes_as_profiled():
     timeout_ms = workload._work_ms(webhook, "timeout")
     assert timeout_ms > webhook.job_timeout_s * 1000
     assert all(workload._work_ms(webhook, "ok") < webhook.job_timeout_s * 1000 for _ in range(1000))
+
+
+def test_demo_pages_with_the_recommended_alert_timing_unless_given_a_config(monkeypatch, tmp_path):
+    from config.settings import load_rules
+    from queuewatch import cli
+
+    _, timings = load_rules(cli.DEMO_CONFIG_PATH)
+    assert (timings.default.pending_s, timings.default.keep_firing_s, timings.default.min_jobs) == (60, 120, 20)
+    seen: list[str | None] = []
+    monkeypatch.setattr("queuewatch.demo.runner.run_demo",
+                        lambda settings, **kwargs: seen.append(settings.config_path) or 0)
+    monkeypatch.delenv("QUEUEWATCH_CONFIG", raising=False)
+    db = f"sqlite:///{tmp_path / 'd.db'}"
+    assert cli.main(["demo", "--db", db, "--duration", "1"]) == 0
+    own = tmp_path / "own.toml"
+    own.write_text("[alerts]\npending_s = 5\n")
+    assert cli.main(["demo", "--db", db, "--duration", "1", "--config", str(own)]) == 0
+    assert seen == [str(cli.DEMO_CONFIG_PATH), str(own)]
+    assert os.environ["QUEUEWATCH_CONFIG"] == str(own)  # what the collector child reads

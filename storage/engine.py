@@ -126,6 +126,12 @@ def _v7_notification_deliveries(conn: Connection) -> None:
     schema.metadata.create_all(conn, tables=list(schema.VERSION_7_TABLES), checkfirst=True)
 
 
+def _v8_micro_durations(conn: Connection) -> None:
+    from storage.migrate_v8 import micro_durations
+
+    micro_durations(conn)
+
+
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _v1_initial),
     (2, _v2_users_and_recent_executions),
@@ -134,6 +140,7 @@ MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (5, _v5_compact_history),
     (6, _v6_alert_rules_and_silences),
     (7, _v7_notification_deliveries),
+    (8, _v8_micro_durations),
 ]
 
 

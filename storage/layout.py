@@ -8,8 +8,8 @@ from sqlalchemy import (
 )
 
 from storage.schema import (
-    DELTA_COLUMNS, DEPTH_COLUMNS, MILLI_COLUMNS, STATUS_CODES, STATUS_NAMES, TIMING_COLUMNS, queue_latest,
-    queue_sample_blobs, queue_samples, series,
+    DELTA_COLUMNS, DEPTH_COLUMNS, MICRO_COLUMNS, MILLI_COLUMNS, STATUS_CODES, STATUS_NAMES,
+    micro_name, queue_latest, queue_sample_blobs, queue_samples, series,
 )
 
 SeriesKey = tuple[str, str]  # (library, queue_name)
@@ -33,7 +33,6 @@ def sample_values(row: Mapping[str, Any], series_id: int, cycle_id: int) -> dict
     values: dict[str, Any] = {
         "series_id": series_id, "sampled_at_ms": to_ms(row["sampled_at_s"]), "cycle_id": cycle_id,
         "interval_ms": _milli(row["interval_s"]),
-        "oldest_waiting_ms": row.get("oldest_waiting_ms"),
         "status": STATUS_CODES.get(str(row.get("status")), 0),
         "issues": None if issues in (None, "", "[]") else issues,
         "unavailable": row.get("unavailable") or None, "details": row.get("details"),
@@ -42,8 +41,8 @@ def sample_values(row: Mapping[str, Any], series_id: int, cycle_id: int) -> dict
         values[name] = row.get(name)
     for name in MILLI_COLUMNS:
         values[f"{name}_m"] = _milli(row.get(name))
-    for name in TIMING_COLUMNS:
-        values[name] = row.get(name)
+    for name in MICRO_COLUMNS:  # ms as integer microseconds
+        values[micro_name(name)] = _milli(row.get(name))
     return values
 
 
@@ -86,8 +85,7 @@ def legacy_columns(t: Table, blobs: Table | None = None, *, with_cursors: bool =
         seconds(t.c.interval_ms).label("interval_s"),
         *[t.c[name] for name in DELTA_COLUMNS],
         *[seconds(t.c[f"{name}_m"]).label(name) for name in MILLI_COLUMNS[:3]],
-        *[t.c[name] for name in TIMING_COLUMNS],
-        t.c.oldest_waiting_ms,
+        *[seconds(t.c[micro_name(name)]).label(name) for name in MICRO_COLUMNS],
         *[seconds(t.c[f"{name}_m"]).label(name) for name in MILLI_COLUMNS[3:]],
         status.label("status"), func.coalesce(t.c.issues, "[]").label("issues"),
         t.c.unavailable, t.c.details,
@@ -155,8 +153,8 @@ def legacy_frame(raw: "pd.DataFrame", names: Mapping[int, SeriesKey]) -> "pd.Dat
     out["interval_s"] = raw["interval_ms"].to_numpy(dtype=np.float64) / 1000.0
     for name in MILLI_COLUMNS:
         out[name] = raw[f"{name}_m"].to_numpy(dtype=np.float64) / 1000.0
-    for name in TIMING_COLUMNS + ("oldest_waiting_ms",):
-        out[name] = pd.to_numeric(raw[name], errors="coerce").astype("float64")
+    for name in MICRO_COLUMNS:
+        out[name] = pd.to_numeric(raw[micro_name(name)], errors="coerce").to_numpy(dtype=np.float64) / 1000.0
     out["status"] = raw["status"].map(STATUS_NAMES).fillna("healthy")
     for name in ("issues", "details"):
         if name in raw:

@@ -41,9 +41,9 @@ def _sample_expressions(q, s) -> dict:
     expressions["interval_ms"] = _ms(q.c.interval_s)
     for name in schema.MILLI_COLUMNS:
         expressions[f"{name}_m"] = _ms(q.c[name])
-    for name in schema.TIMING_COLUMNS:
-        expressions[name] = q.c[name]
-    expressions.update(oldest_waiting_ms=q.c.oldest_waiting_ms, status=status,
+    for name in schema.MICRO_COLUMNS:
+        expressions[schema.micro_name(name)] = _ms(q.c[name])
+    expressions.update(status=status,
                        issues=func.nullif(q.c.issues, "[]"), unavailable=func.nullif(q.c.unavailable, ""),
                        details=q.c.details)
     return expressions

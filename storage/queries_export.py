@@ -116,7 +116,7 @@ def _columns_frame(rows: Sequence[tuple], names: list[str]) -> pd.DataFrame:
         column = queue_samples.c[name]
         if isinstance(column.type, Integer) and not column.nullable:
             data[name] = np.array(values, dtype=np.int64)
-        elif isinstance(column.type, Float):
+        elif isinstance(column.type, (Float, Integer)):  # a nullable integer: NULL as NaN
             data[name] = np.array(values, dtype=np.float64)
         else:
             data[name] = pd.Series(values, dtype=object)

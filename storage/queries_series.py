@@ -20,7 +20,7 @@ from storage.fields import QUEUE_METRICS_FIELDS
 from storage.layout import series_of
 from storage.queries_common import MAX_POINTS, bucket_width_s, frame, reading, utc_times
 from storage.queries_sketch import grouped_summary, merge_all
-from storage.rollups import MAX_COLUMNS, RAW, SUM_COLUMNS, levels_for, plan_pieces
+from storage.rollups import MAX_COLUMNS, RAW, SUM_COLUMNS, levels_for, plan_pieces, sample_columns
 from storage.schema import cycles, queue_rollups, queue_sample_blobs, queue_samples
 
 PERCENTILES: tuple[tuple[str, float], ...] = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
@@ -64,7 +64,7 @@ def _piece(level_s: int, ids: list[int], lo_ms: int, hi_ms: int, numbers: bool):
                     .where(and_(b.c.series_id.in_(ids), b.c.sampled_at_ms >= lo_ms, b.c.sampled_at_ms < hi_ms)))
         joined = t.outerjoin(b, and_(b.c.series_id == t.c.series_id, b.c.sampled_at_ms == t.c.sampled_at_ms))
         return (select(t.c.sampled_at_ms, literal(1).label("samples"), t.c.sampled_at_ms.label("first_at_ms"),
-                       t.c.sampled_at_ms.label("last_at_ms"), *[t.c[c] for c in MAX_COLUMNS + SUM_COLUMNS],
+                       t.c.sampled_at_ms.label("last_at_ms"), *sample_columns(t),
                        t.c.unavailable, *sketches)
                 .select_from(joined)
                 .where(and_(t.c.series_id.in_(ids), t.c.sampled_at_ms >= lo_ms, t.c.sampled_at_ms < hi_ms)))

@@ -56,8 +56,16 @@ def _merged(left: bytes | None, right: bytes | None) -> bytes | None:
     return merge_pair(left, right)
 
 
+def _with_oldest_ms(sample: Mapping[str, Any]) -> Mapping[str, Any]:
+    """queue_samples values with the oldest wait in ms, as the rollups keep it."""
+    if "oldest_waiting_ms" in sample:
+        return sample
+    return {**sample, "oldest_waiting_ms": sample["oldest_waiting_us"] / 1000.0}
+
+
 def fold(bucket: dict[str, Any] | None, sample: Mapping[str, Any], level_s: int, series_id: int) -> dict[str, Any]:
     """The rollup bucket with one more snapshot (queue_samples values plus its two sketches)."""
+    sample = _with_oldest_ms(sample)
     at_ms = int(sample["sampled_at_ms"])
     if bucket is None:
         return {"level_s": level_s, "series_id": series_id, "bucket_ms": at_ms - at_ms % (level_s * 1000),
@@ -77,6 +85,12 @@ def fold(bucket: dict[str, Any] | None, sample: Mapping[str, Any], level_s: int,
     for name in ("processing_sketch", "wait_sketch"):
         out[name] = _merged(bucket[name], sample.get(name))
     return out
+
+
+def sample_columns(t: Table) -> list:
+    """MAX_COLUMNS and SUM_COLUMNS from a queue_samples-shaped table (the oldest wait back in ms)."""
+    return [(t.c.oldest_waiting_us / 1000.0).label(name) if name == "oldest_waiting_ms" else t.c[name]
+            for name in MAX_COLUMNS + SUM_COLUMNS]
 
 
 def add_to_rollups(conn: Connection, samples: Sequence[Mapping[str, Any]]) -> None:
@@ -140,7 +154,7 @@ def rebuild_rollups(conn: Connection, series_id: int) -> int:
     from storage.queries_sketch import merged_per_group
     from storage.schema import queue_sample_blobs as b, queue_samples as t
 
-    columns = [t.c.sampled_at_ms, *[t.c[name] for name in MAX_COLUMNS + SUM_COLUMNS], t.c.unavailable,
+    columns = [t.c.sampled_at_ms, *sample_columns(t), t.c.unavailable,
                b.c.processing_sketch, b.c.wait_sketch]
     joined = t.outerjoin(b, and_(b.c.series_id == t.c.series_id, b.c.sampled_at_ms == t.c.sampled_at_ms))
     rows = pd.DataFrame(conn.execute(select(*columns).select_from(joined).where(t.c.series_id == series_id)

@@ -234,7 +234,8 @@ VERSION_4_TABLES = (dashboard_sessions, login_attempts)
 
 # --- version 5: series ids, snapshots clustered by (series, time), rollups, the latest row per queue -----------
 # Times are integer epoch milliseconds (`*_at_ms`); figures the collector rounds to 3 decimals (rates, memory)
-# are integer thousandths (`*_m`); status is a code (STATUS_CODES). SQLite stores the clustered tables
+# are integer thousandths (`*_m`); durations are integer microseconds (`*_us`, since version 8: SQLite keeps a
+# small integer in 1-4 bytes where a float takes 8); status is a code (STATUS_CODES). SQLite stores the clustered tables
 # WITHOUT ROWID, so one queue's range is one contiguous run of pages.
 
 STATUS_CODES = {"healthy": 0, "warning": 1, "critical": 2}
@@ -245,6 +246,13 @@ TIMING_COLUMNS = ("avg_processing_ms", "p50_processing_ms", "p95_processing_ms",
                   "p50_wait_ms", "p95_wait_ms", "p99_wait_ms")
 DEPTH_COLUMNS = ("waiting", "active", "delayed", "scheduled", "deferred", "failed", "completed")
 DELTA_COLUMNS = ("finished_delta", "failed_delta", "timeout_delta")
+MICRO_COLUMNS = TIMING_COLUMNS + ("oldest_waiting_ms",)
+"""Snapshot durations (ms) stored as integer microseconds under the name with `_us` for `_ms` (version 8)."""
+
+
+def micro_name(name: str) -> str:
+    """The stored column of a duration in ms: `p95_wait_ms` -> `p95_wait_us`."""
+    return f"{name[:-3]}_us"
 
 series = Table(
     "series", metadata,
@@ -263,8 +271,8 @@ def _sample_columns() -> list[Column]:
         Column("interval_ms", Integer, nullable=False),
         *[Column(name, Integer, nullable=False) for name in DELTA_COLUMNS],
         *[Column(f"{name}_m", BigInteger, nullable=False) for name in MILLI_COLUMNS],
-        *[Column(name, Float) for name in TIMING_COLUMNS],
-        Column("oldest_waiting_ms", Float, nullable=False),
+        *[Column(micro_name(name), BigInteger) for name in TIMING_COLUMNS],
+        Column("oldest_waiting_us", BigInteger, nullable=False),
         Column("status", SmallInteger, nullable=False),
         Column("issues", Text),  # JSON list; NULL for none
         Column("unavailable", Text),

@@ -16,7 +16,7 @@ from storage.engine import latest_version, make_engine, run_migrations
 from storage.executions import execution_stats
 from storage.rollups import rebuild_rollups
 from storage.schema import (
-    ROLLUP_LEVELS_S, cycles, legacy_queue_snapshots, queue_rollups, queue_snapshots, series,
+    MICRO_COLUMNS, ROLLUP_LEVELS_S, cycles, legacy_queue_snapshots, queue_rollups, queue_snapshots, series,
 )
 from tests.storage.queries_helpers import NOW_S
 
@@ -220,6 +220,10 @@ def migrates_with_its_figures(url: str, monkeypatch) -> None:
         if column in ("finished_cursor", "failed_cursor", "cursor_state"):
             continue  # kept for each queue's newest snapshot only (the collector's resume point)
         mine, theirs = after[column].tolist(), before[column].tolist()
+        if column in MICRO_COLUMNS:  # stored to the microsecond since version 8
+            assert [pd.isna(v) for v in mine] == [pd.isna(v) for v in theirs], column
+            assert all(abs(a - b) <= 0.0005 + 1e-9 for a, b in zip(mine, theirs) if not pd.isna(b)), column
+            continue
         assert [None if pd.isna(v) else v for v in mine] == [None if pd.isna(v) else v for v in theirs], column
     for queue in result.queues:
         newest = before[before["queue_name"] == queue].iloc[-1]
@@ -238,3 +242,38 @@ def migrates_with_its_figures(url: str, monkeypatch) -> None:
     with old.connect() as conn:
         assert conn.execute(select(queue_rollups.c.level_s).distinct()).scalars().all()
     old.dispose()
+
+
+def _as_version_7(engine) -> None:
+    """Give queue_samples and queue_latest the float ms columns of versions 5-7 (values from the µs ones)."""
+    from sqlalchemy import text
+
+    from storage.schema import micro_name, schema_version
+
+    with engine.begin() as conn:
+        conn.execute(text("DROP VIEW queue_snapshots"))
+        for table in ("queue_samples", "queue_latest"):
+            for name in MICRO_COLUMNS:
+                conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} FLOAT"))
+                conn.execute(text(f"UPDATE {table} SET {name} = {micro_name(name)} / 1000.0"))
+                conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {micro_name(name)}"))
+        conn.execute(schema_version.delete().where(schema_version.c.version == 8))
+
+
+def test_version_8_turns_float_durations_into_microseconds_in_place(seeded):
+    from sqlalchemy import inspect
+
+    engine, result = seeded
+    before = _view(engine).sort_values(["sampled_at_s", "queue_name"]).reset_index(drop=True)
+    _as_version_7(engine)
+    assert "p95_processing_ms" in {c["name"] for c in inspect(engine).get_columns("queue_samples")}
+    assert run_migrations(engine) == latest_version()
+    for table in ("queue_samples", "queue_latest"):
+        names = {c["name"] for c in inspect(engine).get_columns(table)}
+        assert {"p95_processing_us", "oldest_waiting_us"} <= names and "p95_processing_ms" not in names, table
+    after = _view(engine).sort_values(["sampled_at_s", "queue_name"]).reset_index(drop=True)
+    assert len(after) == len(before) > 0
+    pd.testing.assert_frame_equal(after, before)
+    assert (before["p95_processing_ms"].dropna() % 1 != 0).any()  # fractions of a ms survived
+    latest = queries.latest_snapshot(engine, result.queues[0])
+    assert latest["p95_processing_ms"] == before[before["queue_name"] == result.queues[0]].iloc[-1]["p95_processing_ms"]

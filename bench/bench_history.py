@@ -81,34 +81,26 @@ def _btree_bytes(path: Path) -> tuple[dict[str, int], dict[str, int]]:
         conn.close()
 
 
-def _blob_bytes(path: Path, table: str) -> int:
-    conn = sqlite3.connect(path)
-    try:
-        columns = [row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')
-                   if "BLOB" in (row[2] or "").upper() or "BINARY" in (row[2] or "").upper()]
-        total = 0
-        for column in columns:
-            total += conn.execute(f'SELECT COALESCE(SUM(LENGTH("{column}")), 0) FROM "{table}"').fetchone()[0]
-        return int(total)
-    finally:
-        conn.close()
-
-
 QUEUE_FREE_TABLES = ("worker_snapshots", "host_snapshots", "users", "sessions", "api_tokens", "schema_version",
                      "login_attempts")
 
 
+RAW_TABLE = "queue_samples"
+BLOB_TABLE = "queue_sample_blobs"
+
+
 def storage_figures(path: Path, stats: BuildStats) -> dict[str, float | None]:
-    """bytes_per_raw_row: the table(s) holding one row per snapshot, without their sketch blobs;
-    bytes_per_queue_day: every queue table and level (raw, rollups, latest, sketches) per queue-day."""
+    """bytes_per_raw_row: the snapshot table (its b-tree is its primary key index; pages, free space
+    included) per row; sketch_bytes_per_raw_row: the table of each snapshot's sketches and recent
+    executions, its index included; bytes_per_queue_day: every queue table and level (raw, sketches,
+    rollups, latest) per queue-day."""
     per_table, rows = _btree_bytes(path)
-    raw = [t for t, n in rows.items() if n >= 0.9 * stats.queue_rows]
-    raw_bytes = sum(per_table[t] - _blob_bytes(path, t) for t in raw)
+    count = rows.get(RAW_TABLE) or 0
     queue_bytes = sum(size for table, size in per_table.items()
                       if not table.startswith(QUEUE_FREE_TABLES) and not table.startswith("sqlite_"))
-    return {"bytes_per_raw_row": round(raw_bytes / stats.queue_rows, 1) if raw else None,
-            "bytes_per_queue_day": round(queue_bytes / stats.queue_days) if stats.queue_days else None,
-            "raw_tables": ",".join(raw) or None}
+    return {"bytes_per_raw_row": round(per_table[RAW_TABLE] / count, 1) if count else None,
+            "sketch_bytes_per_raw_row": round(per_table.get(BLOB_TABLE, 0) / count, 1) if count else None,
+            "bytes_per_queue_day": round(queue_bytes / stats.queue_days) if stats.queue_days else None}
 
 
 def export_rate(engine, since_s: float, until_s: float) -> float:

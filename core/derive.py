@@ -35,17 +35,31 @@ class WindowEntry:
         return min(1.0, max(0.0, overlap_s / self.interval_s))
 
 
+def _add_buckets(into: dict[int, int], sketch: Sketch, sign: int) -> None:
+    for key, count in sketch.buckets.items():
+        left = into.get(key, 0) + sign * count
+        if left:
+            into[key] = left
+        else:
+            into.pop(key, None)
+
+
 class QueueWindow:
     """Recent intervals of one queue: throughput over 60 s, rates and percentiles over 5 min.
 
     An interval longer than usual (the recent past read on a first cycle, the cycle after an outage) counts
     in a window in proportion to its overlap with it; its timings count whole while it overlaps at all.
+    The bucket counts of every held interval's sketches are kept summed as intervals come and go, so a
+    cycle's window percentiles cost one interval's buckets, not the whole window's.
     """
 
     def __init__(self, throughput_window_s: float = THROUGHPUT_WINDOW_S, rate_window_s: float = RATE_WINDOW_S):
         self.throughput_window_s = throughput_window_s
         self.rate_window_s = rate_window_s
         self.entries: deque[WindowEntry] = deque()
+        self._processing_buckets: dict[int, int] = {}
+        self._wait_buckets: dict[int, int] = {}
+        self._within_memo: dict[tuple[float, float], list[tuple[WindowEntry, float]]] = {}
 
     @property
     def span_s(self) -> float:
@@ -55,17 +69,27 @@ class QueueWindow:
         """A copy of this window with one more interval (the original is kept until the cycle is stored)."""
         copy = QueueWindow(self.throughput_window_s, self.rate_window_s)
         copy.entries = deque(self.entries)
+        copy._processing_buckets = dict(self._processing_buckets)
+        copy._wait_buckets = dict(self._wait_buckets)
         copy.push(entry)
         return copy
 
     def push(self, entry: WindowEntry) -> None:
+        self._within_memo.clear()
         self.entries.append(entry)
+        _add_buckets(self._processing_buckets, entry.processing, 1)
+        _add_buckets(self._wait_buckets, entry.wait, 1)
         while self.entries and self.entries[0].share(entry.at_s, self.span_s) <= 0:
-            self.entries.popleft()
+            gone = self.entries.popleft()
+            _add_buckets(self._processing_buckets, gone.processing, -1)
+            _add_buckets(self._wait_buckets, gone.wait, -1)
 
     def _within(self, now_s: float, span_s: float) -> list[tuple[WindowEntry, float]]:
-        shares = ((entry, entry.share(now_s, span_s)) for entry in self.entries)
-        return [(entry, share) for entry, share in shares if share > 0]
+        found = self._within_memo.get((now_s, span_s))
+        if found is None:
+            shares = ((entry, entry.share(now_s, span_s)) for entry in self.entries)
+            found = self._within_memo[(now_s, span_s)] = [(e, share) for e, share in shares if share > 0]
+        return found
 
     def jobs_per_minute(self, now_s: float) -> float:
         recent = self._within(now_s, self.throughput_window_s)
@@ -88,21 +112,36 @@ class QueueWindow:
         return failed / ended * 100.0, timeouts / ended * 100.0
 
     def sketches(self, now_s: float) -> tuple[Sketch, Sketch]:
+        """The merged processing and wait sketches of the intervals in the rate window."""
+        recent = [entry for entry, _ in self._within(now_s, self.rate_window_s)]
+        if len(recent) == len(self.entries):  # every held interval: the kept sums are the merged buckets
+            return (_summed([e.processing for e in recent], self._processing_buckets),
+                    _summed([e.wait for e in recent], self._wait_buckets))
         processing, wait = Sketch(), Sketch()
-        for entry, _ in self._within(now_s, self.rate_window_s):
+        for entry in recent:
             processing.merge(entry.processing)
             wait.merge(entry.wait)
         return processing, wait
 
 
+def _summed(sketches: list[Sketch], buckets: dict[int, int]) -> Sketch:
+    """What merging `sketches` one by one gives, with their bucket counts already summed in `buckets`."""
+    merged = Sketch(buckets=dict(buckets))
+    for sketch in sketches:
+        merged.count += sketch.count
+        merged.total += sketch.total
+        if sketch.min < merged.min:
+            merged.min = sketch.min
+        if sketch.max > merged.max:
+            merged.max = sketch.max
+    return merged
+
+
 def interval_sketches(reading: QueueReading) -> tuple[Sketch, Sketch]:
     """Processing and wait time sketches of the jobs that ended in this interval."""
-    processing, wait = Sketch(), Sketch()
-    for job in reading.sampled_jobs:
-        if job.processing_ms is not None:
-            processing.add(job.processing_ms)
-        if job.wait_ms is not None:
-            wait.add(job.wait_ms)
+    jobs = reading.sampled_jobs
+    processing = Sketch().extend([ms for ms in (job.processing_ms for job in jobs) if ms is not None])
+    wait = Sketch().extend([ms for ms in (job.wait_ms for job in jobs) if ms is not None])
     return processing, wait
 
 

@@ -63,8 +63,26 @@ class Sketch:
         self.max = max(self.max, value)
 
     def extend(self, values: Iterable[float]) -> Sketch:
-        for value in values:
-            self.add(value)
+        """Add many values (bucketed with numpy: the same keys as `add`, within one float rounding)."""
+        values = list(values)
+        if len(values) < 16:
+            for value in values:
+                self.add(value)
+            return self
+        array = np.asarray(values, dtype=np.float64)
+        if np.isnan(array).any() or (array < 0).any():
+            raise ValueError(f"sketch values must be non-negative numbers, got {values!r}")
+        keys = np.full(array.shape, _ZERO_KEY, dtype=np.int64)
+        positive = array > _MIN_VALUE
+        keys[positive] = np.ceil(np.log(array[positive]) / _LOG_GAMMA)
+        unique, counts = np.unique(keys, return_counts=True)
+        for key, count in zip(unique.tolist(), counts.tolist()):
+            self.buckets[key] = self.buckets.get(key, 0) + count
+        self.count += len(values)
+        for value in values:  # in order, as `add` sums them
+            self.total += value
+        self.min = min(self.min, min(values))
+        self.max = max(self.max, max(values))
         return self
 
     def merge(self, other: Sketch) -> None:
@@ -90,7 +108,25 @@ class Sketch:
         return _quantile_from(np.array(keys, dtype=np.int64), counts, q, self.min, self.max)
 
     def quantiles(self, qs: Sequence[float]) -> list[float | None]:
-        return [self.quantile(q) for q in qs]
+        """quantile(q) for each q, walking the sorted buckets once."""
+        if any(not 0 <= q <= 1 for q in qs):
+            raise ValueError(f"quantiles must be within [0, 1], got {list(qs)}")
+        if not self.count:
+            return [None for _ in qs]
+        keys = sorted(self.buckets)
+        counts = [self.buckets[k] for k in keys]
+        total = sum(counts)
+        out: list[float | None] = []
+        for q in qs:
+            rank = float(nearest_rank(q, float(total)))
+            seen, index = 0, len(keys) - 1
+            for i, count in enumerate(counts):
+                seen += count
+                if seen >= rank:
+                    index = i
+                    break
+            out.append(float(min(max(value_of(keys[index]), self.min), self.max)))
+        return out
 
     def to_bytes(self) -> bytes:
         keys = np.fromiter(self.buckets.keys(), dtype="<i4", count=len(self.buckets))

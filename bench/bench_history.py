@@ -11,6 +11,7 @@ is one JSON object of the figures (ms are medians of repeated runs; null when no
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import sqlite3
@@ -26,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.history_build import CHART_QUEUE, BuildStats, build_history  # noqa: E402
 from bench.prometheus_compare import compare_with_prometheus  # noqa: E402
 from storage import queries  # noqa: E402
+from storage.engine import make_engine  # noqa: E402
 from storage.executions import execution_stats  # noqa: E402
 from storage.queries_export import write_csv  # noqa: E402
 
@@ -110,10 +112,20 @@ def export_rate(engine, since_s: float, until_s: float) -> float:
     return round(written / (time.perf_counter() - started))
 
 
-def run(days: float, queue_count: int, jobs_per_snapshot: int, folder: Path) -> dict[str, Any]:
+def built(path: Path, reuse: bool, **options: Any) -> tuple[Any, BuildStats, float]:
+    """The history database at `path`: built now, or with `reuse` the one an earlier run built there."""
+    saved = path.with_name(path.name + ".build.json")
+    if reuse and path.exists() and saved.exists():
+        figures = json.loads(saved.read_text())
+        return make_engine(f"sqlite:///{path}"), BuildStats(**figures["stats"]), figures["newest_s"]
+    engine, stats, newest_s = build_history(path, **options)
+    saved.write_text(json.dumps({"stats": dataclasses.asdict(stats), "newest_s": newest_s}))
+    return engine, stats, newest_s
+
+
+def run(days: float, queue_count: int, jobs_per_snapshot: int, folder: Path, reuse: bool = False) -> dict[str, Any]:
     path = folder / f"history-{days:g}d-{queue_count}q-{jobs_per_snapshot}j.db"
-    engine, stats, newest_s = build_history(path, days=days, queues=queue_count,
-                                            jobs_per_snapshot=jobs_per_snapshot)
+    engine, stats, newest_s = built(path, reuse, days=days, queues=queue_count, jobs_per_snapshot=jobs_per_snapshot)
     print(f"built {path} in {stats.build_s:.0f} s: {stats.cycles:,} cycles, {stats.queue_rows:,} queue rows",
           flush=True)
     figures: dict[str, Any] = {"queues": queue_count, "days": days, "jobs_per_snapshot": jobs_per_snapshot}
@@ -131,9 +143,8 @@ def run(days: float, queue_count: int, jobs_per_snapshot: int, folder: Path) -> 
     figures.update(compare_with_prometheus(engine, CHART_QUEUE, newest_s - min(days, 7) * DAY_S, newest_s,
                                            folder / "prometheus"))
     engine.dispose()
-    wide, _, _ = build_history(folder / "history-1000q.db", days=600 / DAY_S, queues=WIDE_QUEUES,
-                               jobs_per_snapshot=jobs_per_snapshot, long_days=0.0,
-                               template_cycles=6)
+    wide, _, _ = built(folder / "history-1000q.db", reuse, days=600 / DAY_S, queues=WIDE_QUEUES,
+                       jobs_per_snapshot=jobs_per_snapshot, long_days=0.0, template_cycles=6)
     figures["overview_1000q_ms"] = median_ms(lambda: overview_reads(wide))
     wide.dispose()
     figures["database"] = str(path)
@@ -147,8 +158,10 @@ def main() -> int:
     parser.add_argument("--jobs-per-snapshot", type=int, default=20,
                         help="timed jobs per snapshot of a busy queue (at least; every other queue is busy)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON line (always last)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="read the databases an earlier run with the same options built (no rebuild)")
     args = parser.parse_args()
-    figures = run(args.days, args.queues, args.jobs_per_snapshot, DEFAULT_DIR)
+    figures = run(args.days, args.queues, args.jobs_per_snapshot, DEFAULT_DIR, reuse=args.reuse)
     if not args.json:
         for key, value in figures.items():
             print(f"{key:<28} {value}")

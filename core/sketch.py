@@ -129,8 +129,9 @@ class Sketch:
         return out
 
     def to_bytes(self) -> bytes:
-        keys = np.fromiter(self.buckets.keys(), dtype="<i4", count=len(self.buckets))
-        counts = np.fromiter(self.buckets.values(), dtype="<u4", count=len(self.buckets))
+        ordered = sorted(self.buckets)  # stored keys ascending, so merging stored sketches can skip sorting
+        keys = np.array(ordered, dtype="<i4")
+        counts = np.array([self.buckets[k] for k in ordered], dtype="<u4")
         lo = self.min if self.count else 0.0
         hi = self.max if self.count else 0.0
         header = _HEADER.pack(_MAGIC, len(keys), float(self.count), self.total, lo, hi)

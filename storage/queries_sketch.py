@@ -54,24 +54,40 @@ def parse(blobs: Sequence[bytes | None], groups: Sequence[int] | np.ndarray) -> 
     group = np.fromiter((g for _, g in kept), dtype=np.int64, count=len(kept))
     entry_blob = np.repeat(np.arange(len(kept)), n)
     within = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
-    key_offsets = np.repeat(starts + HEADER_BYTES, n) + 4 * within
-    count_offsets = key_offsets + 4 * np.repeat(n, n)
     entry_valid = valid[entry_blob]
+    if len(buffer) % 4 == 0 and not (starts % 4).any():  # every blob is whole 32-bit words: index words
+        words = buffer.view("<i4")
+        key_words = np.repeat(starts // 4 + HEADER_BYTES // 4, n) + within
+        entry_key = words[key_words].astype(np.int64)
+        entry_count = words.view("<u4")[key_words + np.repeat(n, n)].astype(np.float64)
+    else:
+        key_offsets = np.repeat(starts + HEADER_BYTES, n) + 4 * within
+        entry_key = _gather(buffer, key_offsets, "<i4").astype(np.int64)
+        entry_count = _gather(buffer, key_offsets + 4 * np.repeat(n, n), "<u4").astype(np.float64)
     return ParsedSketches(
         group=group[valid], count=count[valid], total=_gather(buffer, starts + 16, "<f8")[valid],
         low=_gather(buffer, starts + 24, "<f8")[valid], high=_gather(buffer, starts + 32, "<f8")[valid],
-        entry_group=group[entry_blob][entry_valid],
-        entry_key=_gather(buffer, key_offsets, "<i4").astype(np.int64)[entry_valid],
-        entry_count=_gather(buffer, count_offsets, "<u4").astype(np.float64)[entry_valid],
+        entry_group=group[entry_blob][entry_valid], entry_key=entry_key[entry_valid],
+        entry_count=entry_count[entry_valid],
     )
 
 
 def _merged_entries(parsed: ParsedSketches) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(group, key, count) with equal (group, key) pairs summed, sorted by group then key."""
-    order = np.lexsort((parsed.entry_key, parsed.entry_group))
-    group, key, count = parsed.entry_group[order], parsed.entry_key[order], parsed.entry_count[order]
+    group, key, count = parsed.entry_group, parsed.entry_key, parsed.entry_count
     if not len(group):
         return group, key, count
+    if group.min() >= 0 and group.max() < 2**31:
+        combined = (group << 32) + (key + 2**31)  # (group, key) as one ordered int64
+        steps = np.diff(combined)
+        if (steps > 0).all():  # one sketch per group with its keys sorted (as stored): nothing to merge
+            return group, key, count
+        if not (steps >= 0).all():
+            order = np.argsort(combined, kind="stable")
+            group, key, count = group[order], key[order], count[order]
+    else:
+        order = np.lexsort((key, group))
+        group, key, count = group[order], key[order], count[order]
     first = np.nonzero(np.concatenate(([True], (group[1:] != group[:-1]) | (key[1:] != key[:-1]))))[0]
     return group[first], key[first], np.add.reduceat(count, first)
 

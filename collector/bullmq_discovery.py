@@ -12,11 +12,14 @@ Workers: BullMQ has no worker registry. CLIENT LIST names Node workers `<prefix>
 Each worker is reported alive with pid None, its host from the client address (loopback: this host), state
 "idle" while it blocks waiting for jobs, else "busy", and no job counts (BullMQ keeps none per worker).
 
+On a Redis Cluster node, `owns` keeps only the queues whose `:meta` key (and with a `{hash tag}` prefix or
+queue name, every key of the queue) lives on that node: the others are read by their own node's reader.
+
 The first prefix's queues are reported by name; queues of further prefixes as `<prefix>:<name>`.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,8 +57,10 @@ class BullMQDiscovery:
     """Queues known under each prefix, the incremental SCAN over `:meta` hashes, and worker connections."""
 
     def __init__(self, client: redis.Redis, layouts: Sequence[BullMQLayout], *, queues: Sequence[str] | None,
-                 scan_count: int, hostname: str, problems: ProblemLog | None = None) -> None:
+                 scan_count: int, hostname: str, problems: ProblemLog | None = None,
+                 owns: Callable[[str], bool] | None = None) -> None:
         self.client = client
+        self.owns = owns
         self.layouts = list(layouts)
         self.fixed_queues = list(queues) if queues is not None else None
         self.scan_count = scan_count
@@ -117,8 +122,9 @@ class BullMQDiscovery:
                 if found and as_name(found[1].queue):
                     names[found[0].prefix].add(found[1].queue)
         first = self.layouts[0].prefix
-        return [QueueRef(queue if layout.prefix == first else f"{layout.prefix}:{queue}", queue, layout)
+        refs = [QueueRef(queue if layout.prefix == first else f"{layout.prefix}:{queue}", queue, layout)
                 for layout in self.layouts for queue in sorted(names[layout.prefix])]
+        return refs if self.owns is None else [ref for ref in refs if self.owns(ref.key("meta"))]
 
     def keep(self, ref: QueueRef, *, exists: bool, is_job_hash: bool) -> bool:
         """Whether a snapshot is a live queue; forgets gone queues and job hashes that looked like `:meta`."""

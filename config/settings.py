@@ -237,9 +237,11 @@ def check_redis_urls(urls: str) -> None:
     """SettingsError, naming the URL with its password hidden, unless every comma-separated URL parses."""
     from redis.connection import parse_url
 
+    from config.redis_urls import is_sentinel_url, parse_sentinel_url
+
     for url in _split(urls) or [urls]:
         try:
-            parse_url(url)
+            parse_sentinel_url(url) if is_sentinel_url(url) else parse_url(url)
         except ValueError as exc:
             raise SettingsError(f"bad Redis URL {redacted(url)}: {exc}") from exc
 

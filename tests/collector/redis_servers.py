@@ -107,3 +107,61 @@ def start_cluster(directory: Path, masters: int = 3) -> Servers:
         servers.stop()
         raise
     return servers
+
+
+def start_sentinel(directory: Path, master: str = "mymaster") -> tuple[Servers, int, int, int]:
+    """A real master, its replica and one sentinel watching them: (servers, master, replica, sentinel port)."""
+    servers = Servers()
+    try:
+        master_port = start_server(servers, directory / "master")
+        replica_port = start_server(servers, directory / "replica", "--replicaof", "127.0.0.1", str(master_port))
+        replica = redis.Redis(host="127.0.0.1", port=replica_port)
+        wait_for(lambda: replica.info("replication").get("master_link_status") == "up", "replica in sync")
+        sentinel_port = start_server(
+            servers, directory / "sentinel", f"sentinel monitor {master} 127.0.0.1 {master_port} 1",
+            f"sentinel down-after-milliseconds {master} 2000", f"sentinel failover-timeout {master} 10000",
+            sentinel=True)
+        sentinel = redis.Redis(host="127.0.0.1", port=sentinel_port)
+        wait_for(lambda: len(sentinel.sentinel_slaves(master)) == 1, "sentinel sees the replica")
+    except BaseException:
+        servers.stop()
+        raise
+    return servers, master_port, replica_port, sentinel_port
+
+
+def make_certificates(directory: Path) -> dict[str, Path]:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate signed by it, and another CA."""
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True, timeout=60)
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for ca in ("ca", "other-ca"):
+        run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN=queuewatch test {ca}",
+            "-keyout", f"{ca}.key", "-out", f"{ca}.crt")
+    (directory / "server.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    for name in ("server", "client"):
+        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", f"{name}.key",
+            "-out", f"{name}.csr")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-days", "2", "-out", f"{name}.crt", *(["-extfile", "server.ext"] if name == "server" else []))
+    return {name: directory / name for name in ("ca.crt", "other-ca.crt", "server.crt", "server.key",
+                                                 "client.crt", "client.key")}
+
+
+def start_tls_server(directory: Path, certs: dict[str, Path]) -> tuple[Servers, int]:
+    """A redis-server that listens with TLS only and requires client certificates of the CA."""
+    servers = Servers()
+    port = free_port()
+
+    def ping(p: int) -> bool:
+        return redis.Redis(host="127.0.0.1", port=p, ssl=True, ssl_ca_certs=str(certs["ca.crt"]),
+                           ssl_certfile=str(certs["client.crt"]), ssl_keyfile=str(certs["client.key"]),
+                           socket_timeout=2).ping()
+    try:
+        start_server(servers, directory, "--port", "0", "--tls-port", str(port), "--tls-cert-file",
+                     str(certs["server.crt"]), "--tls-key-file", str(certs["server.key"]), "--tls-ca-cert-file",
+                     str(certs["ca.crt"]), "--tls-auth-clients", "yes", port=port, ping=ping)
+    except BaseException:
+        servers.stop()
+        raise
+    return servers, port

@@ -27,6 +27,15 @@ from config.settings import SettingsError, redacted
 SOCKET_TIMEOUT_S = 10.0
 CONNECT_TIMEOUT_S = 5.0
 
+READ_ONLY_ACL = ("%R~* &* -@all +ping +hello +auth +select +client|list +info +time +multi +exec "
+                 "+scan +smembers +llen +lrange +zcard +zcount +zrange +zrangebyscore +zrevrangebyscore +hgetall "
+                 "+hget +hmget +hlen +hrandfield +lindex +exists +xrange +xrevrange +mget +psubscribe +punsubscribe "
+                 "+cluster|slots")
+"""The ACL rules of a collector's Redis user (Redis >= 7.0): every key readable (`%R~*`, read-only key
+access), every channel subscribable, and only the commands the readers send: connection set-up, INFO (is it a
+cluster node?), discovery, counts, the Celery event subscription, the cluster slot map. The collector writes
+nothing in Redis, so the user holds no write command and no writable key."""
+
 
 @dataclass(frozen=True)
 class SlotRange:

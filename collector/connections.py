@@ -79,16 +79,16 @@ def connect(url: str) -> redis.Redis:
     return client
 
 
-def check_url(url: str) -> None:
-    """SettingsError unless `url` is a usable Redis URL of any supported form (no connection is made)."""
-    connect(url).close()
-
-
 def source_label(url: str) -> str:
     """The URL as alerts and logs name it: without user or password, with no query."""
     scheme, _, rest = url.partition("://")
     rest = rest.split("?", 1)[0]
     return f"{scheme}://{rest.rsplit('@', 1)[-1]}"
+
+
+def one_slot(prefixes: list[str]) -> bool:
+    """Whether every key under these prefixes hashes to one slot (they share one `{hash tag}`)."""
+    return len({key_slot(f"{prefix}:{suffix}".encode()) for prefix in prefixes for suffix in ("a", "b")}) == 1
 
 
 def is_sentinel(client: redis.Redis) -> bool:

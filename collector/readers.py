@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import redis
 
@@ -9,7 +10,7 @@ from collector.bullmq_reader import BullMQReader
 from collector.celery_reader import CeleryReader
 from collector.alerting import redis_source
 from collector.cluster import ClusterReader, DetectingReader, SentinelReader
-from collector.connections import ClusterNode, connect, is_cluster, is_sentinel, source_label
+from collector.connections import ClusterNode, connect, is_cluster, is_sentinel, one_slot, source_label
 from collector.loop import Reader
 from collector.rq_layout import RQLayout
 from collector.rq_reader import RQReader
@@ -31,23 +32,25 @@ def close_readers(readers: list[Reader]) -> None:
             close()
 
 
-def _library_reader(settings: Settings, library: str, client: redis.Redis, **node: object) -> Reader:
-    """One library's reader over one plain Redis (`node`: the options of a Redis Cluster master's reader)."""
+def _library_reader(settings: Settings, library: str, client: redis.Redis, *, node: bool = False,
+                    owns: Callable[[str], bool] | None = None) -> Reader:
+    """One library's reader over one plain Redis; `node`: a Redis Cluster master, whose snapshot is one
+    transaction only when every key read shares one slot, and which reads the keys `owns` accepts."""
     if library == "rq":
         return RQReader(client, key_prefix=settings.rq_key_prefix, sample_jobs=settings.sample_jobs_per_cycle,
-                        atomic=not node)
+                        atomic=not node or one_slot([settings.rq_key_prefix]))
     if library == "bullmq":
         prefixes = [p.strip() for p in settings.bullmq_prefixes.split(",") if p.strip()] or ["bull"]
         return BullMQReader(client, prefixes=prefixes, sample_jobs=settings.sample_jobs_per_cycle,
-                            atomic=not node, owns=node.get("owns"))  # type: ignore[arg-type]
+                            atomic=not node or one_slot(prefixes), owns=owns)
     queues = [q.strip() for q in settings.celery_queues.split(",") if q.strip()]
     return CeleryReader(client, queues=queues, sample_jobs=settings.sample_jobs_per_cycle)
 
 
 def _cluster_reader(settings: Settings, library: str, client: redis.Redis) -> Reader:
     """One library's reader of a Redis Cluster: BullMQ on every master, RQ on the master of its queues set."""
-    def make(node: ClusterNode, owns) -> Reader:
-        return _library_reader(settings, library, node.client, owns=owns)
+    def make(node: ClusterNode, owns: Callable[[str], bool]) -> Reader:
+        return _library_reader(settings, library, node.client, node=True, owns=owns)
 
     home_key = RQLayout(settings.rq_key_prefix).queues_set if library == "rq" else None
     return ClusterReader(library, client, make, source=redis_source(client), home_key=home_key)

@@ -58,13 +58,13 @@ def _tagged_queues(ports: list[int], per_master: int, start: int = 0) -> list[st
     return [name for names in found.values() for name in names]
 
 
-def _bullmq(ports: list[int], plan: list[dict]) -> dict[str, dict]:
+def _bullmq(ports: list[int], plan: list[dict], *, prefixes: str = PREFIXES) -> dict[str, dict]:
     """Run tests/collector/node/cluster.js: real BullMQ queues and workers over an ioredis Cluster; returns
     getJobCounts() by the name the collector reports (first prefix: the queue name, else `<prefix>:<queue>`)."""
     nodes = json.dumps([{"host": "127.0.0.1", "port": port} for port in ports])
     out = subprocess.run(["node", str(NODE_DIR / "cluster.js"), nodes, json.dumps(plan)], check=True,
                          timeout=180, capture_output=True, text=True).stdout
-    first = PREFIXES.split(",")[0]
+    first = prefixes.split(",")[0]
     return {queue if prefix == first else f"{prefix}:{queue}": counts
             for key, counts in json.loads(out.strip().splitlines()[-1]).items()
             for prefix, queue in [key.split("|", 1)]}
@@ -123,6 +123,7 @@ def test_bullmq_queues_on_every_master_count_as_get_job_counts(cluster, db_url):
     try:
         assert [type(reader) for reader in readers] == [ClusterReader]
         assert collector.run_cycle().ok
+        assert not any(reader.atomic for reader in readers[0].readers.values())  # tags of many slots
         second = collector.run_cycle()
         assert second.ok and second.error is None and second.queue_count == len(expected)
         rows = _latest(collector.engine)
@@ -138,6 +139,21 @@ def test_bullmq_queues_on_every_master_count_as_get_job_counts(cluster, db_url):
         _assert_counts(_latest(collector.engine), {**expected, **more})
         assert collector.run_cycle().round_trips == steady  # 14 queues cost what 5 did
         assert _duplicates(collector.engine) == 0
+    finally:
+        close_readers(readers)
+
+
+def test_one_hash_tag_prefix_is_read_in_one_transaction_on_its_master(cluster, db_url):
+    _flush(cluster)
+    expected = _bullmq(cluster, [{"queue": "alpha", "prefix": "{bull}", "succeed": 2, "fail": 1, "waiting": 2},
+                                 {"queue": "beta", "prefix": "{bull}", "waiting": 3, "delayed": 1}],
+                       prefixes="{bull}")
+    collector, readers = _collector(cluster, db_url, libraries="bullmq", bullmq_prefixes="{bull}")
+    try:
+        assert collector.run_cycle().ok and collector.run_cycle().ok
+        _assert_counts(_latest(collector.engine), expected)
+        node_readers = list(readers[0].readers.values())
+        assert len(node_readers) == 3 and all(reader.atomic for reader in node_readers)
     finally:
         close_readers(readers)
 

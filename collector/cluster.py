@@ -15,15 +15,37 @@ former master), so the cycle after a failover reads the new master.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import redis
 
 from collector.connections import ClusterNode, cluster_masters, follow_master, is_cluster
 from collector.loop import Reader
 from core.model import Cursor, RedisReading
+from core.problems import ProblemLog, shown_key
 
-NodeReaderFactory = Callable[[ClusterNode, Callable[[str], bool]], Reader]
-"""Builds the reader of one master, given that master and a test of which keys it serves."""
+NodeReaderFactory = Callable[[ClusterNode, Callable[[str], bool], ProblemLog], Reader]
+"""Builds the reader of one master, given that master, a test of which keys it serves and its problem log."""
+REDIRECTS = ("MovedError", "AskError")
+
+
+class ClusterProblems(ProblemLog):
+    """A master's problem log that names a MOVED/ASK reply (slots moving between masters) for what it is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._redirects: set[str] = set()
+
+    def report(self, key: Any, what: str) -> bool:
+        if what.startswith(REDIRECTS):
+            self.reported += 1
+            if what in self._redirects or len(self._redirects) >= self.max_keys:  # one line per slot and target
+                return False
+            self._redirects.add(what)
+            self.logger.warning("Redis Cluster slot of %s is moving between masters (%s); its figures are "
+                                "blank this cycle, the next cycle reads the new slot map", shown_key(key), what)
+            return True
+        return super().report(key, what)
 
 
 class ClusterReader:
@@ -53,7 +75,8 @@ class ClusterReader:
         for node in wanted:
             reader = self.readers.get(node.address)
             if reader is None:
-                reader = self.readers[node.address] = self.make_reader(node, self._owner_test(node.address))
+                reader = self.readers[node.address] = self.make_reader(node, self._owner_test(node.address),
+                                                                       ClusterProblems())
             readings.append(reader.read(cursors, unseen=unseen))
         return merge(readings, extra_round_trips=1)
 

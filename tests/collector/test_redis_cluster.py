@@ -178,6 +178,7 @@ def test_a_queue_whose_slot_moves_is_read_from_its_new_master(cluster, db_url):
 
         midway = collector.run_cycle()  # some keys answer ASK: those figures are unavailable, nothing crashes
         assert midway.ok and midway.queue_count <= 1
+        assert sum(reader.problems.reported for reader in readers[0].readers.values()) > 0  # the ASK replies
 
         rest = src.execute_command("CLUSTER GETKEYSINSLOT", slot, 1000)
         src.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *rest)

@@ -18,6 +18,7 @@ from collector.readers import build_readers, close_readers
 from config.settings import load_settings
 from storage.engine import make_engine
 from storage.schema import queue_snapshots
+from storage.status import REDIS_OUTAGE_PREFIX
 from tests.collector.redis_servers import start_cluster, wait_for
 from tests.conftest import REPO_ROOT
 
@@ -253,3 +254,22 @@ def test_rq_without_a_hash_tag_cannot_run_on_a_cluster(cluster):
         done = subprocess.run([sys.executable, "-c", script, url], cwd=REPO_ROOT, env=env, timeout=60,
                               capture_output=True, text=True)
         assert done.returncode != 0 and refusal in done.stderr, done.stderr[-2000:]
+
+
+def test_a_master_that_stops_is_an_outage_of_the_configured_url(tmp_path, db_url):
+    servers = start_cluster(tmp_path / "own")
+    try:
+        ports = servers.ports
+        _bullmq(ports, [{"queue": name, "prefix": "bull", "waiting": 1} for name in _tagged_queues(ports, 1)])
+        collector, readers = _collector(ports, db_url, libraries="bullmq")
+        try:
+            assert collector.run_cycle().ok
+            servers.procs[2].terminate()
+            servers.procs[2].wait(timeout=10)
+            failed = collector.run_cycle()
+            assert not failed.ok and failed.error.startswith(REDIS_OUTAGE_PREFIX)
+            assert collector.redis_failures == {f"redis://127.0.0.1:{ports[0]}/0": 1}  # the URL, not the node
+        finally:
+            close_readers(readers)
+    finally:
+        servers.stop()

@@ -2,6 +2,7 @@
 failover the next cycle reads the new one."""
 from __future__ import annotations
 
+import pytest
 import redis
 from sqlalchemy import func, select
 
@@ -12,8 +13,6 @@ from storage.engine import make_engine
 from storage.schema import queue_snapshots
 from tests.collector.redis_servers import start_sentinel, wait_for
 from tests.collector.rq_fill import fill_rq, rq_counts, stored_counts
-
-import pytest
 
 
 def _latest(engine) -> dict[str, dict]:
@@ -75,3 +74,10 @@ def test_the_query_form_names_the_master_and_db():
     assert (parsed.sentinels, parsed.master, parsed.db, parsed.username, parsed.password) == (
         [("10.0.0.1", 26379), ("10.0.0.2", 26379)], "main", 2, "app", "s3cret")
     assert parsed.sentinel_auth == {"password": "sp"} and parsed.options == {"socket_timeout": "3"}
+
+
+def test_a_sentinel_url_with_several_hosts_is_one_of_the_comma_separated_urls():
+    settings = load_settings(env={}, redis_url="redis://a:6379/0,redis+sentinel://u:pw@h1:26379,h2:26380/m/1,"
+                                               "rediss://b:6380/0")
+    assert settings.redis_urls == ["redis://a:6379/0", "redis+sentinel://u:pw@h1:26379,h2:26380/m/1",
+                                   "rediss://b:6380/0"]

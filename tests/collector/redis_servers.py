@@ -88,14 +88,15 @@ def _is_free(port: int) -> bool:
     return True
 
 
-def start_cluster(directory: Path, masters: int = 3) -> Servers:
+def start_cluster(directory: Path, masters: int = 3, *, first_port: int | None = None) -> Servers:
     """A real Redis Cluster of `masters` masters and no replicas, in state ok on every node."""
     servers = Servers()
     try:
         for index in range(masters):
             node_dir = directory / f"node{index}"
             start_server(servers, node_dir, "--cluster-enabled", "yes", "--cluster-config-file",
-                         str(node_dir / "nodes.conf"), "--cluster-node-timeout", "5000", port=cluster_port())
+                         str(node_dir / "nodes.conf"), "--cluster-node-timeout", "5000",
+                         port=first_port if index == 0 and first_port else cluster_port())
         subprocess.run([shutil.which("redis-cli") or "redis-cli", "--cluster", "create",
                         *[f"127.0.0.1:{port}" for port in servers.ports], "--cluster-replicas", "0",
                         "--cluster-yes"], check=True, timeout=60, stdout=subprocess.DEVNULL)

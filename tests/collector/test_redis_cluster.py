@@ -12,14 +12,14 @@ import redis
 from redis.crc import key_slot
 from sqlalchemy import func, select
 
-from collector.cluster import ClusterReader
+from collector.cluster import ClusterReader, DetectingReader
 from collector.loop import Collector
 from collector.readers import build_readers, close_readers
 from config.settings import load_settings
 from storage.engine import make_engine
 from storage.schema import queue_snapshots
 from storage.status import REDIS_OUTAGE_PREFIX
-from tests.collector.redis_servers import start_cluster, wait_for
+from tests.collector.redis_servers import cluster_port, start_cluster, wait_for
 from tests.conftest import REPO_ROOT
 
 NODE_DIR = REPO_ROOT / "tests" / "collector" / "node"
@@ -99,10 +99,10 @@ def _duplicates(engine) -> int:
 def _assert_counts(rows: dict[str, dict], expected: dict[str, dict]) -> None:
     for name, counts in expected.items():
         row = rows[name]
+        waiting = counts["waiting"] + counts["prioritized"] + counts.get("paused", 0)
         assert (row["waiting"], row["active"], row["scheduled"], row["deferred"], row["failed"],
-                row["completed"]) == (counts["waiting"] + counts["prioritized"] + counts.get("paused", 0), counts["active"],
-                                      counts["delayed"], counts["waiting-children"], counts["failed"],
-                                      counts["completed"]), name
+                row["completed"]) == (waiting, counts["active"], counts["delayed"], counts["waiting-children"],
+                                      counts["failed"], counts["completed"]), name
 
 
 def _collector(ports: list[int], db_url: str, **settings):
@@ -273,3 +273,22 @@ def test_a_master_that_stops_is_an_outage_of_the_configured_url(tmp_path, db_url
             close_readers(readers)
     finally:
         servers.stop()
+
+
+def test_a_cluster_unreachable_at_start_is_recognised_on_its_first_cycle(tmp_path, db_url):
+    port = cluster_port()
+    collector, readers = _collector([port], db_url, libraries="bullmq")  # nothing listens yet
+    try:
+        assert [type(reader) for reader in readers] == [DetectingReader]
+        assert not collector.run_cycle().ok
+        servers = start_cluster(tmp_path / "late", first_port=port)
+        try:
+            expected = _bullmq(servers.ports, [{"queue": name, "prefix": "bull", "waiting": 2, "delayed": 1}
+                                               for name in _tagged_queues(servers.ports, 1)])
+            assert collector.run_cycle().ok
+            assert isinstance(readers[0].reader, ClusterReader)
+            _assert_counts(_latest(collector.engine), expected)
+        finally:
+            servers.stop()
+    finally:
+        close_readers(readers)

@@ -13,7 +13,9 @@ Each worker is reported alive with pid None, its host from the client address (l
 "idle" while it blocks waiting for jobs, else "busy", and no job counts (BullMQ keeps none per worker).
 
 On a Redis Cluster node, `owns` keeps only the queues whose `:meta` key (and with a `{hash tag}` prefix or
-queue name, every key of the queue) lives on that node: the others are read by their own node's reader.
+queue name, every key of the queue) lives on that node: the others are read by their own node's reader. A
+worker's ioredis Cluster client names its connections to other masters too; only the connections on the master
+of its queue (where its blocking connection waits) are counted, so each worker is listed once.
 
 The first prefix's queues are reported by name; queues of further prefixes as `<prefix>:<name>`.
 """
@@ -140,7 +142,7 @@ class BullMQDiscovery:
         name = text(entry.get("name")) or ""
         for layout in self.layouts:
             found = worker_client(name, layout.prefix, self.known[layout.prefix])
-            if found:
+            if found and (self.owns is None or self.owns(layout.key(found.queue, "meta"))):
                 return layout, found
         return None
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import redis
@@ -294,3 +295,28 @@ def test_a_cluster_unreachable_at_start_is_recognised_on_its_first_cycle(tmp_pat
             servers.stop()
     finally:
         close_readers(readers)
+
+
+def test_a_running_worker_is_listed_once_by_the_master_of_its_queue(cluster, db_url):
+    _flush(cluster)
+    names = _tagged_queues(cluster, per_master=1)
+    nodes = json.dumps([{"host": "127.0.0.1", "port": port} for port in cluster])
+    plan = json.dumps([{"queue": name, "prefix": "bull", "waiting": 1, "hold": True} for name in names])
+    workers = subprocess.Popen(["node", str(NODE_DIR / "cluster.js"), nodes, plan], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        assert workers.stdout.readline().startswith("{")  # every worker is ready
+        collector, readers = _collector(cluster, db_url, libraries="bullmq")
+        try:
+            wait_for(lambda: collector.run_cycle().worker_count == len(names), "workers listed")
+            for _ in range(5):  # the workers' clients also name connections to other masters: never counted
+                time.sleep(0.5)
+                assert collector.run_cycle().worker_count == len(names)
+            listed = [reading for reader in readers[0].readers.values()
+                      for reading in reader.discovery.workers(reader.discovery.discover(), 0.0)]
+            assert sorted(worker.queues[0] for worker in listed) == sorted(names)
+        finally:
+            close_readers(readers)
+    finally:
+        workers.stdin.close()
+        workers.wait(timeout=30)

@@ -60,7 +60,7 @@ class BullMQDiscovery:
 
     def __init__(self, client: redis.Redis, layouts: Sequence[BullMQLayout], *, queues: Sequence[str] | None,
                  scan_count: int, hostname: str, problems: ProblemLog | None = None,
-                 owns: Callable[[str], bool] | None = None) -> None:
+                 owns: Callable[[str], bool] | None = None, known: dict[str, set[str]] | None = None) -> None:
         self.client = client
         self.owns = owns
         self.layouts = list(layouts)
@@ -68,8 +68,11 @@ class BullMQDiscovery:
         self.scan_count = scan_count
         self.hostname = hostname
         self.problems = problems or ProblemLog()
-        self.known: dict[str, set[str]] = {layout.prefix: set(self.fixed_queues or ())
-                                           for layout in self.layouts}
+        self.known: dict[str, set[str]] = known if known is not None else {}
+        """Queues known per prefix; the readers of a cluster's masters share one, so a queue whose slot moves
+        is read by its new master on the next cycle, before that master's scan reaches it."""
+        for layout in self.layouts:
+            self.known.setdefault(layout.prefix, set()).update(self.fixed_queues or ())
         self._scan_cursors: dict[str, int] | None = None
 
     @property

@@ -129,7 +129,7 @@ class BullMQReader:
                  queues: Sequence[str] | None = None, scan_count: int = DEFAULT_SCAN_COUNT,
                  head_probe: int = DEFAULT_HEAD_PROBE, unprioritized_tier: int = NORMAL,
                  hostname: str | None = None, problems: ProblemLog | None = None, atomic: bool = True,
-                 owns: Callable[[str], bool] | None = None) -> None:
+                 owns: Callable[[str], bool] | None = None, known: dict[str, set[str]] | None = None) -> None:
         if throughput_source not in THROUGHPUT_SOURCES:
             raise ValueError(f"throughput_source must be one of {THROUGHPUT_SOURCES}, not {throughput_source!r}")
         if not prefixes:
@@ -147,7 +147,8 @@ class BullMQReader:
         self.probe = Probe(self.sample_jobs, self.head_probe, self.events_per_cycle)
         self.discovery = BullMQDiscovery(
             self.client, self.layouts, queues=queues, scan_count=max(1, scan_count),
-            hostname=hostname if hostname is not None else socket.gethostname(), problems=self.problems, owns=owns)
+            hostname=hostname if hostname is not None else socket.gethostname(), problems=self.problems, owns=owns,
+            known=known)
         self.last_extras: dict[str, BullMQExtras] = {}
 
     def read(self, cursors: Mapping[str, Cursor], *, unseen: Cursor = BASELINE) -> RedisReading:

@@ -34,24 +34,30 @@ def close_readers(readers: list[Reader]) -> None:
 
 
 def _library_reader(settings: Settings, library: str, client: redis.Redis, *, node: bool = False,
-                    owns: Callable[[str], bool] | None = None, problems: ProblemLog | None = None) -> Reader:
+                    owns: Callable[[str], bool] | None = None, problems: ProblemLog | None = None,
+                    known: dict[str, set[str]] | None = None) -> Reader:
     """One library's reader over one plain Redis; `node`: a Redis Cluster master, whose snapshot is one
-    transaction only when every key read shares one slot, and which reads the keys `owns` accepts."""
+    transaction only when every key read shares one slot, and which reads the keys `owns` accepts (BullMQ
+    queues `known` are shared by the masters' readers)."""
     if library == "rq":
         return RQReader(client, key_prefix=settings.rq_key_prefix, sample_jobs=settings.sample_jobs_per_cycle,
                         atomic=not node or one_slot([settings.rq_key_prefix]), problems=problems)
     if library == "bullmq":
         prefixes = [p.strip() for p in settings.bullmq_prefixes.split(",") if p.strip()] or ["bull"]
         return BullMQReader(client, prefixes=prefixes, sample_jobs=settings.sample_jobs_per_cycle,
-                            atomic=not node or one_slot(prefixes), owns=owns, problems=problems)
+                            atomic=not node or one_slot(prefixes), owns=owns, problems=problems,
+                            known=known)
     queues = [q.strip() for q in settings.celery_queues.split(",") if q.strip()]
     return CeleryReader(client, queues=queues, sample_jobs=settings.sample_jobs_per_cycle)
 
 
 def _cluster_reader(settings: Settings, library: str, client: redis.Redis) -> Reader:
     """One library's reader of a Redis Cluster: BullMQ on every master, RQ on the master of its queues set."""
+    known: dict[str, set[str]] = {}
+
     def make(node: ClusterNode, owns: Callable[[str], bool], problems: ProblemLog) -> Reader:
-        return _library_reader(settings, library, node.client, node=True, owns=owns, problems=problems)
+        return _library_reader(settings, library, node.client, node=True, owns=owns, problems=problems,
+                               known=known)
 
     home_key = RQLayout(settings.rq_key_prefix).queues_set if library == "rq" else None
     return ClusterReader(library, client, make, source=redis_source(client), home_key=home_key)

@@ -19,6 +19,12 @@ def redis_source(client: Any) -> str:
     return "?"
 
 
+def reader_source(reader: Any) -> str:
+    """The configured Redis a reader reads, as alerts name it: its `source` (a cluster or Sentinel URL without
+    password) or else its client's address (see redis_source)."""
+    return getattr(reader, "source", None) or redis_source(getattr(reader, "client", None))
+
+
 @dataclass
 class CycleAlerts:
     """What a cycle knows for alerting: queue breaches, which Redis each queue came from, which Redis failed."""

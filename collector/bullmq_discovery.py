@@ -12,11 +12,16 @@ Workers: BullMQ has no worker registry. CLIENT LIST names Node workers `<prefix>
 Each worker is reported alive with pid None, its host from the client address (loopback: this host), state
 "idle" while it blocks waiting for jobs, else "busy", and no job counts (BullMQ keeps none per worker).
 
+On a Redis Cluster node, `owns` keeps only the queues whose `:meta` key (and with a `{hash tag}` prefix or
+queue name, every key of the queue) lives on that node: the others are read by their own node's reader. A
+worker's ioredis Cluster client names its connections to other masters too; only the connections on the master
+of its queue (where its blocking connection waits) are counted, so each worker is listed once.
+
 The first prefix's queues are reported by name; queues of further prefixes as `<prefix>:<name>`.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,15 +59,20 @@ class BullMQDiscovery:
     """Queues known under each prefix, the incremental SCAN over `:meta` hashes, and worker connections."""
 
     def __init__(self, client: redis.Redis, layouts: Sequence[BullMQLayout], *, queues: Sequence[str] | None,
-                 scan_count: int, hostname: str, problems: ProblemLog | None = None) -> None:
+                 scan_count: int, hostname: str, problems: ProblemLog | None = None,
+                 owns: Callable[[str], bool] | None = None, known: dict[str, set[str]] | None = None) -> None:
         self.client = client
+        self.owns = owns
         self.layouts = list(layouts)
         self.fixed_queues = list(queues) if queues is not None else None
         self.scan_count = scan_count
         self.hostname = hostname
         self.problems = problems or ProblemLog()
-        self.known: dict[str, set[str]] = {layout.prefix: set(self.fixed_queues or ())
-                                           for layout in self.layouts}
+        self.known: dict[str, set[str]] = known if known is not None else {}
+        """Queues known per prefix; the readers of a cluster's masters share one, so a queue whose slot moves
+        is read by its new master on the next cycle, before that master's scan reaches it."""
+        for layout in self.layouts:
+            self.known.setdefault(layout.prefix, set()).update(self.fixed_queues or ())
         self._scan_cursors: dict[str, int] | None = None
 
     @property
@@ -117,8 +127,9 @@ class BullMQDiscovery:
                 if found and as_name(found[1].queue):
                     names[found[0].prefix].add(found[1].queue)
         first = self.layouts[0].prefix
-        return [QueueRef(queue if layout.prefix == first else f"{layout.prefix}:{queue}", queue, layout)
+        refs = [QueueRef(queue if layout.prefix == first else f"{layout.prefix}:{queue}", queue, layout)
                 for layout in self.layouts for queue in sorted(names[layout.prefix])]
+        return refs if self.owns is None else [ref for ref in refs if self.owns(ref.key("meta"))]
 
     def keep(self, ref: QueueRef, *, exists: bool, is_job_hash: bool) -> bool:
         """Whether a snapshot is a live queue; forgets gone queues and job hashes that looked like `:meta`."""
@@ -134,7 +145,7 @@ class BullMQDiscovery:
         name = text(entry.get("name")) or ""
         for layout in self.layouts:
             found = worker_client(name, layout.prefix, self.known[layout.prefix])
-            if found:
+            if found and (self.owns is None or self.owns(layout.key(found.queue, "meta"))):
                 return layout, found
         return None
 

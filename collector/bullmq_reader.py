@@ -1,7 +1,8 @@
 """The BullMQ backend: reads BullMQ queues and worker connections from Redis in three round trips, never writing.
 
 Verified against Python bullmq 3.4.4 and Node bullmq 6.7.0 (the same Lua scripts), on Redis 7.0; needs
-Redis >= 6.2 (SCAN TYPE, exclusive XRANGE ids) and one Redis node (no RedisCluster client).
+Redis >= 6.2 (SCAN TYPE, exclusive XRANGE ids). On a Redis Cluster one reader reads each master
+(collector/cluster.py): `owns` keeps the queues whose `:meta` key lives on that master, `atomic=False`.
 
 Round trips per cycle, whatever the number of queues, jobs or workers:
 1. discovery: CLIENT LIST and one SCAN step (`MATCH <prefix>:*:meta COUNT scan_count TYPE hash`) per prefix;
@@ -69,7 +70,7 @@ from __future__ import annotations
 
 import dataclasses
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import redis
@@ -127,12 +128,14 @@ class BullMQReader:
                  throughput_source: str = "auto", events_per_cycle: int = DEFAULT_EVENTS_PER_CYCLE,
                  queues: Sequence[str] | None = None, scan_count: int = DEFAULT_SCAN_COUNT,
                  head_probe: int = DEFAULT_HEAD_PROBE, unprioritized_tier: int = NORMAL,
-                 hostname: str | None = None, problems: ProblemLog | None = None) -> None:
+                 hostname: str | None = None, problems: ProblemLog | None = None, atomic: bool = True,
+                 owns: Callable[[str], bool] | None = None, known: dict[str, set[str]] | None = None) -> None:
         if throughput_source not in THROUGHPUT_SOURCES:
             raise ValueError(f"throughput_source must be one of {THROUGHPUT_SOURCES}, not {throughput_source!r}")
         if not prefixes:
             raise ValueError("at least one prefix is needed")
         self.client = counting(client)
+        self.atomic = atomic
         self.problems = problems or ProblemLog()
         self.layouts = [BullMQLayout(prefix) for prefix in dict.fromkeys(prefixes)]
         self.sample_jobs = max(0, sample_jobs)
@@ -144,7 +147,8 @@ class BullMQReader:
         self.probe = Probe(self.sample_jobs, self.head_probe, self.events_per_cycle)
         self.discovery = BullMQDiscovery(
             self.client, self.layouts, queues=queues, scan_count=max(1, scan_count),
-            hostname=hostname if hostname is not None else socket.gethostname(), problems=self.problems)
+            hostname=hostname if hostname is not None else socket.gethostname(), problems=self.problems, owns=owns,
+            known=known)
         self.last_extras: dict[str, BullMQExtras] = {}
 
     def read(self, cursors: Mapping[str, Cursor], *, unseen: Cursor = BASELINE) -> RedisReading:
@@ -175,8 +179,9 @@ class BullMQReader:
                             round_trips=self.client.round_trips - trips_before, unavailable=UNAVAILABLE)
 
     def _snapshot(self, plans: Sequence[tuple[QueueRef, Cursor]]) -> tuple[float, list[QueueSnap]]:
-        """Round trip 2: one atomic snapshot of every queue, with TIME."""
-        pipe = self.client.pipeline(transaction=True)
+        """Round trip 2: one atomic snapshot of every queue, with TIME (a plain pipeline when `atomic` is off: a
+        Redis Cluster node refuses MULTI over keys of several slots)."""
+        pipe = self.client.pipeline(transaction=self.atomic)
         pipe.time()
         snaps = []
         for ref, cursor in plans:

@@ -11,7 +11,7 @@ from typing import Callable, Protocol, Sequence
 import redis
 from sqlalchemy import Engine
 
-from collector.alerting import CycleAlerts, consecutive, redis_source
+from collector.alerting import CycleAlerts, consecutive, reader_source
 from collector.agents import AGENT_SOURCE, AgentIndex, agent_memory, read_agent_index, with_agents
 from core.backoff import backoff_s
 from core.derive import RATE_WINDOW_S, QueueWindow, WindowEntry, snapshot_row
@@ -110,11 +110,11 @@ class Collector:
                 readings.append((reader, reader.read(cursors, unseen=unseen)))
             except REDIS_ERRORS as exc:
                 errors.append(f"{REDIS_OUTAGE_PREFIX} ({reader.library}): {exc}")
-                failed.add(redis_source(getattr(reader, "client", None)))
+                failed.add(reader_source(reader))
             except UNEXPECTED_REPLY_ERRORS as exc:  # replies of the wrong shape: whatever answers is not Redis
                 errors.append(f"{REDIS_OUTAGE_PREFIX} ({reader.library}): replies that Redis would not send "
                               f"({type(exc).__name__}: {exc})")
-                failed.add(redis_source(getattr(reader, "client", None)))
+                failed.add(reader_source(reader))
         return readings, errors, failed
 
     def run_cycle(self) -> CycleResult:
@@ -151,7 +151,7 @@ class Collector:
                 queue_rows.append(row)
                 cycle_alerts.breaches.setdefault(queue.queue_name, []).extend(queue_breaches)
                 cycle_alerts.libraries.setdefault(queue.queue_name, queue.library)
-                cycle_alerts.source_of_queue.setdefault(queue.queue_name, redis_source(getattr(reader, "client", None)))
+                cycle_alerts.source_of_queue.setdefault(queue.queue_name, reader_source(reader))
             stored.append((reading.read_at_s, kept))
         workers_rss_mb = sum(r["rss_mb"] or 0.0 for r in worker_rows
                              if r["alive"] and r["hostname"] == self.hostname)
@@ -171,7 +171,7 @@ class Collector:
                            round_trips=round_trips, alert_changes=changes, error="; ".join(errors) or None)
 
     def _cycle_alerts(self, now_s: float, errors: list[str]) -> CycleAlerts:
-        sources = {redis_source(getattr(reader, "client", None)) for reader in self.readers}
+        sources = {reader_source(reader) for reader in self.readers}
         return CycleAlerts(now_s, self.settings.alert_timings, sources=sources, failed=dict(self.redis_failures),
                            some_reader_failed=bool(errors))
 

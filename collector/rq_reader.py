@@ -118,8 +118,10 @@ class RQReader:
     def __init__(self, client: redis.Redis, *, key_prefix: str = "rq", sample_jobs: int = DEFAULT_SAMPLE_JOBS,
                  head_probe: int = DEFAULT_HEAD_PROBE, settle_s: float = DEFAULT_SETTLE_S,
                  worker_stale_after_s: float = DEFAULT_WORKER_STALE_AFTER_S, hostname: str | None = None,
-                 pid_alive: Callable[[int], bool] | None = pid_alive, problems: ProblemLog | None = None) -> None:
+                 pid_alive: Callable[[int], bool] | None = pid_alive, problems: ProblemLog | None = None,
+                 atomic: bool = True) -> None:
         self.client = counting(client)
+        self.atomic = atomic
         self.layout = RQLayout(key_prefix)
         self.sample_jobs = max(0, sample_jobs)
         self.head_probe = max(1, head_probe)
@@ -190,9 +192,10 @@ class RQReader:
 
     def _snapshot(self, queue_names: Sequence[str], worker_keys: Sequence[str],
                   cursors: Mapping[str, Cursor]):
-        """Round trip 2: one atomic snapshot of counts, heads, registry tops and workers, with TIME."""
+        """Round trip 2: one atomic snapshot of counts, heads, registry tops and workers, with TIME (a plain
+        pipeline when `atomic` is off: a Redis Cluster node refuses MULTI over keys of several slots)."""
         layout = self.layout
-        pipe = self.client.pipeline(transaction=True)
+        pipe = self.client.pipeline(transaction=self.atomic)
         pipe.time()
         plans: dict[str, list[tuple[str, bool, float | None]]] = {}
         for name in queue_names:

@@ -94,6 +94,18 @@ def _split(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
+def split_urls(value: str) -> list[str]:
+    """Comma-separated URLs; a part without `scheme://` continues the URL before it (the further sentinels of
+    `redis+sentinel://h1:26379,h2:26379/master`)."""
+    urls: list[str] = []
+    for part in _split(value):
+        if urls and "://" not in part:
+            urls[-1] += f",{part}"
+        else:
+            urls.append(part)
+    return urls
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the collector, dashboard and CLI need, resolved once."""
@@ -142,7 +154,7 @@ class Settings:
 
     @property
     def redis_urls(self) -> list[str]:
-        return _split(self.redis_url)
+        return split_urls(self.redis_url)
 
     @property
     def library_names(self) -> list[str]:
@@ -237,9 +249,11 @@ def check_redis_urls(urls: str) -> None:
     """SettingsError, naming the URL with its password hidden, unless every comma-separated URL parses."""
     from redis.connection import parse_url
 
-    for url in _split(urls) or [urls]:
+    from config.redis_urls import is_sentinel_url, parse_sentinel_url
+
+    for url in split_urls(urls) or [urls]:
         try:
-            parse_url(url)
+            parse_sentinel_url(url) if is_sentinel_url(url) else parse_url(url)
         except ValueError as exc:
             raise SettingsError(f"bad Redis URL {redacted(url)}: {exc}") from exc
 
@@ -369,7 +383,7 @@ def redacted(urls: str) -> str:
     from sqlalchemy.exc import ArgumentError
 
     shown = []
-    for url in _split(urls) or [urls]:
+    for url in split_urls(urls) or [urls]:
         try:
             text = make_url(url).render_as_string(hide_password=True)
         except (ArgumentError, ValueError):  # not parseable: hide all user info (up to the last '@')

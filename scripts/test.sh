@@ -3,7 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()
-command -v redis-server >/dev/null || missing+=(redis-server)
+command -v redis-server >/dev/null || missing+=(redis-server)  # also runs the sentinel and TLS tests' servers
+command -v redis-cli >/dev/null || missing+=(redis-tools)  # creates the Redis Cluster of the cluster tests
+command -v openssl >/dev/null || missing+=(openssl)  # certificates of the TLS tests
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
 command -v npm >/dev/null || missing+=(nodejs npm)

@@ -126,6 +126,11 @@ def _v7_notification_deliveries(conn: Connection) -> None:
     schema.metadata.create_all(conn, tables=list(schema.VERSION_7_TABLES), checkfirst=True)
 
 
+def _v9_job_failures(conn: Connection) -> None:
+    """Creates the failed-jobs table unless present, so it applies on top of any earlier version."""
+    schema.metadata.create_all(conn, tables=list(schema.VERSION_9_TABLES), checkfirst=True)
+
+
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _v1_initial),
     (2, _v2_users_and_recent_executions),
@@ -134,6 +139,7 @@ MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (5, _v5_compact_history),
     (6, _v6_alert_rules_and_silences),
     (7, _v7_notification_deliveries),
+    (9, _v9_job_failures),
 ]
 
 

@@ -199,5 +199,5 @@ def timeout_advice(p99_ms: float | None, p999_ms: float | None, max_ms: float | 
 
 
 VERDICT_TEXT = {"cuts_off_normal_jobs": "cuts off normal jobs (below the p99 run time)",
-                "far_above_run_times": "far above any job's run time (over 10 × the longest)",
+                "far_above_run_times": "is far above any job's run time (over 10 × the longest)",
                 "ok": "fits the run times"}

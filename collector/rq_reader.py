@@ -5,7 +5,8 @@ Round trips per cycle, whatever the number of queues, jobs or workers:
 2. snapshot, one MULTI/EXEC so that counts, registry tops and TIME agree: LLEN and ZCARDs per queue, a few
    head ids (LRANGE 0 head_probe-1), ZCOUNT/ZREVRANGEBYSCORE above the cursor of the finished and failed
    registries, HGETALL and SMEMBERS of executions per worker;
-3. details: HMGET of the sampled and head job hashes, XREVRANGE COUNT 1 of the failed jobs' results streams.
+3. details: HMGET of the sampled and head job hashes (times, description, worker_name, timeout), XREVRANGE
+   COUNT 1 of the failed jobs' results streams.
 Round trip 3 is skipped when there is nothing to look up.
 
 Cursors. A registry's score is the time the job entered it (whole seconds) plus the ttl, so with a constant
@@ -30,6 +31,10 @@ Timeouts: `new_timeouts` is the number of sampled failed jobs whose traceback en
 scaled by new_failed / sampled failed jobs when the sample did not cover all of them. The traceback comes
 from the newest results-stream entry (RQ >= 1.12 writes only there); the job hash's zlib `exc_info` of older
 RQs is read as a fallback unless the client decodes responses (binary zlib cannot be decoded as text).
+
+Failures and timeouts: each sampled failed job carries its function (the description up to `(`), worker and
+traceback (core.model.JobFailure); each queue's reading carries in `details["timeout_s"]` the job timeout
+most of the newest sampled jobs had (remembered between cycles).
 
 Workers: a worker in the workers set is alive when its hash exists, has no `death` field, its last
 heartbeat is at most `worker_stale_after_s` old (Redis clock) and, when it reports this host's name, its pid
@@ -61,7 +66,7 @@ from collector.rq_layout import (
     parse_timestamp_s,
     text,
 )
-from core.values import NAME_MAX, as_float, as_int, as_name, as_text, finite_score
+from core.values import NAME_MAX, as_int, as_name, as_text, finite_score
 
 LIBRARY = "rq"
 DEFAULT_SAMPLE_JOBS = 500

@@ -1,8 +1,6 @@
 """Failed jobs and the job lookup in real Chromium, over a real collector fed by real RQ and BullMQ workers."""
 from __future__ import annotations
 
-import time
-
 import pytest
 import redis
 from rq import Queue

@@ -40,3 +40,18 @@ def test_failures_round_trip(engine):
     counts = purge(engine, NOW_S + 22.5)
     assert counts["job_failures"] == 3  # n1, n2 and d are older than the cut-off
     assert list(failures.recent_failures(engine, "billing", "rq", 0, NOW_S + 100)["job_id"]) == ["n4", "n3"]
+
+
+def test_version_9_applies_on_a_version_7_database(db_url, monkeypatch):
+    from sqlalchemy import inspect
+
+    import storage.engine as engine_module
+    from storage.engine import make_engine, run_migrations
+
+    monkeypatch.setattr(engine_module, "MIGRATIONS", [m for m in engine_module.MIGRATIONS if m[0] <= 7])
+    old = make_engine(db_url)
+    assert "job_failures" not in inspect(old).get_table_names()
+    monkeypatch.undo()
+    assert run_migrations(old) >= 9 and "job_failures" in inspect(old).get_table_names()
+    test_failures_round_trip(old)
+    old.dispose()

@@ -26,9 +26,9 @@ def write_failures(conn: Connection, records: Sequence[FailureRecord], kept_per_
     rows = {}
     for r in records:
         row = {"series_id": ids[(r.library, r.queue_name)], "failed_at_ms": int(round(r.failed_at_s * 1000.0)),
-               "job_id": r.job_id[:255], "job_name": r.job_name[:1000] if r.job_name else None,
-               "exception_type": r.exception_type[:255], "message": _clean(r.message),
-               "traceback": _clean(r.traceback), "worker": r.worker[:255] if r.worker else None,
+               "job_id": _clean(r.job_id)[:255], "job_name": _clean(r.job_name)[:1000] if r.job_name else None,
+               "exception_type": _clean(r.exception_type)[:255], "message": _clean(r.message),
+               "traceback": _clean(r.traceback), "worker": _clean(r.worker)[:255] if r.worker else None,
                "run_ms": r.run_ms if r.run_ms is not None and math.isfinite(r.run_ms) else None}
         rows[(row["series_id"], row["job_id"], row["failed_at_ms"])] = row
     known = set()
@@ -46,6 +46,7 @@ def write_failures(conn: Connection, records: Sequence[FailureRecord], kept_per_
 
 
 def _clean(text: str | None) -> str | None:
+    """The text without NUL, which PostgreSQL refuses in text columns."""
     return text.replace("\x00", "\ufffd") if text else text
 
 

@@ -10,7 +10,7 @@ NOW_S = 1_796_000_000.0
 
 
 def _failure(job_id: str, at_s: float, exception_type: str = "ValueError", queue: str = "billing") -> FailureRecord:
-    return FailureRecord(library="rq", queue_name=queue, job_id=job_id, failed_at_s=at_s, job_name="app.pay",
+    return FailureRecord(library="rq", queue_name=queue, job_id=job_id, failed_at_s=at_s, job_name="app.pay\x00",
                          exception_type=exception_type, message=f"{job_id} failed\x00", traceback="Traceback\n...",
                          worker="w1", run_ms=12.5)
 
@@ -26,6 +26,7 @@ def test_failures_round_trip(engine):
     recent = failures.recent_failures(engine, "billing", "rq", NOW_S - 60, NOW_S + 60)
     assert list(recent["job_id"]) == ["c", "b", "a"]
     assert recent.iloc[0]["message"] == "c failed\ufffd" and recent.iloc[0]["run_ms"] == 12.5
+    assert recent.iloc[0]["job_name"] == "app.pay\ufffd"  # NUL, which PostgreSQL refuses, replaced
     counts = failures.failure_counts(engine, "billing", "rq", NOW_S - 60, NOW_S + 60)
     assert counts[["exception_type", "count"]].values.tolist() == [["ValueError", 2], ["KeyError", 1]]
     assert failures.failure_counts(engine, "billing", "rq", NOW_S - 25, NOW_S + 60)["count"].sum() == 2

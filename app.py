@@ -13,6 +13,7 @@ PAGES = (("pages/overview.py", "Overview", ":material/dashboard:", "summary"),
          ("pages/queue_detail.py", "Queue detail", ":material/monitoring:", "queue"),
          ("pages/workers.py", "Workers & memory", ":material/memory:", "memory"),
          ("pages/alerts.py", "Alerts", ":material/notifications_active:", "alert-history"),
+         ("pages/jobs.py", "Job lookup", ":material/search:", "job-lookup"),
          ("pages/export.py", "Export", ":material/download:", "csv-export"))
 
 

@@ -22,6 +22,7 @@ from api.metrics import router as metrics_router
 from api.ratelimit import RateLimiter
 from api.routes import router
 from api.silences import router as silences_router
+from api.advice import router as advice_router
 from api.stale_watch import StaleWatch
 from api.security import SecurityHeaders, docs_urls, trusted_proxy_list
 from api.token_use import TokenUseRecorder
@@ -99,6 +100,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None,
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=proxies)
     app.include_router(router)
     app.include_router(silences_router)
+    app.include_router(advice_router)
     app.include_router(events_router)
     app.include_router(metrics_router)
     return app

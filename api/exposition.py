@@ -75,6 +75,36 @@ def worker_families(rows: Iterable[dict[str, Any]]) -> list[Metric]:
     return [rss, live, jobs]
 
 
+CAPACITY_GAUGES: tuple[tuple[str, str, str], ...] = (
+    ("queuewatch_queue_arrival_rate_per_second", "Jobs arriving per second (ended + backlog growth, 5 min)",
+     "arrival_per_s"),
+    ("queuewatch_queue_completion_rate_per_second", "Jobs ended per second (5 min)", "completion_per_s"),
+    ("queuewatch_queue_busy_workers", "Mean active jobs over the last 5 min", "busy_workers"),
+    ("queuewatch_queue_workers_needed", "Fewest workers keeping the p95 wait under QUEUEWATCH_WAIT_TARGET_S "
+     "(M/M/c, Erlang C)", "workers_needed"),
+    ("queuewatch_queue_drain_seconds", "Seconds to empty the backlog at the current rates (absent while growing)",
+     "drain_s"),
+    ("queuewatch_queue_backlog_growing", "1 while arrivals keep up with or exceed completions and jobs wait",
+     "growing"),
+)
+
+
+def capacity_families(rows: Iterable[dict[str, Any]]) -> list[Metric]:
+    """Capacity gauges per queue (storage.queries_capacity.all_capacity rows); unmeasured figures are absent."""
+    rows = list(rows)
+    families: list[Metric] = []
+    for name, doc, key in CAPACITY_GAUGES:
+        family = GaugeMetricFamily(name, doc, labels=["queue", "library"])
+        for row in rows:
+            value = row.get(key)
+            if key == "growing":
+                value = None if row.get("arrival_per_s") is None else float(bool(value))
+            if value is not None:
+                family.add_metric([row["queue_name"], row["library"]], float(value))
+        families.append(family)
+    return families
+
+
 def alert_families(open_counts: Iterable[tuple[str, str, str, int]]) -> list[Metric]:
     """Open alerts per (queue, type, severity)."""
     family = GaugeMetricFamily("queuewatch_open_alerts", "Alerts open now", labels=["queue", "type", "severity"])

@@ -7,8 +7,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from api.auth import bearer_scheme, require_admin
 from api.errors import ApiError
-from api.exposition import alert_families, queue_families, worker_families
+from api.exposition import alert_families, capacity_families, queue_families, worker_families
 from storage.queries_alerts import open_alert_counts
+from storage.queries_capacity import all_capacity
 from storage.queries_latest import latest_snapshots
 from storage.queries_workers import worker_table
 
@@ -32,6 +33,7 @@ class _StoredState:
             workers = workers[workers["current"]]
         yield from worker_families(workers.to_dict("records"))
         yield from alert_families(open_alert_counts(engine))
+        yield from capacity_families(all_capacity(engine, wait_target_s=self.state.settings.wait_target_s))
 
 
 @router.get("/metrics", include_in_schema=False)

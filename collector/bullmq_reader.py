@@ -69,6 +69,7 @@ allowable limit").
 from __future__ import annotations
 
 import dataclasses
+import json
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -89,7 +90,7 @@ from collector.bullmq_layout import (
     priority_tier,
 )
 from collector.bullmq_snapshot import Probe, QueueSnap, ask, enqueued_at_s, ok, parse
-from core.model import Cursor, FinishedJob, QueueReading, RedisReading
+from core.model import Cursor, FinishedJob, JobFailure, QueueReading, RedisReading
 from core.problems import ProblemLog
 from collector.roundtrips import counting
 from core.values import as_text
@@ -103,7 +104,8 @@ THROUGHPUT_SOURCES = ("auto", "metrics", "events")
 BASELINE = Cursor()
 UNAVAILABLE: frozenset[str] = frozenset()
 """QueueMetrics fields a BullMQ reading never measures: none (worker memory comes from agent reports)."""
-JOB_FIELDS = ("timestamp", "delay", "processedOn", "finishedOn", "failedReason", "stacktrace")
+JOB_FIELDS = ("timestamp", "delay", "processedOn", "finishedOn", "failedReason", "stacktrace", "name", "pb")
+"""Job hash fields read for a sampled job (`pb`: the worker that processed it, BullMQ 5+)."""
 
 
 @dataclass
@@ -295,10 +297,13 @@ class BullMQReader:
         if not fields or all(value is None for value in fields.values()):
             return None
         timed_out = failed and self.timeout_rule.matches(fields.get("failedReason"), fields.get("stacktrace"))
+        failure = JobFailure(name=fields.get("name") or None, worker=fields.get("pb") or None,
+                             error_text=last_stack(fields.get("stacktrace")),
+                             reason=fields.get("failedReason")) if failed else None
         job = FinishedJob(job_id=job_id, failed=failed, timed_out=timed_out,
                           enqueued_at_s=enqueued_at_s([fields.get("timestamp"), fields.get("delay")]),
                           started_at_s=ms_to_s(fields.get("processedOn")),
-                          ended_at_s=ms_to_s(fields.get("finishedOn")))
+                          ended_at_s=ms_to_s(fields.get("finishedOn")), failure=failure)
         if any(value is None and fields.get(name) not in (None, "", "0") for value, name in (
                 (job.enqueued_at_s, "timestamp"), (job.started_at_s, "processedOn"), (job.ended_at_s, "finishedOn"))):
             self.problems.report(f"job {job_id}", "a timestamp, processedOn or finishedOn time is not usable; that "
@@ -313,3 +318,17 @@ def _next_cursor(top: Sequence[tuple[str, float]], score: float | None) -> float
     if score is None:
         return top[0][1] if top else EMPTY_REGISTRY_CURSOR
     return max(score, top[0][1]) if top else score
+
+
+def last_stack(stacktrace: str | None) -> str | None:
+    """The newest attempt's stack of a job hash's `stacktrace` field (a JSON list of strings), else the text."""
+    if not stacktrace:
+        return None
+    try:
+        stacks = json.loads(stacktrace)
+    except (ValueError, RecursionError):  # not JSON, or nested too deep to decode: kept as text
+        return stacktrace
+    if isinstance(stacks, list):
+        texts = [item for item in stacks if isinstance(item, str) and item]
+        return texts[-1] if texts else None
+    return stacktrace

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from collector.celery_layout import is_timeout
-from core.model import FinishedJob
-from core.values import PID_MAX, as_float, as_int, as_name, duration_s, epoch_s
+from core.model import FinishedJob, JobFailure
+from core.values import PID_MAX, as_float, as_int, as_name, as_text, duration_s, epoch_s
 
 FREQ_MIN_S, FREQ_MAX_S = 0.1, 3600.0
 LOADAVG_MAX = 1e6
@@ -43,6 +43,8 @@ DEFAULT_MAX_TASKS = 100_000
 DEFAULT_MAX_OUTCOMES = 100_000
 DEFAULT_FORGET_WORKER_AFTER_S = 3600.0
 ENDED_MEMORY = 10_000
+FAILURE_TEXT_MAX = 20_000
+"""Characters of a failure's exception and traceback kept."""
 WORKER_TASK_EVENTS = frozenset({"task-received", "task-started", "task-succeeded", "task-failed", "task-retried",
                                 "task-rejected", "task-revoked"})
 
@@ -73,10 +75,15 @@ class TaskOutcome:
     started_at_s: float | None
     ended_at_s: float | None
     lost: bool = False
+    exception: str | None = None  # task-failed's `exception` (repr of the exception) and `traceback`
+    traceback: str | None = None
 
     def finished_job(self) -> FinishedJob:
+        failure = JobFailure(name=self.name, worker=self.hostname, error_text=self.traceback,
+                             reason=self.exception) if self.failed and not self.lost else None
         return FinishedJob(job_id=self.task_id, failed=self.failed, timed_out=self.timed_out,
-                           enqueued_at_s=self.sent_at_s, started_at_s=self.started_at_s, ended_at_s=self.ended_at_s)
+                           enqueued_at_s=self.sent_at_s, started_at_s=self.started_at_s, ended_at_s=self.ended_at_s,
+                           failure=failure)
 
 
 @dataclass
@@ -237,8 +244,11 @@ class EventState:
         timed_out = failed and is_timeout(event.get("exception"), event.get("traceback"))
         if failed and nodename in self._workers:
             self._workers[nodename].failed_seen += 1
+        exception = as_text(event.get("exception"), FAILURE_TEXT_MAX) if failed else None
+        traceback = as_text(event.get("traceback"), FAILURE_TEXT_MAX) if failed else None
         self._end(task_id, TaskOutcome(task_id, task.name, task.queue, nodename or task.hostname, failed, timed_out,
-                                       task.sent_at_s, started_at_s, ended_at_s))
+                                       task.sent_at_s, started_at_s, ended_at_s, exception=exception,
+                                       traceback=traceback))
 
     def _end(self, task_id: str, outcome: TaskOutcome) -> None:
         """Record an outcome; the task is remembered as ended, so its later events are ignored."""

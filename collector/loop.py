@@ -15,6 +15,7 @@ from collector.alerting import CycleAlerts, consecutive, reader_source
 from collector.agents import AGENT_SOURCE, AgentIndex, agent_memory, read_agent_index, with_agents
 from core.backoff import backoff_s
 from core.derive import RATE_WINDOW_S, QueueWindow, WindowEntry, snapshot_row
+from core.failures import failure_records
 from collector.memory import host_memory, process_memory
 from core.model import Cursor, QueueReading, RedisReading, WorkerReading
 from core.problems import ProblemLog
@@ -157,7 +158,9 @@ class Collector:
                              if r["alive"] and r["hostname"] == self.hostname)
         host_row = {**host_memory(self.hostname, workers_rss_mb), "sampled_at_s": now_s}
         round_trips = sum(reading.round_trips for _, reading in readings)
-        record = CycleRecord(started_s, self.clock(), round_trips, queue_rows, worker_rows, host_row)
+        failures = [record for read_at_s, queues in stored for record in failure_records(queues, read_at_s)]
+        record = CycleRecord(started_s, self.clock(), round_trips, queue_rows, worker_rows, host_row,
+                             failures=failures, failures_kept=self.settings.failures_kept)
 
         changes = write_cycle(self.engine, record, plan_rules=cycle_alerts.plan, problems=self.problems)
         for read_at_s, queues in stored:

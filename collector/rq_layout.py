@@ -5,11 +5,14 @@ import base64
 import binascii
 import re
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
+
 from collector.replies import text  # noqa: F401 - re-exported
-from core.values import TEXT_MAX, as_text, epoch_s
+from core.model import FinishedJob
+from core.values import NAME_MAX, TEXT_MAX, as_float, as_text, epoch_s
 
 DEFAULT_PREFIX = "rq"
 PREFIX_ENV_VAR = "RQ_KEY_PREFIX"
@@ -183,3 +186,27 @@ def is_timeout(exc_string: str | None) -> bool:
         return False
     lines = [line.strip() for line in exc_string.strip().splitlines() if line.strip()]
     return bool(lines) and _TIMEOUT_LINE.match(lines[-1]) is not None
+
+
+def function_name(description: str | None) -> str | None:
+    """The function of an RQ job description such as `app.tasks.send(1, 'x')`: the text before the first `(`."""
+    if not description:
+        return None
+    return description.split("(", 1)[0].strip() or None
+
+
+def configured_timeout_s(jobs: Sequence[FinishedJob]) -> float | None:
+    """The timeout most of these jobs had (the larger on a tie); None when none stored one."""
+    counts: dict[float, int] = {}
+    for job in jobs:
+        if job.timeout_s is not None:
+            counts[job.timeout_s] = counts.get(job.timeout_s, 0) + 1
+    return max(counts, key=lambda t: (counts[t], t)) if counts else None
+
+
+def job_info(fields: Sequence[Any]) -> tuple[str | None, str | None, float | None]:
+    """(description, worker name, timeout in s) of the JOB_INFO_FIELDS part of an HMGET reply."""
+    description, worker, timeout = (list(fields) + [None] * 3)[:3]
+    timeout_s = as_float(timeout)
+    return (as_text(description, 1000), as_text(worker, NAME_MAX),
+            timeout_s if timeout_s is not None and timeout_s > 0 else None)

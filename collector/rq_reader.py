@@ -5,7 +5,8 @@ Round trips per cycle, whatever the number of queues, jobs or workers:
 2. snapshot, one MULTI/EXEC so that counts, registry tops and TIME agree: LLEN and ZCARDs per queue, a few
    head ids (LRANGE 0 head_probe-1), ZCOUNT/ZREVRANGEBYSCORE above the cursor of the finished and failed
    registries, HGETALL and SMEMBERS of executions per worker;
-3. details: HMGET of the sampled and head job hashes, XREVRANGE COUNT 1 of the failed jobs' results streams.
+3. details: HMGET of the sampled and head job hashes (times, description, worker_name, timeout), XREVRANGE
+   COUNT 1 of the failed jobs' results streams.
 Round trip 3 is skipped when there is nothing to look up.
 
 Cursors. A registry's score is the time the job entered it (whole seconds) plus the ttl, so with a constant
@@ -31,6 +32,10 @@ scaled by new_failed / sampled failed jobs when the sample did not cover all of 
 from the newest results-stream entry (RQ >= 1.12 writes only there); the job hash's zlib `exc_info` of older
 RQs is read as a fallback unless the client decodes responses (binary zlib cannot be decoded as text).
 
+Failures and timeouts: each sampled failed job carries its function (the description up to `(`), worker and
+traceback (core.model.JobFailure); each queue's reading carries in `details["timeout_s"]` the job timeout
+most of the newest sampled jobs had (remembered between cycles).
+
 Workers: a worker in the workers set is alive when its hash exists, has no `death` field, its last
 heartbeat is at most `worker_stale_after_s` old (Redis clock) and, when it reports this host's name, its pid
 exists (`pid_alive=None` turns that check off). Anything else is reported with state "stale".
@@ -40,12 +45,12 @@ from __future__ import annotations
 import math
 import socket
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 
-from core.model import Cursor, FinishedJob, QueueReading, RedisReading, WorkerReading
+from core.model import Cursor, FinishedJob, JobFailure, QueueReading, RedisReading, WorkerReading
 from core.problems import ProblemLog
 from core.recent import recent_past
 from collector.roundtrips import counting
@@ -54,6 +59,9 @@ from collector.rq_layout import (
     RQLayout,
     decode_job_exc_info,
     decode_result_exc_string,
+    configured_timeout_s,
+    function_name,
+    job_info as parse_job_info,
     is_timeout,
     parse_timestamp_s,
     text,
@@ -67,6 +75,9 @@ DEFAULT_SETTLE_S = 2.0
 DEFAULT_WORKER_STALE_AFTER_S = 480.0
 EMPTY_REGISTRY_CURSOR = 0.0
 JOB_TIME_FIELDS = ("status", "enqueued_at", "started_at", "ended_at")
+JOB_INFO_FIELDS = ("description", "worker_name", "timeout")
+"""Read with the times: what a failure shows (function, worker) and the job's configured timeout (s)."""
+FAILURE_TEXT_MAX = 20_000
 _COUNTS = ("waiting", "active", "scheduled", "deferred", "failed", "completed")
 COUNT_FIELDS = {"waiting": "waiting", "active": "active", "scheduled": "delayed", "deferred": "delayed",
                 "failed": "failed", "completed": "completed"}
@@ -94,6 +105,7 @@ class _Details:
     head_times: dict[str, float | None]
     job_times: dict[str, tuple[float | None, float | None, float | None] | None]
     failure_texts: dict[str, str | None]
+    job_info: dict[str, tuple[str | None, str | None, float | None]] = field(default_factory=dict)
 
     def ended_at_s(self, job_id: str) -> float | None:
         times = self.job_times.get(job_id)
@@ -106,8 +118,11 @@ class _Details:
             return None
         enqueued_at_s, started_at_s, ended_at_s = times
         timed_out = failed and is_timeout(self.failure_texts.get(job_id))
+        description, worker, timeout_s = self.job_info.get(job_id, (None, None, None))
+        failure = JobFailure(name=function_name(description), worker=worker,
+                             error_text=self.failure_texts.get(job_id)) if failed else None
         return FinishedJob(job_id=job_id, failed=failed, timed_out=timed_out, enqueued_at_s=enqueued_at_s,
-                           started_at_s=started_at_s, ended_at_s=ended_at_s)
+                           started_at_s=started_at_s, ended_at_s=ended_at_s, failure=failure, timeout_s=timeout_s)
 
 
 class RQReader:
@@ -130,6 +145,7 @@ class RQReader:
         self.hostname = hostname if hostname is not None else socket.gethostname()
         self.pid_alive = pid_alive
         self.problems = problems or ProblemLog()
+        self.timeouts_s: dict[str, float] = {}  # queue -> the job timeout most sampled jobs had, last seen
         self._raw_replies = not client.connection_pool.connection_kwargs.get("decode_responses", False)
 
     def read(self, cursors: Mapping[str, Cursor], *, unseen: Cursor = Cursor()) -> RedisReading:
@@ -259,22 +275,25 @@ class RQReader:
                     sampled[job_id] = sampled.get(job_id, False) or top.failed
         if not head_ids and not sampled:
             return _Details({}, {}, {})
-        failure_fields = JOB_TIME_FIELDS + (("exc_info",) if self._raw_replies else ())
+        fields_read = JOB_TIME_FIELDS + JOB_INFO_FIELDS
+        failure_fields = fields_read + (("exc_info",) if self._raw_replies else ())
         pipe = self.client.pipeline(transaction=False)
         for job_id in head_ids:
             pipe.hget(layout.job(job_id), "enqueued_at")
         ordered = sorted(sampled.items())
         for job_id, failed in ordered:
-            pipe.hmget(layout.job(job_id), failure_fields if failed else JOB_TIME_FIELDS)
+            pipe.hmget(layout.job(job_id), failure_fields if failed else fields_read)
             if failed:
                 pipe.xrevrange(layout.results(job_id), "+", "-", count=1)
         replies = iter(pipe.execute(raise_on_error=False))
         head_times = {job_id: parse_timestamp_s(_ok(next(replies), None)) for job_id in head_ids}
         job_times: dict[str, tuple[float | None, float | None, float | None] | None] = {}
         failure_texts: dict[str, str | None] = {}
+        job_info: dict[str, tuple[str | None, str | None, float | None]] = {}
         for job_id, failed in ordered:
             fields = _ok(next(replies), None) or []
             job_times[job_id] = _job_times(fields)
+            job_info[job_id] = parse_job_info(fields[len(JOB_TIME_FIELDS):])
             times = job_times[job_id]
             if times is not None and any(t is None and raw not in (None, b"", "")
                                          for t, raw in zip(times, fields[1:4])):
@@ -282,8 +301,9 @@ class RQReader:
                                      "usable; that job's wait or run time is unavailable")
             if failed:
                 latest = _ok(next(replies), None) or []
-                failure_texts[job_id] = _failure_text(latest, fields[4] if len(fields) > 4 else None)
-        return _Details(head_times, job_times, failure_texts)
+                exc_info = fields[len(fields_read)] if len(fields) > len(fields_read) else None
+                failure_texts[job_id] = _failure_text(latest, exc_info)
+        return _Details(head_times, job_times, failure_texts, job_info)
 
     def _queue_reading(self, name: str, counts: Mapping[str, int], head_ids: Sequence[str],
                        registry_tops: Sequence[_RegistryTop], details: _Details,
@@ -299,6 +319,9 @@ class RQReader:
         new_failed, failed_cursor, failed_ids = self._advance(failed_top, details, read_at_s)
         samples = [job for job in (details.sample(j, failed=False) for j in finished_ids) if job]
         failed_samples = [job for job in (details.sample(j, failed=True) for j in failed_ids) if job]
+        configured = configured_timeout_s(samples + failed_samples)
+        if configured is not None:
+            self.timeouts_s[name] = configured
         timeouts = sum(1 for job in failed_samples if job.timed_out)
         if failed_samples and new_failed > len(failed_samples):
             timeouts = round(timeouts * new_failed / len(failed_samples))
@@ -307,6 +330,7 @@ class RQReader:
             cursor=Cursor(finished_score=finished_cursor, failed_score=failed_cursor),
             new_finished=new_finished, new_failed=new_failed, new_timeouts=timeouts,
             sampled_jobs=samples + failed_samples, unavailable=frozenset(unavailable),
+            details={"timeout_s": self.timeouts_s[name]} if name in self.timeouts_s else {},
             **{field: count or 0 for field, count in counts.items()},
         )
 
@@ -383,5 +407,6 @@ def _failure_text(latest: Sequence[Any], exc_info: Any) -> str | None:
         fields = {text(k): v for k, v in (payload or {}).items()}
         decoded = decode_result_exc_string(fields.get("exc_string"))
         if decoded:
-            return decoded
-    return decode_job_exc_info(exc_info)
+            return decoded[-FAILURE_TEXT_MAX:]
+    decoded = decode_job_exc_info(exc_info)
+    return decoded[-FAILURE_TEXT_MAX:] if decoded else decoded

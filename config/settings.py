@@ -58,6 +58,11 @@ SETTINGS: tuple[Setting, ...] = (
             "TOML file with alert thresholds (global and per queue), memory limits and notification channels."),
     Setting("sample_jobs_per_cycle", "QUEUEWATCH_SAMPLE_JOBS", 500,
             "Most finished jobs per queue whose timings are read in one cycle."),
+    Setting("failures_kept", "QUEUEWATCH_FAILURES_KEPT", 1000,
+            "Most recent failed jobs (with tracebacks) kept per queue for Queue detail; older ones go sooner "
+            "by retention."),
+    Setting("wait_target_s", "QUEUEWATCH_WAIT_TARGET_S", 60.0,
+            "Target for the p95 wait (s) that the capacity advice sizes workers for."),
     Setting("agent_prefix", "QUEUEWATCH_AGENT_PREFIX", "queuewatch",
             "Key prefix under which worker memory agents publish (read on the first Redis URL)."),
     Setting("api_rate_limit_per_minute", "QUEUEWATCH_API_RATE_LIMIT", 300,
@@ -122,6 +127,8 @@ class Settings:
     backoff_cap_s: float = 60.0
     config_path: str | None = None
     sample_jobs_per_cycle: int = 500
+    failures_kept: int = 1000
+    wait_target_s: float = 60.0
     agent_prefix: str = "queuewatch"
     api_rate_limit_per_minute: int = 300
     metrics_access: str = "admin"

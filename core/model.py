@@ -6,6 +6,16 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class JobFailure:
+    """What a failed job left in Redis: its name, worker and error, all plain text as stored there."""
+
+    name: str | None = None  # RQ: the description's function; BullMQ: the job name; Celery: the task name
+    worker: str | None = None
+    error_text: str | None = None  # the traceback or stack trace
+    reason: str | None = None  # the one-line message when the library stores one apart (BullMQ failedReason)
+
+
+@dataclass(frozen=True)
 class FinishedJob:
     """A job that finished or failed since the previous cycle (times are epoch seconds, UTC)."""
 
@@ -15,6 +25,8 @@ class FinishedJob:
     enqueued_at_s: float | None
     started_at_s: float | None
     ended_at_s: float | None
+    failure: JobFailure | None = None  # failed jobs only, when their error could be read
+    timeout_s: float | None = None  # the job's configured timeout, where the library stores one
 
     @property
     def processing_ms(self) -> float | None:

@@ -5,7 +5,7 @@ import time
 
 import streamlit as st
 
-from dashboard import components, context, tables
+from dashboard import baseline_panel, components, context, tables
 from storage import queries
 
 st.title("Queue overview")
@@ -26,6 +26,8 @@ def live_overview() -> None:
     components.freshness_note(float(latest["sampled_at_s"].max()), now_s)
     components.summary_tiles(summary)
     components.system_tiles(system)
+    with context.storage_errors():
+        baseline_panel.unusual_section(engine, latest, now_s)
     st.subheader("Queues")
     with st.columns([1, 2])[0]:
         libraries = components.library_filter("overview_libraries")

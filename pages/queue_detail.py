@@ -5,7 +5,7 @@ import time
 
 import streamlit as st
 
-from dashboard import charts, components, context, queue_panels, ranges, tables
+from dashboard import charts, components, context, job_panels, queue_panels, ranges, tables
 from dashboard.libraries import PROCESSING_FIELDS
 from dashboard.ranges import RangeChoice
 from storage import queries
@@ -71,6 +71,16 @@ def queue_history(library: str, queue: str, choice: RangeChoice) -> None:
     queue_panels.not_drawn_note(library, charts.undrawn_fields(series))
 
 
+@context.live_fragment(context.QUEUE_REFRESH_S)
+def queue_jobs(library: str, queue: str, choice: RangeChoice) -> None:
+    """Capacity and timeout advice, then the range's failed jobs."""
+    with context.storage_errors():
+        job_panels.advice_section(engine, library, queue, context.settings().wait_target_s)
+        job_panels.failures_section(engine, library, queue, *choice.bounds(time.time()))
+
+
 queue_now(library, queue)
 st.subheader("History")
-queue_history(library, queue, ranges.range_picker("queue_detail_range", default="1 h"))
+range_choice = ranges.range_picker("queue_detail_range", default="1 h")
+queue_history(library, queue, range_choice)
+queue_jobs(library, queue, range_choice)

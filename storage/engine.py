@@ -132,6 +132,11 @@ def _v8_micro_durations(conn: Connection) -> None:
     micro_durations(conn)
 
 
+def _v9_job_failures(conn: Connection) -> None:
+    """Creates the failed-jobs table unless present, so it applies on top of any earlier version."""
+    schema.metadata.create_all(conn, tables=list(schema.VERSION_9_TABLES), checkfirst=True)
+
+
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _v1_initial),
     (2, _v2_users_and_recent_executions),
@@ -141,6 +146,7 @@ MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (6, _v6_alert_rules_and_silences),
     (7, _v7_notification_deliveries),
     (8, _v8_micro_durations),
+    (9, _v9_job_failures),
 ]
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import Column, Connection, Engine, Table, and_, delete, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from storage.engine import StorageError, error_text
+from storage.failures import purge_failures
 from storage.schema import (
     ROLLUP_LEVELS_S, alerts, cycles, host_snapshots, queue_latest, queue_rollups, queue_sample_blobs,
     notification_deliveries, queue_samples, series, worker_snapshots,
@@ -98,6 +99,7 @@ def _purge_all(engine: Engine, cutoff_s: float, batch_rows: int, rollup_cutoff_s
                                          batch_rows),
         "host_snapshots": _purge_table(engine, host_snapshots, host_snapshots.c.sampled_at_s, cutoff_s, batch_rows),
     }
+    counts["job_failures"] = purge_failures(engine, cutoff_s)
     # events of a removed alert go with it (ON DELETE CASCADE)
     counts["alerts"] = _purge_table(engine, alerts, alerts.c.resolved_at_s, cutoff_s, batch_rows)
     counts["notification_deliveries"] = _purge_table(engine, notification_deliveries,

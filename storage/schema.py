@@ -393,3 +393,24 @@ silences = Table(
 
 VERSION_6_TABLES = (alert_rule_states, silences)
 VERSION_6_ALERT_COLUMNS = {"library": "VARCHAR(16)", "silenced_by": "INTEGER", "acknowledged_until_s": "FLOAT"}
+
+# --- version 9: recent failed jobs ----------------------------------------------------------------
+
+job_failures = Table(
+    "job_failures", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("series_id", Integer, nullable=False),
+    Column("failed_at_ms", BigInteger, nullable=False),  # the job's end time (the read time when unknown)
+    Column("job_id", String(255), nullable=False),
+    Column("job_name", String(1000)),  # RQ function, BullMQ job name, Celery task name
+    Column("exception_type", String(255), nullable=False),  # class name without module; "unknown"
+    Column("message", Text),
+    Column("traceback", Text),  # plain text as the library stored it
+    Column("worker", String(255)),
+    Column("run_ms", Float),
+    UniqueConstraint("series_id", "job_id", "failed_at_ms", name="uq_job_failures_job"),
+    Index("ix_job_failures_series_time", "series_id", "failed_at_ms"),
+    Index("ix_job_failures_time", "failed_at_ms"),
+)
+
+VERSION_9_TABLES = (job_failures,)

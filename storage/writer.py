@@ -13,6 +13,7 @@ from core.problems import ProblemLog
 from core.values import INT64_MAX, INT64_MIN
 from storage.alert_state import lock_alerts, rule_states, save_rule_states, upkeep
 from storage.engine import StorageError, error_text
+from storage.failures import DEFAULT_FAILURES_KEPT, write_failures
 from storage.layout import CURSOR_COLUMNS, blob_values, sample_values, series_ids
 from storage.rollups import add_to_rollups, upsert
 from storage.schema import (
@@ -55,6 +56,8 @@ class CycleRecord:
     queue_rows: list[dict[str, Any]] = field(default_factory=list)
     worker_rows: list[dict[str, Any]] = field(default_factory=list)
     host_row: dict[str, Any] | None = None
+    failures: list[Any] = field(default_factory=list)  # core.failures.FailureRecord of the sampled failed jobs
+    failures_kept: int = DEFAULT_FAILURES_KEPT  # per queue
 
 
 AlertPlanner = Callable[[list[OpenAlertRow]], Sequence[AlertChangeLike]]
@@ -110,6 +113,7 @@ def write_cycle(engine: Engine, record: CycleRecord, plan_alerts: AlertPlanner |
             )).inserted_primary_key[0]
             write_queue_rows(conn, [bounded_row(queue_snapshots, row, problems) for row in record.queue_rows],
                              cycle_id)
+            write_failures(conn, record.failures, record.failures_kept)
             if record.worker_rows:
                 conn.execute(worker_snapshots.insert(), [{**bounded_row(worker_snapshots, row, problems),
                                                           "cycle_id": cycle_id} for row in record.worker_rows])

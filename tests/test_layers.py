@@ -23,6 +23,10 @@ ALLOWED = {
     "pages": {"core", "config", "storage", "accounts", "dashboard"},
     "app": {"core", "config", "storage", "accounts", "dashboard"},
 }
+# Single modules allowed one floor more than their package, each for a stated reason.
+MODULE_EXCEPTIONS = {
+    "dashboard/job_lookup.py": {"collector"},  # the job lookup reads Redis live with the collector's key layouts
+}
 FORBIDDEN_THIRD_PARTY = {
     "core": {"redis", "sqlalchemy", "streamlit", "pandas", "plotly", "fastapi", "psutil"},
     "storage": {"streamlit", "redis"},
@@ -51,7 +55,8 @@ def test_each_package_imports_only_what_lies_below_it(package):
     for path in _sources(package):
         imported = _imports(path)
         own = (imported & set(PROJECT)) - {package}
-        assert own <= ALLOWED[package], f"{path.relative_to(REPO_ROOT)} imports {sorted(own - ALLOWED[package])}"
+        allowed = ALLOWED[package] | MODULE_EXCEPTIONS.get(str(path.relative_to(REPO_ROOT)), set())
+        assert own <= allowed, f"{path.relative_to(REPO_ROOT)} imports {sorted(own - allowed)}"
         banned = imported & FORBIDDEN_THIRD_PARTY.get(package, set())
         assert not banned, f"{path.relative_to(REPO_ROOT)} imports {sorted(banned)}"
 

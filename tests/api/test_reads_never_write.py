@@ -15,7 +15,8 @@ from tests.api.conftest import API, start_api
 GET_PATHS = [API + "/health", API + "/dashboard", API + "/queues/health",
              API + "/queues/email-campaigns/metrics?history=true&historyLimit=50", API + "/alerts",
              API + "/alerts?acknowledged=true", API + "/workers/memory", API + "/memory/current",
-             API + "/queues/email-campaigns/execution-stats", "/metrics", "/openapi.json", "/docs", "/redoc"]
+             API + "/queues/email-campaigns/execution-stats", API + "/queues/reports/advice", "/metrics",
+             "/openapi.json", "/docs", "/redoc"]
 LOCK_HELD_S = 15.0
 ANSWER_WITHIN_S = 5.0
 

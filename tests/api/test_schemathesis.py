@@ -18,7 +18,7 @@ OPERATIONS = [
 EXTENSIONS = [
     "GET /api/admin/queue-system/silences", "POST /api/admin/queue-system/silences",
     "POST /api/admin/queue-system/silences/{silenceId}/expire", "POST /api/admin/queue-system/alerts/acknowledge",
-    "GET /api/admin/queue-system/system-alerts",
+    "GET /api/admin/queue-system/system-alerts", "GET /api/admin/queue-system/queues/{queueName}/advice",
 ]
 
 

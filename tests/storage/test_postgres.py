@@ -99,3 +99,16 @@ def test_delivery_log_queries_on_postgres(pg_engine):
     from tests.storage import test_notify_log
 
     test_notify_log.test_attempts_are_logged_and_announcements_found(pg_engine)
+
+
+def test_failures_and_baseline_on_postgres(pg_engine):
+    from tests.storage import test_baseline_history, test_failures_table
+
+    test_failures_table.test_failures_round_trip(pg_engine)
+    test_baseline_history.test_spike_flagged_and_normal_variation_not(pg_engine)
+
+
+def test_capacity_on_postgres(pg_engine):
+    from tests.storage import test_queries_capacity
+
+    test_queries_capacity.test_flow_window_and_advice_from_stored_snapshots(pg_engine)

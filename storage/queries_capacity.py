@@ -5,7 +5,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import Engine, and_, select
+from sqlalchemy import Engine, and_, select, true
 
 from core.capacity import FlowWindow, capacity, drain_text, timeout_advice
 from core.derive import RATE_WINDOW_S
@@ -26,11 +26,15 @@ def flow_windows(engine: Engine, now_s: float, window_s: float = FLOW_WINDOW_S,
     two snapshots there have none (their rates are not measured)."""
     t = queue_samples
     since_ms = int((now_s - window_s) * 1000)
-    condition = and_(t.c.sampled_at_ms > since_ms, t.c.sampled_at_ms <= int(now_s * 1000) + int(AHEAD_S * 1000))
+    wanted = true()
     if queue_name is not None:
-        condition = and_(condition, series.c.queue_name == queue_name)
+        wanted = and_(wanted, series.c.queue_name == queue_name)
     if library is not None:
-        condition = and_(condition, series.c.library == library)
+        wanted = and_(wanted, series.c.library == library)
+    ids = select(series.c.id).where(wanted).scalar_subquery()
+    # each series' own key range (series_id, sampled_at_ms): never a scan of the whole table
+    condition = and_(t.c.series_id.in_(ids), t.c.sampled_at_ms > since_ms,
+                     t.c.sampled_at_ms <= int(now_s * 1000) + int(AHEAD_S * 1000))
     query = (select(series.c.library, series.c.queue_name, t.c.sampled_at_ms, t.c.waiting, t.c.active,
                     t.c.finished_delta, t.c.failed_delta)
              .select_from(t.join(series, series.c.id == t.c.series_id)).where(condition)

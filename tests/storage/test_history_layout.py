@@ -106,6 +106,7 @@ def test_range_percentiles_from_rollups_equal_the_merged_snapshots(seeded):
 
 
 BIG_TABLES = ("queue_samples", "queue_sample_blobs", "queue_rollups", "worker_snapshots", "host_snapshots",
+              "job_failures",
               "cycles", "alert_events")
 
 
@@ -146,6 +147,16 @@ def _every_read(engine, result) -> None:
     recent_intervals(engine, now_s - 300)
     latest_cursors(engine)
     collector_status(engine)
+    from storage.failures import failure_counts, recent_failures
+    from storage.queries_baseline import baseline_history
+    from storage.queries_capacity import all_capacity, flow_windows, queue_advice
+
+    flow_windows(engine, now_s)
+    all_capacity(engine, wait_target_s=60.0, now_s=now_s)
+    queue_advice(engine, "emails", library="rq", wait_target_s=60.0, now_s=now_s)
+    baseline_history(engine, now_s)
+    recent_failures(engine, "emails", "rq", since_s, now_s)
+    failure_counts(engine, "emails", "rq", since_s, now_s)
 
 
 @pytest.mark.parametrize("analyzed", [False, True])

@@ -19,8 +19,11 @@ NOT_MEASURED = "Not measured for this queue"
 NOTHING_IN_RANGE = "Nothing measured in this range"
 TIER_COLOURS = ("#d62728", "#ff7f0e", "#1f77b4", "#2ca02c", "#7f7f7f")
 PREVIOUS_OPACITY = 0.45
+PREVIOUS_LEGEND_COLOUR = "#8c8c8c"
 SOFT_COLOUR, HARD_COLOUR = "#e67e00", "#d62728"
 RSS_HEADROOM = 1.15
+TIME_LEGEND_PX = 30
+LEGEND_BELOW = {"orientation": "h", "yanchor": "top", "y": -0.32, "xanchor": "left", "x": 0.0}
 
 
 def _layout(figure: go.Figure, title: str, y_title: str, tz: str | None = None) -> go.Figure:
@@ -30,8 +33,9 @@ def _layout(figure: go.Figure, title: str, y_title: str, tz: str | None = None) 
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
         yaxis={"title": {"text": y_title}, "rangemode": "tozero"}, uirevision="keep-zoom",
     )
-    if tz is not None:
+    if tz is not None:  # a time chart: the legend under the axis, so that it never covers the title
         figure.update_xaxes(title={"text": time_axis_title(tz)}, hoverformat="%Y-%m-%d %H:%M:%S")
+        figure.update_layout(height=CHART_HEIGHT_PX + TIME_LEGEND_PX, legend=LEGEND_BELOW)
     return figure
 
 
@@ -118,9 +122,13 @@ def _line_traces(figure: go.Figure, data: pd.DataFrame, drawn: list[tuple[str, s
         figure.add_trace(go.Scatter(
             x=x, y=data[column], name=shown, mode="lines+markers", line=line, customdata=counts,
             marker={"color": colour, "size": marker_sizes(data[column])},
-            opacity=1.0 if label is None else PREVIOUS_OPACITY,
+            opacity=1.0 if label is None else PREVIOUS_OPACITY, showlegend=label is None,
             legendgroup="previous" if label is not None else None,
             hovertemplate=_hover(suffix, counted, plotly_text(shown))))
+    if label is not None and drawn:  # one legend entry for the earlier traces; clicking it hides them all
+        figure.add_trace(go.Scatter(x=[None], y=[None], name=label, mode="lines", legendgroup="previous",
+                                    line={"color": PREVIOUS_LEGEND_COLOUR, "dash": "dash", "width": 1.4},
+                                    hoverinfo="skip"))
 
 
 def _lines(series: pd.DataFrame, columns: tuple[tuple[str, str, str], ...], title: str, y_title: str,
@@ -200,7 +208,8 @@ def histogram_figure(histogram: pd.DataFrame, empty_note: str = NOTHING_IN_RANGE
         else:
             figure.update_xaxes(ticksuffix=" ms")
     figure = _layout(figure, "Execution time distribution", "jobs")
-    figure.update_layout(hovermode="closest", bargap=0.02, showlegend=len(figure.data) > 1)
+    figure.update_layout(hovermode="closest", bargap=0.02, showlegend=len(figure.data) > 1,
+                         height=CHART_HEIGHT_PX + TIME_LEGEND_PX)  # as tall as the time charts beside it
     figure.update_xaxes(title={"text": "processing time"})
     if histogram.empty:
         return with_note(figure, empty_note)
@@ -243,8 +252,7 @@ def worker_memory_figure(series: pd.DataFrame, soft_limit_mb: float, hard_limit_
                                     marker={"size": marker_sizes(rows["rss_mb"])},
                                     hovertemplate="%{y:,.0f} MB<extra>%{fullData.name}</extra>"))
     figure = _layout(figure, "Worker memory (RSS)", "MB", tz)
-    below = {"orientation": "h", "yanchor": "top", "y": -0.3, "xanchor": "left", "x": 0.0}
-    figure.update_layout(legend=below, height=CHART_HEIGHT_PX + 40)
+    figure.update_layout(height=CHART_HEIGHT_PX + 40)
     peak_mb = float(series["rss_mb"].max()) if not series.empty and series["rss_mb"].notna().any() else None
     top_mb = peak_mb * RSS_HEADROOM if peak_mb else hard_limit_mb * 1.1
     _limit_mark(figure, "soft", soft_limit_mb, SOFT_COLOUR, top_mb, 0.0)

@@ -118,8 +118,8 @@ def queue_table(table: pd.DataFrame) -> None:
     status_table(table, "Status", {
         "Status": _text_column(66),
         "Queue": _text_column(90),
-        "Library": _text_column(56, "Lib"),
-        "Issues": _text_column(164, help="Why the queue has its status."),
+        "Library": _text_column(62, "Lib"),
+        "Issues": _text_column(158, help="Why the queue has its status."),
         "Depth trend": st.column_config.LineChartColumn(
             "Waiting, 1 h", width=78, y_min=0, help="Peak waiting jobs per minute over the last hour."),
         "Waiting": _number_column("%d", width=58),

@@ -60,10 +60,10 @@ def look_dashboard(tmp_path_factory):
     db_url, log = f"sqlite:///{folder / 'queuewatch.db'}", folder / "streamlit.log"
     now_s = time.time()
     engine = make_engine(db_url)
-    seed_database(engine, now_s - WEEK_S, hours=1.0, queues=("thumbnails",))
-    seed_database(engine, now_s, hours=1.0)
     _store(engine, "sparse", now_s - 5 * 86400, 7)
     _store(engine, "sparse", now_s - 2 * 86400, 9)
+    seed_database(engine, now_s - WEEK_S, hours=1.0, queues=("thumbnails",))
+    seed_database(engine, now_s, hours=1.0)  # last, so that the seed's queues are the current ones
     add_user(engine, ADMIN, "ADMIN", PASSWORD)
     engine.dispose()
     SHOTS.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,5 @@
 """How the dashboard reads in real Chromium at 1440 x 900: every table column visible, markers for a queue's
-two points in 7 days, the previous-week overlay, one time axis per page, the range kept in the URL across a
+two points in 7 days, the hover count of a point that a real worker's jobs made, the previous-week overlay, one time axis per page, the range kept in the URL across a
 reload, and the dark theme; screenshots of every page in both themes go to $QUEUEWATCH_SCREENSHOTS
 (build/screenshots/ by default, outside git)."""
 from __future__ import annotations
@@ -9,9 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 
 from accounts.accounts import add_user
 from storage.engine import make_engine
+from tests.collector.test_first_cycle import _collector, _run_jobs
 from tests.conftest import REPO_ROOT
 from tests.dashboard.test_browser import CHROMIUM, CHROMIUM_ARGS, PASSWORD, _log_in, dashboard_server
 from tests.dashboard.test_look import WEEK_S, _store
@@ -52,12 +54,24 @@ LUMINANCE = """(colour) => { const [r, g, b] = (colour.match(/[\\d.]+/g) || []).
   return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255; }"""
 
 
+LIVE_JOBS = 27  # what tests.collector.test_first_cycle._run_jobs enqueues and a real RQ worker runs
+
+
 @pytest.fixture(scope="module")
-def look_dashboard(tmp_path_factory):
-    """The dashboard over a history written through the real write path: the seed's last hour, the
-    thumbnails queue one week earlier, and a queue with two snapshots in the last 7 days."""
+def look_dashboard(tmp_path_factory, redis_server):
+    """The dashboard over a history written through the real write path: a real collector cycle over a queue
+    whose jobs a real RQ worker ran, the seed's last hour, the thumbnails queue one week earlier, and a queue
+    with two snapshots in the last 7 days."""
     folder = tmp_path_factory.mktemp("look")
     db_url, log = f"sqlite:///{folder / 'queuewatch.db'}", folder / "streamlit.log"
+    client = redis.Redis.from_url(redis_server)
+    client.flushall()
+    assert len(_run_jobs(client, redis_server, "live")) == LIVE_JOBS
+    collector = _collector(redis_server, db_url)
+    assert collector.run_cycle().ok
+    collector.engine.dispose()
+    client.flushall()
+    client.close()
     now_s = time.time()
     engine = make_engine(db_url)
     _store(engine, "sparse", now_s - 5 * 86400, 7)
@@ -120,6 +134,26 @@ def _single_points_are_marked(page, url: str) -> None:
       return Array.from(waiting.querySelectorAll('.points path'))
         .map(p => p.getBoundingClientRect()).filter(b => b.width > 0 && b.height > 0).length; }}""")
     assert markers == 2
+
+
+def _hover_counts_the_real_jobs(page, url: str) -> None:
+    """The live queue's one point (a real collector cycle after a real worker ran its jobs) is drawn, and
+    hovering it says how many jobs ended in it."""
+    _open(page, url, "/queue?queue=live&library=rq&range=1h", "Queue detail")
+    _charts_drawn(page, 6)
+    page.evaluate(f"() => ({PLOT})('Throughput').scrollIntoView({{block: 'center'}})")
+    page.wait_for_timeout(500)
+    point = page.evaluate(f"""() => {{ const plot = ({PLOT})('Throughput');
+      const marks = Array.from(plot.querySelectorAll('.scatterlayer .trace')[0].querySelectorAll('.points path'))
+        .map(p => p.getBoundingClientRect()).filter(b => b.width > 0);
+      return marks.map(b => ({{x: b.x + b.width / 2, y: b.y + b.height / 2}})); }}""")
+    assert len(point) == 1, point
+    page.mouse.move(point[0]["x"] + 8, point[0]["y"] + 8)
+    page.mouse.move(point[0]["x"], point[0]["y"], steps=4)
+    page.wait_for_function(f"() => ({PLOT})('Throughput').querySelector('.hoverlayer').textContent.length > 0",
+                           timeout=10_000)
+    text = page.evaluate(f"() => ({PLOT})('Throughput').querySelector('.hoverlayer').textContent")
+    assert f"{LIVE_JOBS} jobs ended" in text, text
 
 
 def _range_survives_a_reload(page) -> None:
@@ -207,6 +241,7 @@ def test_light_theme_tables_markers_overlay_axis_and_url(look_dashboard):
             _open(page, url, path, heading)
             page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=30_000)
             _every_column_visible(page, path)
+        _hover_counts_the_real_jobs(page, url)
         _single_points_are_marked(page, url)
         _range_survives_a_reload(page)
         _overlay_and_shared_axis(page, url)

@@ -22,8 +22,8 @@ PREVIOUS_OPACITY = 0.45
 PREVIOUS_LEGEND_COLOUR = "#8c8c8c"
 SOFT_COLOUR, HARD_COLOUR = "#e67e00", "#d62728"
 RSS_HEADROOM = 1.15
-TIME_LEGEND_PX = 30
-LEGEND_BELOW = {"orientation": "h", "yanchor": "top", "y": -0.32, "xanchor": "left", "x": 0.0}
+TIME_LEGEND_PX = 40
+LEGEND_BELOW = {"orientation": "h", "yanchor": "top", "y": -0.45, "xanchor": "left", "x": 0.0}
 
 
 def _layout(figure: go.Figure, title: str, y_title: str, tz: str | None = None) -> go.Figure:

@@ -249,17 +249,18 @@ def alert_card(alert: dict[str, Any], engine: Engine, for_s: float | None = None
 
 
 def alert_history_table(table: pd.DataFrame, tz: str = "UTC") -> None:
-    """The alert history table, the message wrapped after the severity and who acknowledged it when."""
+    """The alert history table, the message wrapped after the severity and who acknowledged it when; the
+    alert ids are in the events table below (its Alert column) and on the open alerts' cards."""
     status_table(table, "Severity", {
-        "State": _text_column(62), "Severity": _text_column(62), "Queue": _text_column(80),
-        "Type": _text_column(80), "Message": _text_column(140),
-        "Value": _number_column("%.2f", width=56), "Threshold": _number_column("%.2f", "Thresh.", width=60),
+        "Severity": _text_column(72), "State": _text_column(72), "Queue": _text_column(96),
+        "Message": _text_column(132), "Type": _text_column(112),
+        "Value": _number_column("%.2f", width=60), "Threshold": _number_column("%.2f", "Thresh.", width=64),
         "Opened": _datetime_column(tz, "Opened", width=106),
         "Resolved": _datetime_column(tz, "Resolved", width=106),
         "Acknowledged by": _text_column(100, "Ack. by", help="Who acknowledged the alert."),
         "Acknowledged at": _datetime_column(tz, "Ack. at", width=106),
-        "Silenced by": _text_column(52, "Silence"),
-        "Id": _text_column(64),
+        "Silenced by": _text_column(56, "Silence"),
+        "Id": None,
     }, placeholder=UNKNOWN, row_height_px=WRAP_ROW_PX)
 
 

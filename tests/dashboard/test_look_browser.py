@@ -34,7 +34,7 @@ TABLES = {
     "/memory": [["Worker", "Lib", "State", "RSS (MB)", "Recycle?", "Recycle reason", "Queues", "Host", "PID",
                  "Jobs", "Mem. src", "Started (UTC)", "Heartbeat (UTC)"]],
     "/alert-history": [["Severity", "State", "Queue", "Message", "Type", "Value", "Thresh.", "Opened (UTC)",
-                        "Resolved (UTC)", "Ack. by", "Ack. at (UTC)", "Silence", "Id"]],
+                        "Resolved (UTC)", "Ack. by", "Ack. at (UTC)", "Silence"]],
 }
 TIME_CHARTS = ("Queue depth", "Throughput", "Error and timeout rates", "Processing time",
                "Wait time (enqueued → started)")

@@ -184,7 +184,8 @@ def latency_figure(series: pd.DataFrame, kind: str = "processing",
 
 
 def histogram_figure(histogram: pd.DataFrame, empty_note: str = NOTHING_IN_RANGE, *,
-                     previous: pd.DataFrame | None = None, previous_label: str = "previous period") -> go.Figure:
+                     previous: pd.DataFrame | None = None,
+                     previous_label: str = "previous period") -> go.Figure:
     """Execution-time histogram from the merged sketch of the range; `empty_note` is shown when empty;
     `previous` (the earlier window's histogram) is drawn as a dashed outline."""
     figure = go.Figure()
@@ -200,7 +201,8 @@ def histogram_figure(histogram: pd.DataFrame, empty_note: str = NOTHING_IN_RANGE
             figure.add_trace(go.Scatter(
                 x=(previous["lower_ms"] + previous["upper_ms"]) / 2, y=previous["count"], name=previous_label,
                 mode="lines+markers", line={"color": "#7f7f7f", "dash": "dash", "shape": "hvh", "width": 1.4},
-                marker={"size": 4}, opacity=0.8, hovertemplate=f"%{{y:,}} jobs<extra>{previous_label}</extra>"))
+                marker={"size": 4}, opacity=0.8,
+                hovertemplate=f"%{{y:,}} jobs<extra>{previous_label}</extra>"))
         low_ms, high_ms = float(histogram["lower_ms"].iloc[0]), float(histogram["upper_ms"].iloc[-1])
         if low_ms > 0 and high_ms / max(low_ms, 1e-9) > 20:
             values, labels = log_ms_ticks(low_ms, high_ms)
@@ -272,7 +274,8 @@ def host_memory_figure(series: pd.DataFrame, *, tz: str = "UTC") -> go.Figure:
         rows = with_gaps(rows.reset_index(drop=True), series.attrs.get("bucket_width_s"))
         prefix = f"{plotly_text(hostname)} " if series["hostname"].nunique() > 1 else ""
         for column, name, colour, dash in lines:
-            figure.add_trace(go.Scatter(x=axis_times(rows["time"], tz), y=rows[column], name=f"{prefix}{name}",
+            figure.add_trace(go.Scatter(x=axis_times(rows["time"], tz), y=rows[column],
+                                        name=f"{prefix}{name}",
                                         mode="lines+markers", marker={"size": marker_sizes(rows[column])},
                                         line={"color": colour, "dash": dash, "width": 1.6},
                                         hovertemplate="%{y:,.0f} MB<extra>%{fullData.name}</extra>"))

@@ -51,7 +51,8 @@ def _datetime_column(tz: str = "UTC", label: str | None = None, width: int | Non
                                            format="MM-DD HH:mm:ss", timezone=tz, width=width)
 
 
-def _number_column(fmt: str, label: str | None = None, width: int | None = None, help: str | None = None) -> Any:
+def _number_column(fmt: str, label: str | None = None, width: int | None = None,
+                   help: str | None = None) -> Any:
     return st.column_config.NumberColumn(label=label, format=fmt, width=width, help=help)
 
 

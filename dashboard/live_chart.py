@@ -61,7 +61,8 @@ function themeUpdate(layout, colours) {
   const update = { paper_bgcolor: colours.background, plot_bgcolor: colours.background,
                    "font.color": colours.text, "legend.bgcolor": "rgba(0,0,0,0)",
                    "hoverlabel.bgcolor": colours.background, "hoverlabel.font.color": colours.text };
-  Object.keys(layout || {}).filter((k) => /^[xy]axis\\d*$/.test(k)).concat(["xaxis", "yaxis"]).forEach((axis) => {
+  const axes = Object.keys(layout || {}).filter((k) => /^[xy]axis\\d*$/.test(k));
+  axes.concat(["xaxis", "yaxis"]).forEach((axis) => {
     update[`${axis}.gridcolor`] = colours.grid;
     update[`${axis}.zerolinecolor`] = colours.grid;
     update[`${axis}.linecolor`] = colours.grid;

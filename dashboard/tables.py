@@ -45,7 +45,8 @@ def overview_table(latest: pd.DataFrame, now_s: float,
     ones are not current. A paused queue says so first in Issues. With `trends` ((library, queue) to peak
     waiting per minute), a "Depth trend" column follows Issues (None where no minute was stored).
     """
-    columns = ["Status", "Queue", "Library", "Issues", *(["Depth trend"] if trends is not None else []), "Waiting", "Active", "Delayed", "Failed", "Jobs/min",
+    trend = ["Depth trend"] if trends is not None else []
+    columns = ["Status", "Queue", "Library", "Issues", *trend, "Waiting", "Active", "Delayed", "Failed", "Jobs/min",
                "Error %", "Timeout %", "p95 (ms)", "Oldest waiting (s)", "Last seen (s ago)"]
     if latest.empty:
         return pd.DataFrame(columns=columns)

@@ -18,7 +18,8 @@ def depth_trends(engine: Engine, since_s: float, until_s: float) -> pd.DataFrame
     r, s = queue_rollups, series
     statement = (select(s.c.library, s.c.queue_name, r.c.bucket_ms, r.c.waiting)
                  .select_from(r.join(s, s.c.id == r.c.series_id))
-                 .where(and_(r.c.level_s == TREND_LEVEL_S, r.c.bucket_ms >= to_ms(since_s) - TREND_LEVEL_S * 1000,
+                 .where(and_(r.c.level_s == TREND_LEVEL_S,
+                             r.c.bucket_ms >= to_ms(since_s) - TREND_LEVEL_S * 1000,
                              r.c.bucket_ms <= to_ms(until_s)))
                  .order_by(s.c.library, s.c.queue_name, r.c.bucket_ms))
     with reading(engine) as conn:

@@ -91,7 +91,8 @@ def test_previous_week_is_read_shifted_and_drawn_dashed(tmp_path):
     assert names[4:] == [f"{name}, previous week" for name in names[:4]] + ["previous week"]
     overlay = figure.data[4]
     assert overlay.line.dash == "dash" and overlay.opacity < 1 and overlay.showlegend is False
-    assert figure.data[8].legendgroup == overlay.legendgroup == "previous" and figure.data[8].showlegend is not False
+    legend = figure.data[8]
+    assert legend.legendgroup == overlay.legendgroup == "previous" and legend.showlegend is not False
     assert min(overlay.x) >= min(figure.data[0].x) - pd.Timedelta(minutes=1)
 
 

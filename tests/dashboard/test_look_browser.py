@@ -1,7 +1,7 @@
 """How the dashboard reads in real Chromium at 1440 x 900: every table column visible, markers for a queue's
-two points in 7 days, the hover count of a point that a real worker's jobs made, the previous-week overlay, one time axis per page, the range kept in the URL across a
-reload, and the dark theme; screenshots of every page in both themes go to $QUEUEWATCH_SCREENSHOTS
-(build/screenshots/ by default, outside git)."""
+two points in 7 days, the hover count of a point that a real worker's jobs made, the previous-week overlay,
+one time axis per page, the range kept in the URL across a reload, and the dark theme; screenshots of every
+page in both themes go to $QUEUEWATCH_SCREENSHOTS (build/screenshots/ by default, outside git)."""
 from __future__ import annotations
 
 import os

@@ -42,6 +42,7 @@ def status_table(table: pd.DataFrame, status_column: str, column_config: dict[st
 
 # Column widths (px) that fit the main column at 1440 px; rows of WRAP_ROW_PX wrap long text on 3 lines.
 WRAP_ROW_PX = 66
+ISSUES_ROW_PX = 92  # five lines: a critical queue's issues are read whole, without opening the cell
 HEADER_PX, MAX_TABLE_PX = 36, 760
 
 
@@ -135,7 +136,7 @@ def queue_table(table: pd.DataFrame) -> None:
                                              help="Age of the oldest waiting job, in seconds."),
         "Last seen (s ago)": _number_column("%.0f", "Seen s ago", width=70,
                                             help="Seconds since the newest snapshot of the queue."),
-    }, row_height_px=WRAP_ROW_PX)
+    }, row_height_px=ISSUES_ROW_PX)
 
 
 def timing_tiles(timing: dict[str, Any], *, processing_measured: bool = True) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import context
+from dashboard import components, context
 from dashboard.login import account_sidebar, cookie_exchange, login_page, refused_page
 
 # (script, title, icon, URL path). The URL paths differ from the file names: Streamlit's older routing
@@ -24,6 +24,7 @@ def stand_ins(page, title: str, icon: str) -> list[st.Page]:
 
 
 st.set_page_config(page_title="queuewatch", page_icon=":material/monitor_heart:", layout="wide")
+components.page_style()
 user = context.session_user()
 cookie_exchange()
 if user is None:

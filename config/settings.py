@@ -88,6 +88,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds a dashboard login lasts at most, however active (the cookie's lifetime)."),
     Setting("login_lockout_s", "QUEUEWATCH_LOGIN_LOCKOUT_S", 60.0,
             "Seconds logins are refused after 5 failures within 15 min (doubling with each further one)."),
+    Setting("timezone", "QUEUEWATCH_TIMEZONE", "UTC",
+            "IANA time zone (e.g. Europe/Berlin) in which the dashboard shows times; UTC by default."),
 )
 
 METRICS_ACCESS = ("admin", "public", "off")
@@ -140,6 +142,7 @@ class Settings:
     session_ttl_s: float = 28800.0
     session_max_age_s: float = 604800.0
     login_lockout_s: float = 60.0
+    timezone: str = "UTC"
     thresholds: Thresholds = field(default_factory=Thresholds)
     notify_channels: tuple[ChannelConfig, ...] = ()
     alert_timings: AlertTimings = field(default_factory=AlertTimings)
@@ -237,6 +240,18 @@ def stale_check_s_value(raw: Any) -> float:
     return _number(raw, float, 0.0, 86400.0)
 
 
+def timezone_value(raw: Any) -> str:
+    """An IANA time zone name known to zoneinfo ("UTC", "Europe/Berlin"); else SettingsError."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(str(raw))
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise SettingsError(f"QUEUEWATCH_TIMEZONE must be an IANA time zone such as UTC or Europe/Berlin, "
+                            f"got {raw!r}") from exc
+    return str(raw)
+
+
 _CHECKS = {"interval_s": interval_s_value, "retention_days": retention_days_value,
            "rollup_retention_days": retention_days_value, "stale_check_s": stale_check_s_value}
 
@@ -297,6 +312,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
                 values[key] = check(values[key])
             except ValueError as exc:
                 raise SettingsError(f"{key} {exc}") from exc
+    if "timezone" in values:
+        values["timezone"] = timezone_value(values["timezone"])
     values["db_url"] = absolute_db_url(values.get("db_url") or default_db_url(env))
     return Settings(**values)
 

@@ -77,7 +77,10 @@ def pending_table(pending: pd.DataFrame, timings) -> None:
         "Value": pending["value"].astype("float64"), "Threshold": pending["threshold"].astype("float64"),
         "Pending since": pending["pending_since"], "Fires at": [fmt_utc(at_s) for at_s in fires],
     })
-    st.dataframe(table, hide_index=True, width="stretch")
+    tz = context.settings().timezone
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
+        "Pending since": st.column_config.DatetimeColumn(f"Pending since ({tz})", format="MM-DD HH:mm:ss",
+                                                         timezone=tz)})
 
 
 def _add_silence(engine: Engine) -> None:

@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from dashboard.chart_style import axis_times, log_ms_ticks, marker_sizes, time_axis_title
 from dashboard.formatting import plotly_text
 from storage.fields import QUEUE_METRICS_FIELDS
 
@@ -17,15 +18,24 @@ FIELD_OF_COLUMN = {column: field for field, column in QUEUE_METRICS_FIELDS}
 NOT_MEASURED = "Not measured for this queue"
 NOTHING_IN_RANGE = "Nothing measured in this range"
 TIER_COLOURS = ("#d62728", "#ff7f0e", "#1f77b4", "#2ca02c", "#7f7f7f")
+PREVIOUS_OPACITY = 0.45
+PREVIOUS_LEGEND_COLOUR = "#8c8c8c"
+SOFT_COLOUR, HARD_COLOUR = "#e67e00", "#d62728"
+RSS_HEADROOM = 1.15
+TIME_LEGEND_PX = 40
+LEGEND_BELOW = {"orientation": "h", "yanchor": "top", "y": -0.45, "xanchor": "left", "x": 0.0}
 
 
-def _layout(figure: go.Figure, title: str, y_title: str) -> go.Figure:
+def _layout(figure: go.Figure, title: str, y_title: str, tz: str | None = None) -> go.Figure:
     figure.update_layout(
         title={"text": title, "x": 0.0, "xanchor": "left"}, height=CHART_HEIGHT_PX,
         margin={"l": 10, "r": 10, "t": 40, "b": 10}, hovermode="x unified",
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
         yaxis={"title": {"text": y_title}, "rangemode": "tozero"}, uirevision="keep-zoom",
     )
+    if tz is not None:  # a time chart: the legend under the axis, so that it never covers the title
+        figure.update_xaxes(title={"text": time_axis_title(tz)}, hoverformat="%Y-%m-%d %H:%M:%S")
+        figure.update_layout(height=CHART_HEIGHT_PX + TIME_LEGEND_PX, legend=LEGEND_BELOW)
     return figure
 
 
@@ -46,12 +56,13 @@ def with_gaps(series: pd.DataFrame, width_s: float | None = None) -> pd.DataFram
     return combined.sort_values("bucket_start_s", kind="stable").reset_index(drop=True)
 
 
-def shade_outages(figure: go.Figure, outages: pd.DataFrame | None) -> go.Figure:
+def shade_outages(figure: go.Figure, outages: pd.DataFrame | None, tz: str = "UTC") -> go.Figure:
     """Shade each collector outage (Redis unreachable) on a time chart."""
     if outages is None or outages.empty:
         return figure
-    for span in outages.itertuples():
-        figure.add_vrect(x0=span.start, x1=span.end, fillcolor=OUTAGE_COLOUR, line_width=0, layer="below",
+    starts, ends = axis_times(outages["start"], tz), axis_times(outages["end"], tz)
+    for start, end in zip(starts, ends):
+        figure.add_vrect(x0=start, x1=end, fillcolor=OUTAGE_COLOUR, line_width=0, layer="below",
                          annotation_text="outage", annotation_position="top left",
                          annotation_font_size=10)
     return figure
@@ -86,51 +97,97 @@ def unmeasured_columns(series: pd.DataFrame) -> set[str]:
     return {column for column, field in FIELD_OF_COLUMN.items() if field in unavailable}
 
 
+def point_counts(data: pd.DataFrame) -> np.ndarray:
+    """Per point: jobs that ended in its bucket and snapshots behind it (the hover's customdata)."""
+    columns = [data[c] if c in data else pd.Series(np.nan, index=data.index)
+               for c in ("finished_delta", "failed_delta", "samples")]
+    ended = columns[0].astype("float64") + columns[1].astype("float64")
+    return np.stack([ended.to_numpy(), columns[2].astype("float64").to_numpy()], axis=-1)
+
+
+def _hover(suffix: str, counted: str, name: str) -> str:
+    count = ("%{customdata[1]:,.0f} snapshots" if counted == "snapshots"
+             else "%{customdata[0]:,.0f} jobs ended")
+    return f"%{{y:,.2f}}{suffix} · {count}<extra>{name}</extra>"
+
+
+def _line_traces(figure: go.Figure, data: pd.DataFrame, drawn: list[tuple[str, str, str]], tz: str,
+                 suffix: str, counted: str, label: str | None = None) -> None:
+    """One line per drawn column; with `label` ("previous week") dashed and faded, named after it."""
+    x, counts = axis_times(data["time"], tz), point_counts(data)
+    for column, name, colour in drawn:
+        shown = name if label is None else f"{name}, {label}"
+        line = {"color": colour, "width": 1.8} if label is None else {"color": colour, "width": 1.4,
+                                                                        "dash": "dash"}
+        figure.add_trace(go.Scatter(
+            x=x, y=data[column], name=shown, mode="lines+markers", line=line, customdata=counts,
+            marker={"color": colour, "size": marker_sizes(data[column])},
+            opacity=1.0 if label is None else PREVIOUS_OPACITY, showlegend=label is None,
+            legendgroup="previous" if label is not None else None,
+            hovertemplate=_hover(suffix, counted, plotly_text(shown))))
+    if label is not None and drawn:  # one legend entry for the earlier traces; clicking it hides them all
+        figure.add_trace(go.Scatter(x=[None], y=[None], name=label, mode="lines", legendgroup="previous",
+                                    line={"color": PREVIOUS_LEGEND_COLOUR, "dash": "dash", "width": 1.4},
+                                    hoverinfo="skip"))
+
+
 def _lines(series: pd.DataFrame, columns: tuple[tuple[str, str, str], ...], title: str, y_title: str,
-           outages: pd.DataFrame | None, suffix: str = "") -> go.Figure:
+           outages: pd.DataFrame | None, suffix: str = "", *, tz: str = "UTC",
+           previous: pd.DataFrame | None = None, counted: str = "jobs") -> go.Figure:
     data = with_gaps(series, series.attrs.get("bucket_width_s"))
     drawn = [c for c in columns if c[0] not in unmeasured_columns(series)]
     figure = go.Figure()
-    for column, name, colour in drawn:
-        figure.add_trace(go.Scatter(x=data["time"], y=data[column], name=name, mode="lines",
-                                    line={"color": colour, "width": 1.8},
-                                    hovertemplate=f"%{{y:,.2f}}{suffix}<extra>{name}</extra>"))
-    figure = _layout(figure, title, y_title)
+    _line_traces(figure, data, drawn, tz, suffix, counted)
+    if previous is not None and not previous.empty:
+        earlier = with_gaps(previous, previous.attrs.get("bucket_width_s"))
+        _line_traces(figure, earlier, [c for c in drawn if c[0] in earlier], tz, suffix, counted,
+                     previous.attrs.get("label", "previous period"))
+    figure = _layout(figure, title, y_title, tz)
     if not drawn:
         return with_note(figure, NOT_MEASURED)
     if all(series[column].isna().all() for column, _, _ in drawn):
         return with_note(figure, NOTHING_IN_RANGE)
-    return shade_outages(figure, outages)
+    return shade_outages(figure, outages, tz)
 
 
-def depth_figure(series: pd.DataFrame, outages: pd.DataFrame | None = None) -> go.Figure:
+def depth_figure(series: pd.DataFrame, outages: pd.DataFrame | None = None, *, tz: str = "UTC",
+                 previous: pd.DataFrame | None = None) -> go.Figure:
     """Waiting, active, delayed and failed jobs over time (bucket maximum)."""
-    return _lines(series, DEPTH_SERIES, "Queue depth", "jobs", outages)
+    return _lines(series, DEPTH_SERIES, "Queue depth", "jobs", outages, tz=tz, previous=previous,
+                  counted="snapshots")
 
 
-def throughput_figure(series: pd.DataFrame, outages: pd.DataFrame | None = None) -> go.Figure:
+def throughput_figure(series: pd.DataFrame, outages: pd.DataFrame | None = None, *, tz: str = "UTC",
+                      previous: pd.DataFrame | None = None) -> go.Figure:
     """Jobs ended per minute over time."""
-    return _lines(series, (("jobs_per_minute", "Jobs/min", "#1f77b4"),), "Throughput", "jobs / min", outages)
+    return _lines(series, (("jobs_per_minute", "Jobs/min", "#1f77b4"),), "Throughput", "jobs / min", outages,
+                  tz=tz, previous=previous)
 
 
-def rates_figure(series: pd.DataFrame, outages: pd.DataFrame | None = None) -> go.Figure:
+def rates_figure(series: pd.DataFrame, outages: pd.DataFrame | None = None, *, tz: str = "UTC",
+                 previous: pd.DataFrame | None = None) -> go.Figure:
     """Error and timeout rates (%) over time."""
     columns = (("error_rate_pct", "Error rate", "#d62728"), ("timeout_rate_pct", "Timeout rate", "#ff7f0e"))
-    return _lines(series, columns, "Error and timeout rates", "% of jobs ended", outages, "%")
+    return _lines(series, columns, "Error and timeout rates", "% of jobs ended", outages, "%", tz=tz,
+                  previous=previous)
 
 
 def latency_figure(series: pd.DataFrame, kind: str = "processing",
-                   outages: pd.DataFrame | None = None) -> go.Figure:
+                   outages: pd.DataFrame | None = None, *, tz: str = "UTC",
+                   previous: pd.DataFrame | None = None) -> go.Figure:
     """p50/p95/p99 of processing or wait time (ms) over time, from merged sketches."""
     if kind not in ("processing", "wait"):
         raise ValueError(f"kind must be 'processing' or 'wait', got {kind!r}")
     columns = tuple((f"{p}_{kind}_ms", name, colour) for p, name, colour in PERCENTILE_SERIES)
     title = "Processing time" if kind == "processing" else "Wait time (enqueued → started)"
-    return _lines(series, columns, title, "ms", outages, " ms")
+    return _lines(series, columns, title, "ms", outages, " ms", tz=tz, previous=previous)
 
 
-def histogram_figure(histogram: pd.DataFrame, empty_note: str = NOTHING_IN_RANGE) -> go.Figure:
-    """Execution-time histogram from the merged sketch of the range; `empty_note` is shown when empty."""
+def histogram_figure(histogram: pd.DataFrame, empty_note: str = NOTHING_IN_RANGE, *,
+                     previous: pd.DataFrame | None = None,
+                     previous_label: str = "previous period") -> go.Figure:
+    """Execution-time histogram from the merged sketch of the range; `empty_note` is shown when empty;
+    `previous` (the earlier window's histogram) is drawn as a dashed outline."""
     figure = go.Figure()
     if not histogram.empty:
         centres = (histogram["lower_ms"] + histogram["upper_ms"]) / 2
@@ -140,12 +197,22 @@ def histogram_figure(histogram: pd.DataFrame, empty_note: str = NOTHING_IN_RANGE
                                 customdata=np.stack([histogram["lower_ms"], histogram["upper_ms"]], axis=-1),
                                 hovertemplate="%{customdata[0]:,.0f}–%{customdata[1]:,.0f} ms: %{y:,} jobs"
                                               "<extra></extra>"))
-        ratio = histogram["upper_ms"].iloc[-1] / max(histogram["lower_ms"].iloc[0], 1e-9)
-        if histogram["lower_ms"].iloc[0] > 0 and ratio > 20:
-            figure.update_xaxes(type="log")
+        if previous is not None and not previous.empty:
+            figure.add_trace(go.Scatter(
+                x=(previous["lower_ms"] + previous["upper_ms"]) / 2, y=previous["count"], name=previous_label,
+                mode="lines+markers", line={"color": "#7f7f7f", "dash": "dash", "shape": "hvh", "width": 1.4},
+                marker={"size": 4}, opacity=0.8,
+                hovertemplate=f"%{{y:,}} jobs<extra>{previous_label}</extra>"))
+        low_ms, high_ms = float(histogram["lower_ms"].iloc[0]), float(histogram["upper_ms"].iloc[-1])
+        if low_ms > 0 and high_ms / max(low_ms, 1e-9) > 20:
+            values, labels = log_ms_ticks(low_ms, high_ms)
+            figure.update_xaxes(type="log", tickvals=values, ticktext=labels)
+        else:
+            figure.update_xaxes(ticksuffix=" ms")
     figure = _layout(figure, "Execution time distribution", "jobs")
-    figure.update_layout(hovermode="closest", bargap=0.02, showlegend=False)
-    figure.update_xaxes(title={"text": "processing time (ms)"})
+    figure.update_layout(hovermode="closest", bargap=0.02, showlegend=len(figure.data) > 1,
+                         height=CHART_HEIGHT_PX + TIME_LEGEND_PX)  # as tall as the time charts beside it
+    figure.update_xaxes(title={"text": "processing time"})
     if histogram.empty:
         return with_note(figure, empty_note)
     return figure
@@ -164,27 +231,39 @@ def priority_figure(tiers: pd.DataFrame) -> go.Figure:
     return figure
 
 
-def worker_memory_figure(series: pd.DataFrame, soft_limit_mb: float, hard_limit_mb: float) -> go.Figure:
-    """RSS per worker over time (bucket peak) with the soft and hard memory limits as horizontal lines."""
+def _limit_mark(figure: go.Figure, name: str, limit_mb: float, colour: str, top_mb: float, x: float) -> None:
+    """A limit as a dashed line when on the scale, else an arrow at the top edge ("hard limit 2048 MB ↑")."""
+    if limit_mb <= top_mb:
+        figure.add_hline(y=limit_mb, line={"color": colour, "dash": "dash", "width": 1.5},
+                         annotation_text=f"{name} limit {limit_mb:.0f} MB", annotation_position="top left")
+        return
+    figure.add_annotation(text=f"{name} limit {limit_mb:.0f} MB ↑", xref="paper", yref="paper", x=x, y=1.0,
+                          xanchor="right" if x > 0.5 else "left", yanchor="top", showarrow=False,
+                          font={"color": colour, "size": 11})
+
+
+def worker_memory_figure(series: pd.DataFrame, soft_limit_mb: float, hard_limit_mb: float, *,
+                         tz: str = "UTC") -> go.Figure:
+    """RSS per worker over time (bucket peak), scaled to the workers' RSS; the soft and hard memory limits
+    as horizontal lines, or as arrows at the top edge when above the scale."""
     figure = go.Figure()
     for worker_name, rows in series.groupby("worker_name", sort=True):
         rows = with_gaps(rows.reset_index(drop=True), series.attrs.get("bucket_width_s"))
-        figure.add_trace(go.Scatter(x=rows["time"], y=rows["rss_mb"], name=plotly_text(worker_name),
-                                    mode="lines",
+        figure.add_trace(go.Scatter(x=axis_times(rows["time"], tz), y=rows["rss_mb"],
+                                    name=plotly_text(worker_name), mode="lines+markers",
+                                    marker={"size": marker_sizes(rows["rss_mb"])},
                                     hovertemplate="%{y:,.0f} MB<extra>%{fullData.name}</extra>"))
-    figure = _layout(figure, "Worker memory (RSS)", "MB")
-    below = {"orientation": "h", "yanchor": "top", "y": -0.2, "xanchor": "left", "x": 0.0}
-    figure.update_layout(legend=below, height=CHART_HEIGHT_PX + 40)
-    figure.add_hline(y=soft_limit_mb, line={"color": "#ff7f0e", "dash": "dash", "width": 1.5},
-                     annotation_text=f"soft limit {soft_limit_mb:.0f} MB", annotation_position="top left")
-    figure.add_hline(y=hard_limit_mb, line={"color": "#d62728", "dash": "dash", "width": 1.5},
-                     annotation_text=f"hard limit {hard_limit_mb:.0f} MB", annotation_position="top left")
-    top = max([hard_limit_mb * 1.1] + ([float(series["rss_mb"].max()) * 1.05] if not series.empty else []))
-    figure.update_yaxes(range=[0, top])
+    figure = _layout(figure, "Worker memory (RSS)", "MB", tz)
+    figure.update_layout(height=CHART_HEIGHT_PX + 40)
+    peak_mb = float(series["rss_mb"].max()) if not series.empty and series["rss_mb"].notna().any() else None
+    top_mb = peak_mb * RSS_HEADROOM if peak_mb else hard_limit_mb * 1.1
+    _limit_mark(figure, "soft", soft_limit_mb, SOFT_COLOUR, top_mb, 0.0)
+    _limit_mark(figure, "hard", hard_limit_mb, HARD_COLOUR, top_mb, 1.0)
+    figure.update_yaxes(range=[0, top_mb])
     return figure
 
 
-def host_memory_figure(series: pd.DataFrame) -> go.Figure:
+def host_memory_figure(series: pd.DataFrame, *, tz: str = "UTC") -> go.Figure:
     """Host memory over time: used, cached, workers' RSS and the collector, against the total."""
     figure = go.Figure()
     lines = (("used_mb", "used", "#1f77b4", None), ("cached_mb", "cached", "#aec7e8", None),
@@ -195,7 +274,9 @@ def host_memory_figure(series: pd.DataFrame) -> go.Figure:
         rows = with_gaps(rows.reset_index(drop=True), series.attrs.get("bucket_width_s"))
         prefix = f"{plotly_text(hostname)} " if series["hostname"].nunique() > 1 else ""
         for column, name, colour, dash in lines:
-            figure.add_trace(go.Scatter(x=rows["time"], y=rows[column], name=f"{prefix}{name}", mode="lines",
+            figure.add_trace(go.Scatter(x=axis_times(rows["time"], tz), y=rows[column],
+                                        name=f"{prefix}{name}",
+                                        mode="lines+markers", marker={"size": marker_sizes(rows[column])},
                                         line={"color": colour, "dash": dash, "width": 1.6},
                                         hovertemplate="%{y:,.0f} MB<extra>%{fullData.name}</extra>"))
-    return _layout(figure, "Host memory", "MB")
+    return _layout(figure, "Host memory", "MB", tz)

@@ -11,6 +11,7 @@ from pandas.io.formats.style import Styler
 from sqlalchemy import Engine
 
 from dashboard import context
+from dashboard.chart_style import themed
 from dashboard.formatting import (
     EMPTY_STATE, fmt_age, fmt_figure, fmt_iso, fmt_ms, fmt_utc, markdown_text, severity_markdown,
     status_style,
@@ -29,18 +30,35 @@ def coloured(table: pd.DataFrame, column: str) -> pd.DataFrame | Styler:
 
 
 def status_table(table: pd.DataFrame, status_column: str, column_config: dict[str, Any], *,
-                 placeholder: str = NOT_AVAILABLE) -> None:
-    """A full-width table without index, its status column coloured, missing cells shown as `placeholder`."""
+                 placeholder: str = NOT_AVAILABLE, row_height_px: int | None = None) -> None:
+    """A full-width table without index, its status column coloured, missing cells shown as `placeholder`;
+    rows taller than 4 rem (`row_height_px`) let long text wrap instead of being cut."""
+    height: int | str = "auto"
+    if row_height_px is not None:  # every row shown, up to a screenful
+        height = min(MAX_TABLE_PX, HEADER_PX + max(len(table), 1) * row_height_px + 2)
     st.dataframe(coloured(table, status_column), hide_index=True, width="stretch", placeholder=placeholder,
-                 column_config=column_config)
+                 column_config=column_config, row_height=row_height_px, height=height)
 
 
-def _datetime_column() -> Any:
-    return st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss")
+# Column widths (px) that fit the main column at 1440 px; rows of WRAP_ROW_PX wrap long text on 3 lines.
+WRAP_ROW_PX = 66
+ISSUES_ROW_PX = 92  # five lines: a critical queue's issues are read whole, without opening the cell
+HEADER_PX, MAX_TABLE_PX = 36, 760
 
 
-def _number_column(fmt: str) -> Any:
-    return st.column_config.NumberColumn(format=fmt)
+def _datetime_column(tz: str = "UTC", label: str | None = None, width: int | None = None) -> Any:
+    """A time shown in `tz`, the zone named in the header ("Started (UTC)")."""
+    return st.column_config.DatetimeColumn(label=f"{label} ({tz})" if label else None,
+                                           format="MM-DD HH:mm:ss", timezone=tz, width=width)
+
+
+def _number_column(fmt: str, label: str | None = None, width: int | None = None,
+                   help: str | None = None) -> Any:
+    return st.column_config.NumberColumn(label=label, format=fmt, width=width, help=help)
+
+
+def _text_column(width: int, label: str | None = None, help: str | None = None) -> Any:
+    return st.column_config.TextColumn(label=label, width=width, help=help)
 
 
 def library_filter(key: str) -> list[str]:
@@ -97,17 +115,28 @@ def system_tiles(figures: dict[str, Any]) -> None:
 
 
 def queue_table(table: pd.DataFrame) -> None:
-    """The overview's queue table; a missing figure (not measured by the queue's backend) reads "n/a"."""
+    """The overview's queue table, the Issues text that explains a status wrapped beside it and a depth
+    sparkline; a missing figure (not measured by the queue's backend) reads "n/a"."""
     status_table(table, "Status", {
-        "Library": st.column_config.TextColumn(width="small"),
-        "Issues": st.column_config.TextColumn(width="medium"),
-        "Jobs/min": _number_column("%.1f"),
-        "Error %": _number_column("%.2f"),
-        "Timeout %": _number_column("%.2f"),
-        "p95 (ms)": _number_column("%.0f"),
-        "Oldest waiting (s)": _number_column("%.1f"),
-        "Last seen (s ago)": _number_column("%.0f"),
-    })
+        "Status": _text_column(66),
+        "Queue": _text_column(90),
+        "Library": _text_column(62, "Lib"),
+        "Issues": _text_column(158, help="Why the queue has its status."),
+        "Depth trend": st.column_config.LineChartColumn(
+            "Waiting, 1 h", width=78, y_min=0, help="Peak waiting jobs per minute over the last hour."),
+        "Waiting": _number_column("%d", width=58),
+        "Active": _number_column("%d", width=50),
+        "Delayed": _number_column("%d", width=58),
+        "Failed": _number_column("%d", width=50),
+        "Jobs/min": _number_column("%.1f", width=64),
+        "Error %": _number_column("%.2f", width=56),
+        "Timeout %": _number_column("%.2f", "Tmout %", width=62, help="Timeout rate, % of jobs ended."),
+        "p95 (ms)": _number_column("%.0f", width=62, help="p95 processing time over the last 5 min."),
+        "Oldest waiting (s)": _number_column("%.1f", "Oldest wait s", width=86,
+                                             help="Age of the oldest waiting job, in seconds."),
+        "Last seen (s ago)": _number_column("%.0f", "Seen s ago", width=70,
+                                            help="Seconds since the newest snapshot of the queue."),
+    }, row_height_px=ISSUES_ROW_PX)
 
 
 def timing_tiles(timing: dict[str, Any], *, processing_measured: bool = True) -> None:
@@ -144,15 +173,24 @@ def worker_tiles(summary: dict[str, Any]) -> None:
     tiles[3].metric("Need recycling", summary["workersNeedingRecycle"], border=True)
 
 
-def worker_table(table: pd.DataFrame) -> None:
-    """The workers table; memory that neither an agent nor psutil measured (and any other gap) reads "n/a"."""
+def worker_table(table: pd.DataFrame, tz: str = "UTC") -> None:
+    """The workers table, the recycle verdict and RSS beside the state; memory that neither an agent nor
+    psutil measured (and any other gap) reads "n/a"."""
     status_table(table, "State", {
-        "Library": st.column_config.TextColumn(width="small"),
-        "Started": _datetime_column(),
-        "Last heartbeat": _datetime_column(),
-        "RSS (MB)": _number_column("%.0f"),
-        "Recycle reason": st.column_config.TextColumn(width="large"),
-    })
+        "Worker": _text_column(110),
+        "Library": _text_column(64, "Lib"),
+        "Queues": _text_column(80),
+        "Host": _text_column(70),
+        "PID": _number_column("%d", width=56),
+        "State": _text_column(56),
+        "RSS (MB)": _number_column("%.0f", width=72),
+        "Should recycle": st.column_config.CheckboxColumn("Recycle?", width=66),
+        "Recycle reason": _text_column(142),
+        "Jobs processed": _number_column("%d", "Jobs", width=56, help="Jobs processed."),
+        "Memory source": _text_column(64, "Mem. src"),
+        "Started": _datetime_column(tz, "Started", width=112),
+        "Last heartbeat": _datetime_column(tz, "Heartbeat", width=118),
+    }, row_height_px=WRAP_ROW_PX)
 
 
 def acknowledge(engine: Engine, alert_ids: list[str], for_s: float | None) -> None:
@@ -212,17 +250,25 @@ def alert_card(alert: dict[str, Any], engine: Engine, for_s: float | None = None
                       help="Fill the silence form below with this alert's queue and type.")
 
 
-def alert_history_table(table: pd.DataFrame) -> None:
-    """The alert history table."""
-    times = {name: _datetime_column() for name in ("Opened", "Resolved", "Acknowledged at")}
-    status_table(table, "Severity", {**times, "Message": st.column_config.TextColumn(width="medium"),
-                                     "Value": _number_column("%.2f"), "Threshold": _number_column("%.2f")},
-                 placeholder=UNKNOWN)
+def alert_history_table(table: pd.DataFrame, tz: str = "UTC") -> None:
+    """The alert history table, the message wrapped after the severity and who acknowledged it when; the
+    alert ids are in the events table below (its Alert column) and on the open alerts' cards."""
+    status_table(table, "Severity", {
+        "Severity": _text_column(72), "State": _text_column(72), "Queue": _text_column(96),
+        "Message": _text_column(132), "Type": _text_column(112),
+        "Value": _number_column("%.2f", width=60), "Threshold": _number_column("%.2f", "Thresh.", width=64),
+        "Opened": _datetime_column(tz, "Opened", width=106),
+        "Resolved": _datetime_column(tz, "Resolved", width=106),
+        "Acknowledged by": _text_column(100, "Ack. by", help="Who acknowledged the alert."),
+        "Acknowledged at": _datetime_column(tz, "Ack. at", width=106),
+        "Silenced by": _text_column(56, "Silence"),
+        "Id": None,
+    }, placeholder=UNKNOWN, row_height_px=WRAP_ROW_PX)
 
 
-def alert_events_table(table: pd.DataFrame) -> None:
+def alert_events_table(table: pd.DataFrame, tz: str = "UTC") -> None:
     """The alert events table."""
-    status_table(table, "Severity", {"At": _datetime_column(), "Value": _number_column("%.2f")},
+    status_table(table, "Severity", {"At": _datetime_column(tz, "At"), "Value": _number_column("%.2f")},
                  placeholder=UNKNOWN)
 
 
@@ -239,9 +285,30 @@ def leak_hints(hints: list[dict[str, Any]]) -> None:
             st.caption(markdown_text(hint["advice"]))
 
 
-def live_chart(container: Any, figure: go.Figure, key: str, revision: str) -> None:
-    """A chart that a refresh updates in place: a stable element key, and the viewer's zoom and legend
-    choices kept while `revision` (the queue and range shown) stays the same."""
+def theme_type() -> str:
+    """The app's theme as the browser reported it ("light" or "dark"; "light" before it has)."""
+    try:
+        kind = st.context.theme.type
+    except Exception:  # no browser connection (AppTest, bare script runs)
+        kind = None
+    return kind if kind in ("light", "dark") else "light"
+
+
+PAGE_STYLE = """<style>
+[data-testid="stMainBlockContainer"] { padding-left: 1.5rem; padding-right: 1.5rem; }
+</style>"""
+
+
+def page_style() -> None:
+    """Narrower side margins of the main column, so that the tables fit it at 1440 px."""
+    st.html(PAGE_STYLE)
+
+
+def live_chart(container: Any, figure: go.Figure, key: str, revision: str, group: str = "") -> None:
+    """A chart that a refresh updates in place: a stable element key, the viewer's zoom and legend choices
+    kept while `revision` (the queue and range shown) stays the same, the app's theme, and one time axis with
+    the other charts of `group`."""
     figure.update_layout(uirevision=revision)
+    themed(figure, theme_type())
     with container:
-        draw_in_place(figure, key)
+        draw_in_place(figure, key, group)

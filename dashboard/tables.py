@@ -36,14 +36,17 @@ def queue_notes(record: Mapping[str, Any]) -> list[str]:
     return (["Paused"] if details is not None and details.paused else []) + issues_of(record)
 
 
-def overview_table(latest: pd.DataFrame, now_s: float) -> pd.DataFrame:
+def overview_table(latest: pd.DataFrame, now_s: float,
+                   trends: Mapping[tuple[str, str], list[float]] | None = None) -> pd.DataFrame:
     """One row per queue: status, library, issues, depths, throughput, error rate, p95, age of the newest
     snapshot; figures the queue's backend could not measure are NA (shown as "n/a"), never 0.
 
     A stale queue (its library no longer reports it) shows when it was last seen and no figures: its last
-    ones are not current. A paused queue says so first in Issues.
+    ones are not current. A paused queue says so first in Issues. With `trends` ((library, queue) to peak
+    waiting per minute), a "Depth trend" column follows Issues (None where no minute was stored).
     """
-    columns = ["Status", "Queue", "Library", "Issues", "Waiting", "Active", "Delayed", "Failed", "Jobs/min",
+    trend = ["Depth trend"] if trends is not None else []
+    columns = ["Status", "Queue", "Library", "Issues", *trend, "Waiting", "Active", "Delayed", "Failed", "Jobs/min",
                "Error %", "Timeout %", "p95 (ms)", "Oldest waiting (s)", "Last seen (s ago)"]
     if latest.empty:
         return pd.DataFrame(columns=columns)
@@ -53,6 +56,8 @@ def overview_table(latest: pd.DataFrame, now_s: float) -> pd.DataFrame:
         "Queue": [r["queue_name"] for r in records],
         "Library": [r.get("library") or "" for r in records],
         "Issues": ["; ".join(queue_notes(r)) for r in records],
+        **({"Depth trend": [trends.get((str(r.get("library") or ""), str(r["queue_name"]))) for r in records]}
+           if trends is not None else {}),
         "Waiting": latest["waiting"].astype("Int64"),
         "Active": latest["active"].astype("Int64"),
         "Delayed": latest["delayed"].astype("Int64"),
@@ -63,7 +68,7 @@ def overview_table(latest: pd.DataFrame, now_s: float) -> pd.DataFrame:
         "p95 (ms)": latest["p95_processing_ms"].astype("float64"),
         "Oldest waiting (s)": latest["oldest_waiting_ms"].astype("float64") / 1000.0,
         "Last seen (s ago)": (now_s - latest["sampled_at_s"].astype("float64")).clip(lower=0),
-    })
+    })[columns]
     for index, record in enumerate(records):
         unmeasured = METRIC_COLUMNS if not record["current"] else unavailable_of(record)
         for field in unmeasured:
@@ -120,8 +125,8 @@ def worker_display_table(workers: pd.DataFrame) -> pd.DataFrame:
 
     "Memory source" is psutil, agent or "n/a"; RSS is NA (shown as "n/a") where memory is unknown, never 0.
     """
-    columns = ["Worker", "Library", "Queues", "Host", "PID", "State", "Jobs processed", "Started",
-               "Last heartbeat", "Memory source", "RSS (MB)", "Should recycle", "Recycle reason"]
+    columns = ["Worker", "Library", "State", "RSS (MB)", "Should recycle", "Recycle reason", "Queues", "Host",
+               "PID", "Jobs processed", "Memory source", "Started", "Last heartbeat"]
     if workers.empty:
         return pd.DataFrame(columns=columns)
     sources = workers["memory_source"].astype(object).where(workers["memory_source"].notna(), None)
@@ -139,12 +144,12 @@ def worker_display_table(workers: pd.DataFrame) -> pd.DataFrame:
         "RSS (MB)": workers["rss_mb"].astype("float64"),
         "Should recycle": workers["should_recycle"].astype(bool),
         "Recycle reason": workers["recycle_reason"].fillna(""),
-    })
+    })[columns]
 
 
 def alert_history_table(history: pd.DataFrame) -> pd.DataFrame:
     """Alert history as displayed: state, severity, queue, type, value/threshold, times, acknowledgement."""
-    columns = ["State", "Severity", "Queue", "Type", "Message", "Value", "Threshold", "Opened", "Resolved",
+    columns = ["Severity", "State", "Queue", "Message", "Type", "Value", "Threshold", "Opened", "Resolved",
                "Acknowledged by", "Acknowledged at", "Silenced by", "Id"]
     if history.empty:
         return pd.DataFrame(columns=columns)
@@ -162,7 +167,7 @@ def alert_history_table(history: pd.DataFrame) -> pd.DataFrame:
         "Acknowledged at": history["acknowledged_at"],
         "Silenced by": [None if pd.isna(v) else f"#{int(v)}" for v in history["silenced_by"]],
         "Id": history["id"],
-    })
+    })[columns]
 
 
 def alert_events_table(events: pd.DataFrame) -> pd.DataFrame:

@@ -70,9 +70,9 @@ def alert_history(filters: dict, choice: RangeChoice) -> None:
     if history.empty:
         st.info("No alerts in this range.")
     else:
-        components.alert_history_table(tables.alert_history_table(history))
+        components.alert_history_table(tables.alert_history_table(history), context.settings().timezone)
     with st.expander(f"Alert events ({len(events)})"):
-        components.alert_events_table(tables.alert_events_table(events))
+        components.alert_events_table(tables.alert_events_table(events), context.settings().timezone)
 
 
 alert_history(filters, choice)

@@ -5,7 +5,7 @@ import time
 
 import streamlit as st
 
-from dashboard import baseline_panel, components, context, tables
+from dashboard import baseline_panel, components, context, tables, trends
 from storage import queries
 
 st.title("Queue overview")
@@ -23,6 +23,7 @@ def live_overview() -> None:
             return
         summary = queries.dashboard_summary(engine)
         system = queries.system_figures(engine, latest=latest)
+        sparklines = trends.depth_sparklines(engine, now_s)
     components.freshness_note(float(latest["sampled_at_s"].max()), now_s)
     components.summary_tiles(summary)
     components.system_tiles(system)
@@ -31,7 +32,7 @@ def live_overview() -> None:
     st.subheader("Queues")
     with st.columns([1, 2])[0]:
         libraries = components.library_filter("overview_libraries")
-    components.queue_table(tables.overview_table(tables.by_library(latest, libraries), now_s))
+    components.queue_table(tables.overview_table(tables.by_library(latest, libraries), now_s, sparklines))
     st.caption("Rates: jobs/min over the last 60 s, error and timeout rates and p95 over the last 5 min. "
                "n/a: the queue's library cannot measure the figure (**Queue detail** says why), or no job "
                "ended yet to time. The tiles count every library. Stale: the queue's library no longer reports it. "

@@ -5,9 +5,9 @@ import time
 
 import streamlit as st
 
-from dashboard import charts, components, context, job_panels, queue_panels, ranges, tables
+from dashboard import charts, compare, components, context, job_panels, queue_panels, ranges, tables
 from dashboard.libraries import PROCESSING_FIELDS
-from dashboard.ranges import RangeChoice
+from dashboard.ranges import Comparison, RangeChoice
 from storage import queries
 
 st.title("Queue detail")
@@ -43,9 +43,10 @@ def queue_now(library: str, queue: str) -> None:
 
 
 @context.live_fragment(context.QUEUE_REFRESH_S)
-def queue_history(library: str, queue: str, choice: RangeChoice) -> None:
-    """Whole-range percentiles and the charts of one queue."""
+def queue_history(library: str, queue: str, choice: RangeChoice, comparison: Comparison | None) -> None:
+    """Whole-range percentiles and the charts of one queue (with the earlier window when comparing)."""
     since_s, until_s = choice.bounds(time.time())
+    tz = context.settings().timezone
     with context.storage_errors():
         series = queries.queue_series(engine, queue, since_s, until_s, library=library)
         if series.empty:
@@ -53,21 +54,31 @@ def queue_history(library: str, queue: str, choice: RangeChoice) -> None:
             return
         gaps = queries.outages(engine, since_s, until_s)
         timing = queries.range_timing(engine, queue, since_s, until_s, library=library)
+        previous = compare.previous_series(engine, queue, since_s, until_s, comparison, library=library)
+        earlier_histogram = compare.previous_histogram(engine, queue, since_s, until_s, comparison,
+                                                       library=library)
     processing_measured = not PROCESSING_FIELDS <= set(series.attrs["unavailable"])
     components.timing_tiles(timing, processing_measured=processing_measured)
     st.caption(f"{len(series):,} points of {series.attrs['bucket_width_s']:g} s; depths are the peak per "
                "point; percentiles merge the per-snapshot sketches. Shaded spans: collector outages.")
+    if comparison is not None:
+        st.caption(f"Dashed, faded lines ({comparison.label}): the same window one "
+                   f"{comparison.label.removeprefix('previous ')} earlier, moved forward onto this axis.")
     revision = f"{library}:{queue}:{choice.label}:{choice.first_day}:{choice.last_day}"
     left, right = st.columns(2)
     histogram_note = charts.NOTHING_IN_RANGE if processing_measured else charts.NOT_MEASURED
+    timed = {"tz": tz, "previous": previous}
     for container, key, figure in (
-            (left, "depth", charts.depth_figure(series, gaps)),
-            (right, "throughput", charts.throughput_figure(series, gaps)),
-            (left, "rates", charts.rates_figure(series, gaps)),
-            (right, "histogram", charts.histogram_figure(timing["histogram"], histogram_note)),
-            (left, "processing", charts.latency_figure(series, "processing", gaps)),
-            (right, "wait", charts.latency_figure(series, "wait", gaps))):
-        components.live_chart(container, figure, f"queue_detail_{key}", revision)
+            (left, "depth", charts.depth_figure(series, gaps, **timed)),
+            (right, "throughput", charts.throughput_figure(series, gaps, **timed)),
+            (left, "rates", charts.rates_figure(series, gaps, **timed)),
+            (right, "histogram", charts.histogram_figure(
+                timing["histogram"], histogram_note, previous=earlier_histogram,
+                previous_label=comparison.label if comparison else "")),
+            (left, "processing", charts.latency_figure(series, "processing", gaps, **timed)),
+            (right, "wait", charts.latency_figure(series, "wait", gaps, **timed))):
+        components.live_chart(container, figure, f"queue_detail_{key}", revision,
+                              group="" if key == "histogram" else "queue_detail_time")
     queue_panels.not_drawn_note(library, charts.undrawn_fields(series))
 
 
@@ -81,6 +92,10 @@ def queue_jobs(library: str, queue: str, choice: RangeChoice) -> None:
 
 queue_now(library, queue)
 st.subheader("History")
-range_choice = ranges.range_picker("queue_detail_range", default="1 h")
-queue_history(library, queue, range_choice)
-queue_jobs(library, queue, range_choice)
+range_column, compare_column = st.columns([3, 2])
+with range_column:
+    picked_range = ranges.range_picker("queue_detail_range", default="1 h")
+with compare_column:
+    comparison = ranges.compare_picker("queue_detail_compare")
+queue_history(library, queue, picked_range, comparison)
+queue_jobs(library, queue, picked_range)

@@ -20,6 +20,7 @@ choice = ranges.range_picker("workers_range", default="1 h")
 def live_workers(choice: RangeChoice) -> None:
     """Worker tiles, then the table and RSS chart of the chosen libraries' workers, and host memory."""
     since_s, until_s = choice.bounds(time.time())
+    tz = context.settings().timezone
     with context.storage_errors():
         summary = queries.worker_memory_summary(engine, context.thresholds())
         if not summary["totalWorkers"] and queries.newest_sample_at_s(engine) is None:
@@ -37,7 +38,7 @@ def live_workers(choice: RangeChoice) -> None:
     if workers.empty:
         st.info("No workers of these libraries were registered in this range.")
     else:
-        components.worker_table(tables.worker_display_table(workers))
+        components.worker_table(tables.worker_display_table(workers), tz)
         st.caption("State *stale*: heartbeat expired; *gone*: no longer registered. Recycling follows the "
                    f"job limit ({limits.recycle_after_jobs:.0f}), uptime "
                    f"({limits.recycle_after_uptime_s / 3600:g} h) and hard memory limit "
@@ -50,12 +51,13 @@ def live_workers(choice: RangeChoice) -> None:
         left.info("No worker memory measured in this range (workers on other hosts need the agent).")
     else:
         components.live_chart(left, charts.worker_memory_figure(memory, limits.memory_soft_limit_mb,
-                                                                limits.memory_hard_limit_mb),
-                              "workers_memory", revision)
+                                                                limits.memory_hard_limit_mb, tz=tz),
+                              "workers_memory", revision, group="workers_time")
     if host.empty:
         right.info("No host memory recorded in this range.")
     else:
-        components.live_chart(right, charts.host_memory_figure(host), "workers_host_memory", revision)
+        components.live_chart(right, charts.host_memory_figure(host, tz=tz), "workers_host_memory", revision,
+                              group="workers_time")
     st.subheader("Leak hints")
     with context.storage_errors():
         hints = leak_hints(engine, context.thresholds(), time.time())

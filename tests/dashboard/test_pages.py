@@ -69,11 +69,12 @@ def _charts(at: AppTest) -> list:
 
 
 def _figures(at: AppTest) -> dict[str, dict]:
-    """The page's Plotly figures by title."""
+    """The page's Plotly figures by title (each with the time-axis group it shares under "group")."""
     specs = []
     for chart in _charts(at):
         data = json.loads(chart.proto.json)
-        specs.append(json.loads(data) if isinstance(data, str) else data)
+        payload = json.loads(data) if isinstance(data, str) else data
+        specs.append({**payload["figure"], "group": payload["group"]})
     return {spec["layout"]["title"]["text"]: spec for spec in specs}
 
 

@@ -121,7 +121,7 @@ def postgres_url():
     subprocess.run(as_user + [str(bin_dir / "pg_ctl"), "-D", str(data / "db"), "-w", "-l", str(data / "log"),
                               "-o", f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
                    check=True, stdout=subprocess.DEVNULL)
-    yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
+    yield f"postgresql://postgres@127.0.0.1:{port}/postgres"  # as users type it: psycopg 3
     subprocess.run(as_user + [str(bin_dir / "pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop"],
                    stdout=subprocess.DEVNULL)
     shutil.rmtree(data, ignore_errors=True)

@@ -140,6 +140,17 @@ def _v7_notification_deliveries(conn: Connection) -> None:
     schema.metadata.create_all(conn, tables=list(schema.VERSION_7_TABLES), checkfirst=True)
 
 
+def _v8_scale_out(conn: Connection) -> None:
+    """PostgreSQL: raw snapshots in day partitions (history kept); every engine: the collectors' lease table."""
+    schema.metadata.create_all(conn, tables=list(schema.VERSION_8_TABLES), checkfirst=True)
+    if conn.dialect.name == "postgresql":
+        from storage.migrate_v5 import create_view
+        from storage.partitions import partition_tables
+
+        partition_tables(conn)
+        create_view(conn)
+
+
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _v1_initial),
     (2, _v2_users_and_recent_executions),
@@ -148,6 +159,7 @@ MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (5, _v5_compact_history),
     (6, _v6_alert_rules_and_silences),
     (7, _v7_notification_deliveries),
+    (8, _v8_scale_out),
 ]
 
 

@@ -14,6 +14,7 @@ from core.values import INT64_MAX, INT64_MIN
 from storage.alert_state import lock_alerts, rule_states, save_rule_states, upkeep
 from storage.engine import StorageError, error_text
 from storage.layout import CURSOR_COLUMNS, blob_values, sample_values, series_ids
+from storage.partitions import ensure_days
 from storage.rollups import add_to_rollups, upsert
 from storage.schema import (
     alert_events, alerts, cycles, host_snapshots, queue_latest, queue_sample_blobs, queue_samples,
@@ -103,6 +104,7 @@ def write_cycle(engine: Engine, record: CycleRecord, plan_alerts: AlertPlanner |
     """
     problems = problems or ProblemLog()
     try:
+        ensure_days(engine, record.finished_at_s)
         with engine.begin() as conn:
             cycle_id = conn.execute(cycles.insert().values(
                 started_at_s=record.started_at_s, finished_at_s=record.finished_at_s, ok=True,

@@ -25,7 +25,7 @@ def test_version_7_applies_on_a_version_4_database(db_url, monkeypatch):
     old = make_engine(db_url)
     assert "notification_deliveries" not in inspect(old).get_table_names()
     monkeypatch.undo()
-    assert run_migrations(old) == 7
+    assert run_migrations(old) == engine_module.latest_version()
     assert "notification_deliveries" in inspect(old).get_table_names()
     assert 7 in _versions(old)
 
@@ -39,8 +39,8 @@ def test_version_7_applies_after_versions_it_does_not_know(db_url, monkeypatch):
         for number in (5, 6):
             conn.execute(schema_version.insert().values(version=number, applied_at_s=time.time()))
         conn.execute(text("CREATE TABLE notification_deliveries (id INTEGER PRIMARY KEY, channel VARCHAR(64))"))
-    assert run_migrations(old) == 7  # the table exists: created again it would fail
-    assert _versions(old) == [1, 2, 3, 4, 5, 6, 7]
+    assert run_migrations(old) == engine_module.latest_version()  # the table exists: created again it would fail
+    assert _versions(old) == list(range(1, engine_module.latest_version() + 1))
 
 
 def test_a_lower_number_added_later_still_runs(db_url, monkeypatch):

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import redis
@@ -98,17 +99,17 @@ def _postgres_bin() -> Path | None:
     return found[-1].parent if found else None
 
 
-@pytest.fixture(scope="session")
-def postgres_url():
-    """URL of a throw-away PostgreSQL cluster on a free loopback port (run as `postgres` when we are root)."""
+def start_postgres() -> tuple[str, Callable[[], None]]:
+    """A throw-away PostgreSQL cluster on a free loopback port (run as `postgres` when we are root): its URL
+    as users type it (psycopg 3) and a function that stops it and removes its files."""
     import os
     import pwd
+    import tempfile
 
     bin_dir = _postgres_bin()
     if bin_dir is None:
-        pytest.fail("PostgreSQL server binaries not found: scripts/test.sh installs the Debian package postgresql")
-    import tempfile
-
+        raise RuntimeError("PostgreSQL server binaries not found: scripts/test.sh installs the Debian package "
+                           "postgresql")
     data = Path(tempfile.mkdtemp(prefix="queuewatch-pg-"))  # outside pytest's root-only tmp tree
     as_user: list[str] = []
     if os.geteuid() == 0:
@@ -121,10 +122,24 @@ def postgres_url():
     subprocess.run(as_user + [str(bin_dir / "pg_ctl"), "-D", str(data / "db"), "-w", "-l", str(data / "log"),
                               "-o", f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
                    check=True, stdout=subprocess.DEVNULL)
-    yield f"postgresql://postgres@127.0.0.1:{port}/postgres"  # as users type it: psycopg 3
-    subprocess.run(as_user + [str(bin_dir / "pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop"],
-                   stdout=subprocess.DEVNULL)
-    shutil.rmtree(data, ignore_errors=True)
+
+    def stop() -> None:
+        subprocess.run(as_user + [str(bin_dir / "pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop"],
+                       stdout=subprocess.DEVNULL)
+        shutil.rmtree(data, ignore_errors=True)
+
+    return f"postgresql://postgres@127.0.0.1:{port}/postgres", stop
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """URL of a throw-away PostgreSQL cluster for the whole session, as users type it (psycopg 3)."""
+    try:
+        url, stop = start_postgres()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    yield url
+    stop()
 
 
 @pytest.fixture

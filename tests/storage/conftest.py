@@ -2,45 +2,13 @@
 copy, or CREATE DATABASE ... TEMPLATE on PostgreSQL) and a fresh migrated one."""
 from __future__ import annotations
 
-import uuid
-
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from storage.engine import make_engine
 from tests.seed import copy_database, seed_database, write_seed_file
 from tests.storage.queries_helpers import NOW_S
 
 BACKENDS = ("sqlite", "postgresql")
-
-
-class PgDatabases:
-    """Databases in the session's PostgreSQL cluster, made and copied with CREATE DATABASE ... TEMPLATE."""
-
-    def __init__(self, postgres_url: str) -> None:
-        self.url = make_url(postgres_url)
-        self.admin = create_engine(self.url.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
-
-    def create(self, template: str | None = None) -> str:
-        name = f"qw_{uuid.uuid4().hex[:12]}"
-        with self.admin.connect() as conn:
-            conn.execute(text(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else "")))
-        return name
-
-    def url_of(self, name: str) -> str:
-        return self.url.set(database=name).render_as_string(hide_password=False)
-
-    def drop(self, name: str) -> None:
-        with self.admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-
-
-@pytest.fixture(scope="session")
-def pg_databases(postgres_url):
-    databases = PgDatabases(postgres_url)
-    yield databases
-    databases.admin.dispose()
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

@@ -150,8 +150,8 @@ class Collector:
             record_outage(self.engine, started_s, self.clock(), "; ".join(errors))
         if not readings and (errors or tokens is None):
             cycle_alerts = self._cycle_alerts(self.clock(), errors, targets)
-            fence = self._fence(tokens, cycle_alerts)
-            changes = write_alerts(self.engine, cycle_alerts.now_s, cycle_alerts.plan, fence=fence)
+            changes = write_alerts(self.engine, cycle_alerts.now_s, cycle_alerts.plan,
+                                   fence=self._fence(tokens, cycle_alerts))
             self._log_changes(changes)
             return CycleResult(ok=False, alert_changes=changes, error="; ".join(errors))
         now_s = max((reading.read_at_s for _, reading in readings), default=self.clock())
@@ -183,8 +183,9 @@ class Collector:
                              if r["alive"] and r["hostname"] == self.hostname)
         host_row = {**host_memory(self.hostname, workers_rss_mb), "sampled_at_s": now_s}
         round_trips = sum(reading.round_trips for _, reading in readings)
-        if tokens is not None:
-            worker_rows = [{**row, "target": worker_target.get((row["library"], row["worker_name"]))}
+        if tokens is not None:  # workers known from agent reports only go with the Redis the agents publish on
+            agents_source = redis_source(self.agents_client)
+            worker_rows = [{**row, "target": worker_target.get((row["library"], row["worker_name"]), agents_source)}
                            for row in worker_rows]
         record = CycleRecord(started_s, self.clock(), round_trips, queue_rows, worker_rows, host_row)
 

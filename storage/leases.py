@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from sqlalchemy import Connection, Engine, and_, case, delete, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -173,3 +174,23 @@ def lease_rows(engine: Engine) -> list[dict]:
         raise StorageError(f"could not read the collector leases: {error_text(exc)}") from exc
     return [{**row, "held": row["owner"] is not None and row["expires_at_s"] >= now_s, "now_s": now_s}
             for row in rows]
+
+
+@contextmanager
+def one_at_a_time(engine: Engine, name: str) -> Iterator[bool]:
+    """Whether this process may do the work called `name` now, for the block's duration: on PostgreSQL a
+    session advisory lock tried on a connection kept for the block (False while another collector's block
+    runs); on SQLite always True (one collector by construction)."""
+    if engine.dialect.name != "postgresql":
+        yield True
+        return
+    with engine.connect() as conn:
+        key = conn.execute(text("SELECT hashtext(:name)"), {"name": f"queuewatch:{name}"}).scalar_one()
+        got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar_one())
+        conn.commit()
+        try:
+            yield got
+        finally:
+            if got:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                conn.commit()

@@ -189,3 +189,24 @@ def test_a_second_collector_on_one_sqlite_file_is_refused(redis_url, tmp_path):
     finally:
         first.terminate()
         first.wait(timeout=30)
+
+
+def test_one_collector_at_a_time_sends_a_channels_notifications(pg_engine):
+    from collector.notifier import ChannelNotifier
+    from config.notify import legacy_webhook
+    from storage.leases import one_at_a_time
+    from tests.storage.test_writer import _cycle
+
+    sent = []
+    channel = legacy_webhook("http://127.0.0.1:9/never", None)
+    notifier = ChannelNotifier(pg_engine, channel, sender=lambda _channel, note, _now_s: sent.append(note))
+    _cycle(pg_engine, time.time(), q=500)  # a depth alert opens: one notification to send
+    with one_at_a_time(pg_engine, f"notify:{channel.name}") as first:  # another collector's notifier is busy
+        assert first
+        with one_at_a_time(pg_engine, f"notify:{channel.name}") as second:
+            assert not second
+        assert notifier.step() == 0 and sent == []  # it waits its turn: nothing sent
+        with one_at_a_time(pg_engine, "notify:another-channel") as other:
+            assert other  # channels do not wait for each other
+    assert notifier.step() == 1 and len(sent) == 1
+    assert notifier.step() == 0 and len(sent) == 1

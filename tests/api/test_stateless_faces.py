@@ -69,7 +69,8 @@ def test_a_dashboard_session_started_on_one_process_is_known_to_another(postgres
                 assert check_session(engine, time.time(), 3600.0, cookie=cookie).user.email == "ops@example.com"
                 again = http.post(one + SESSION_PATH, data={"grant": grant})
                 assert again.status_code == 403  # the grant was used, whichever process it went to
-                ended = http.delete(one + SESSION_PATH, cookies={COOKIE_NAME: cookie})
+                http.cookies.set(COOKIE_NAME, cookie)
+                ended = http.delete(one + SESSION_PATH)
                 assert ended.status_code == 204
         assert check_session(engine, time.time(), 3600.0, cookie=cookie).reason == "missing"
     finally:

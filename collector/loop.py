@@ -6,12 +6,12 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 import redis
 from sqlalchemy import Engine
 
-from collector.alerting import CycleAlerts, consecutive, reader_source
+from collector.alerting import CycleAlerts, consecutive, reader_source, redis_source
 from collector.agents import AGENT_SOURCE, AgentIndex, agent_memory, read_agent_index, with_agents
 from core.backoff import backoff_s
 from core.derive import RATE_WINDOW_S, QueueWindow, WindowEntry, snapshot_row
@@ -29,6 +29,10 @@ from storage.retention import purge
 from storage.status import REDIS_OUTAGE_PREFIX
 from storage.writer import CycleRecord, record_outage, write_alerts, write_cycle
 from storage.cursors import latest_cursors, recent_intervals
+from storage.leases import fence
+
+if TYPE_CHECKING:
+    from collector.sharing import Coordinator
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +73,7 @@ class Collector:
     def __init__(self, settings: Settings, engine: Engine, readers: Reader | Sequence[Reader], *,
                  hostname: str | None = None, clock: Callable[[], float] = time.time,
                  agents_client: redis.Redis | None = None, agents_prefix: str = AGENT_PREFIX,
-                 problems: ProblemLog | None = None):
+                 problems: ProblemLog | None = None, coordinator: "Coordinator | None" = None):
         self.settings = settings
         self.problems = problems or ProblemLog()
         self.agents_client, self.agents_prefix = agents_client, agents_prefix
@@ -77,16 +81,27 @@ class Collector:
         self.readers: list[Reader] = [readers] if not isinstance(readers, Sequence) else list(readers)
         self.hostname = hostname or socket.gethostname()
         self.clock = clock
+        self.coordinator = coordinator
+        self.queue_targets: dict[str, str] = {}  # queue name -> the Redis it was last read from
+        self.load_history()
+        self._last_purge_s = 0.0
+        self.redis_failures: dict[str, int] = {}  # Redis URL -> failed cycles in a row
+
+    def load_history(self) -> None:
+        """Cursors, last sample times and rate windows as stored (at start, and when this collector takes
+        over a target that another collector read until now)."""
         self.cursors: dict[QueueKey, Cursor] = {}
         self.last_sampled_at_s: dict[QueueKey, float] = {}
         for library in {reader.library for reader in self.readers}:
-            for queue_name, resume in latest_cursors(engine, library=library).items():
+            for queue_name, resume in latest_cursors(self.engine, library=library).items():
                 key = (library, queue_name)
                 self.cursors[key] = Cursor(resume.finished_cursor, resume.failed_cursor, resume.cursor_state)
                 self.last_sampled_at_s[key] = resume.sampled_at_s
         self.windows: dict[QueueKey, QueueWindow] = self._stored_windows()
-        self._last_purge_s = 0.0
-        self.redis_failures: dict[str, int] = {}  # Redis URL -> failed cycles in a row
+
+    def targets(self) -> list[str]:
+        """Every configured Redis, as redis://host:port/db (the unit that collectors share)."""
+        return sorted({reader_source(reader) for reader in self.readers})
 
     def _stored_windows(self) -> dict[QueueKey, QueueWindow]:
         """The rate windows as the stored history left them, so a restart changes no figure."""
@@ -98,11 +113,14 @@ class Collector:
                                     Sketch.from_bytes(row.wait_sketch or b"")))
         return windows
 
-    def _read_all(self) -> tuple[list[tuple[Reader, RedisReading]], list[str], set[str]]:
-        """(reader, reading) of every reader that answered, the errors of those that did not, and the Redis
-        URLs (without password) that failed."""
+    def _read_all(self, targets: set[str] | None = None) -> tuple[list[tuple[Reader, RedisReading]], list[str],
+                                                                   set[str]]:
+        """(reader, reading) of every reader (of `targets` only, when given) that answered, the errors of those
+        that did not, and the Redis URLs (without password) that failed."""
         readings, errors, failed = [], [], set()
         for reader in self.readers:
+            if targets is not None and reader_source(reader) not in targets:
+                continue
             cursors = {name: cursor for (library, name), cursor in self.cursors.items() if library == reader.library}
             # a queue without a cursor: count what its registries still hold of the recent past (registries
             # that forget at different ages are both complete over the rate window only)
@@ -118,27 +136,35 @@ class Collector:
                 failed.add(reader_source(reader))
         return readings, errors, failed
 
-    def run_cycle(self) -> CycleResult:
-        """One cycle; Redis errors are recorded as an outage, storage errors raise StorageError."""
+    def run_cycle(self, targets: set[str] | None = None) -> CycleResult:
+        """One cycle (over the leased `targets` only, when shared); Redis errors are recorded as an outage,
+        storage errors raise StorageError."""
         started_s = self.clock()
-        readings, errors, failed = self._read_all()
-        self.redis_failures = consecutive(self.redis_failures, failed)
+        tokens = self.coordinator.renew(targets) if self.coordinator is not None and targets is not None else None
+        if tokens is not None:
+            targets = set(tokens)
+        readings, errors, failed = self._read_all(targets)
+        failed_before = {url: n for url, n in self.redis_failures.items() if targets is not None and url not in targets}
+        self.redis_failures = {**failed_before, **consecutive(self.redis_failures, failed)}
         if errors:
             log.warning("cycle %s: %s", "skipped" if not readings else "partial", "; ".join(errors))
             record_outage(self.engine, started_s, self.clock(), "; ".join(errors))
-        if not readings:
-            cycle_alerts = self._cycle_alerts(self.clock(), errors)
-            changes = write_alerts(self.engine, cycle_alerts.now_s, cycle_alerts.plan)
+        if not readings and (errors or tokens is None):
+            cycle_alerts = self._cycle_alerts(self.clock(), errors, targets)
+            changes = write_alerts(self.engine, cycle_alerts.now_s, cycle_alerts.plan,
+                                   fence=self._fence(tokens, cycle_alerts))
             self._log_changes(changes)
             return CycleResult(ok=False, alert_changes=changes, error="; ".join(errors))
-        now_s = max(reading.read_at_s for _, reading in readings)
-        cycle_alerts = self._cycle_alerts(now_s, errors)
+        now_s = max((reading.read_at_s for _, reading in readings), default=self.clock())
+        cycle_alerts = self._cycle_alerts(now_s, errors, targets)
         workers = [worker for _, reading in readings for worker in reading.workers]
         worker_rows, rss_by_queue = self._worker_rows(workers, now_s)
+        worker_target = {(w.library, w.name): reader_source(r)
+                         for r, reading in readings for w in reading.workers}
         live = _live_workers(worker_rows)
         queue_rows: list[dict] = []
         windows: dict[QueueKey, QueueWindow] = {}
-        stored: list[tuple[float, list]] = []
+        stored: list[tuple[str, float, list]] = []
         for reader, reading in readings:
             kept = []
             for queue in reading.queues:
@@ -149,34 +175,58 @@ class Collector:
                     continue
                 row, queue_breaches, windows[key] = derived
                 kept.append(queue)
-                queue_rows.append(row)
+                queue_rows.append({**row, "target": reader_source(reader)})
                 cycle_alerts.breaches.setdefault(queue.queue_name, []).extend(queue_breaches)
                 cycle_alerts.libraries.setdefault(queue.queue_name, queue.library)
                 cycle_alerts.source_of_queue.setdefault(queue.queue_name, reader_source(reader))
-            stored.append((reading.read_at_s, kept))
+            stored.append((reader_source(reader), reading.read_at_s, kept))
         workers_rss_mb = sum(r["rss_mb"] or 0.0 for r in worker_rows
                              if r["alive"] and r["hostname"] == self.hostname)
         host_row = {**host_memory(self.hostname, workers_rss_mb), "sampled_at_s": now_s}
         round_trips = sum(reading.round_trips for _, reading in readings)
-        failures = [record for read_at_s, queues in stored for record in failure_records(queues, read_at_s)]
+        if tokens is not None:  # workers known from agent reports only go with the Redis the agents publish on
+            agents_source = redis_source(self.agents_client)
+            worker_rows = [{**row, "target": worker_target.get((row["library"], row["worker_name"]), agents_source)}
+                           for row in worker_rows]
+        failures = [record for _, read_at_s, queues in stored for record in failure_records(queues, read_at_s)]
         record = CycleRecord(started_s, self.clock(), round_trips, queue_rows, worker_rows, host_row,
                              failures=failures, failures_kept=self.settings.failures_kept)
 
-        changes = write_cycle(self.engine, record, plan_rules=cycle_alerts.plan, problems=self.problems)
-        for read_at_s, queues in stored:
+        changes = write_cycle(self.engine, record, plan_rules=cycle_alerts.plan, problems=self.problems,
+                              fence=self._fence(tokens, cycle_alerts))
+        for target, read_at_s, queues in stored:
+            if cycle_alerts.accepted is not None and target not in cycle_alerts.accepted:
+                continue  # fenced out: another collector holds the target now
             for queue in queues:
+                self.queue_targets[queue.queue_name] = target
                 key = (queue.library, queue.queue_name)
                 self.cursors[key] = queue.cursor
                 self.last_sampled_at_s[key] = read_at_s
         self.windows.update(windows)
         self._log_changes(changes)
-        return CycleResult(ok=True, queue_count=len(queue_rows), worker_count=len(worker_rows),
+        stored_count = sum(1 for row in queue_rows
+                           if cycle_alerts.accepted is None or row["target"] in cycle_alerts.accepted)
+        return CycleResult(ok=True, queue_count=stored_count, worker_count=len(worker_rows),
                            round_trips=round_trips, alert_changes=changes, error="; ".join(errors) or None)
 
-    def _cycle_alerts(self, now_s: float, errors: list[str]) -> CycleAlerts:
+    def _cycle_alerts(self, now_s: float, errors: list[str], targets: set[str] | None = None) -> CycleAlerts:
         sources = {reader_source(reader) for reader in self.readers}
-        return CycleAlerts(now_s, self.settings.alert_timings, sources=sources, failed=dict(self.redis_failures),
-                           some_reader_failed=bool(errors))
+        if targets is not None:
+            sources &= targets
+        return CycleAlerts(now_s, self.settings.alert_timings, sources=sources,
+                           failed={url: n for url, n in self.redis_failures.items() if url in sources},
+                           some_reader_failed=bool(errors), queue_targets=dict(self.queue_targets))
+
+    def _fence(self, tokens: dict[str, int] | None, cycle_alerts: CycleAlerts):
+        """The write's lease check (shared collectors): it notes the targets still held in `cycle_alerts`."""
+        if tokens is None or self.coordinator is None:
+            return None
+        owner = self.coordinator.member.collector_id
+
+        def check(conn) -> set[str]:
+            cycle_alerts.accepted = fence(conn, owner, tokens)
+            return cycle_alerts.accepted
+        return check
 
     @staticmethod
     def _log_changes(changes: list) -> None:
@@ -263,6 +313,10 @@ class Collector:
 
     def run(self, stop: threading.Event, *, once: bool = False) -> int:
         """Cycle every interval until `stop` is set; back off (capped) while Redis or the database fails."""
+        if self.coordinator is not None:
+            from collector.sharing import run_shared
+
+            return run_shared(self, self.coordinator, stop, once=once)
         failures = 0
         while not stop.is_set():
             cycle_started = time.monotonic()

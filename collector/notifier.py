@@ -20,6 +20,7 @@ from collector.webhooks import DeliveryError, scrub, send
 from config.notify import ChannelConfig
 from core.backoff import backoff_s
 from core.notify import FEED_EVENTS, REPEAT, AlertState, repeat_due, should_send
+from storage.leases import one_at_a_time
 from storage.alert_feed import FeedItem, delivery_cursor, events_after, newest_event_id, set_delivery_cursor
 from storage.notify_log import (
     Attempt, Pending, alert_rows, last_announced, open_announced, optional_alert_columns, pending_row,
@@ -56,9 +57,14 @@ class ChannelNotifier:
             set_delivery_cursor(engine, channel.cursor_name, newest_event_id(engine))
 
     def step(self) -> int:
-        """Send what is due (feed events in order, then repeats); returns how many were delivered."""
+        """Send what is due (feed events in order, then repeats); returns how many were delivered. Of several
+        collectors sharing a PostgreSQL, one at a time sends a channel's notifications (so each goes once)."""
         if self.clock() < self.next_attempt_at_s:
             return 0
+        with one_at_a_time(self.engine, f"notify:{self.channel.name}") as mine:
+            return self._step() if mine else 0
+
+    def _step(self) -> int:
         delivered = 0
         cursor = delivery_cursor(self.engine, self.channel.cursor_name) or 0
         items = events_after(self.engine, cursor, FEED_EVENTS)

@@ -45,6 +45,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("db_url", "QUEUEWATCH_DB_URL", f"sqlite:///{DEFAULT_DB_LOCATION}",
             "SQLAlchemy URL of the history database (SQLite file by default, PostgreSQL for larger sites); "
             "a relative SQLite path is relative to the directory the command was started in."),
+    Setting("collector_id", "QUEUEWATCH_COLLECTOR_ID", None,
+            "Name of this collector in the leases of shared collectors and on the Overview (default hostname:pid)."),
     Setting("interval_s", "QUEUEWATCH_INTERVAL_S", 10.0,
             "Seconds between two collection cycles (0.1 to 86400)."),
     Setting("retention_days", "QUEUEWATCH_RETENTION_DAYS", 7.0,
@@ -122,6 +124,7 @@ class Settings:
     bullmq_prefixes: str = "bull"
     celery_queues: str = ""
     db_url: str = field(default_factory=lambda: default_db_url(os.environ))
+    collector_id: str | None = None
     interval_s: float = 10.0
     retention_days: float = 7.0
     rollup_retention_days: float = 90.0

@@ -6,7 +6,9 @@ import time
 import streamlit as st
 
 from dashboard import baseline_panel, components, context, tables, trends
+from dashboard.collectors import collector_reads_table
 from storage import queries
+from storage.leases import lease_rows
 
 st.title("Queue overview")
 engine = context.engine()
@@ -24,6 +26,7 @@ def live_overview() -> None:
         summary = queries.dashboard_summary(engine)
         system = queries.system_figures(engine, latest=latest)
         sparklines = trends.depth_sparklines(engine, now_s)
+        leases = lease_rows(engine)
     components.freshness_note(float(latest["sampled_at_s"].max()), now_s)
     components.summary_tiles(summary)
     components.system_tiles(system)
@@ -37,6 +40,11 @@ def live_overview() -> None:
                "n/a: the queue's library cannot measure the figure (**Queue detail** says why), or no job "
                "ended yet to time. The tiles count every library. Stale: the queue's library no longer reports it. "
                "Open **Queue detail** for history.")
+    if leases:
+        st.subheader("Collectors")
+        st.dataframe(collector_reads_table(leases), hide_index=True, key="overview_collectors")
+        st.caption("Which collector stored each Redis's newest reading. Collectors on one PostgreSQL share the "
+                   "Redis through leases; a collector that stops is replaced within two intervals.")
 
 
 live_overview()

@@ -140,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _collect(settings, args) -> int:
     from collector.loop import Collector
+    from collector.alerting import redis_source
     from collector.readers import build_readers, close_readers, redis_client
+    from collector.sharing import CollectorRefused, Coordinator, collector_member, sqlite_lock
     from storage.engine import make_engine
 
     try:
@@ -154,13 +156,22 @@ def _collect(settings, args) -> int:
         print(f"queuewatch: {settings.config_path}: {'; '.join(unresolved)}", file=sys.stderr)
         return 2
     engine = make_engine(settings.db_url)
+    try:
+        lock = sqlite_lock(settings.db_url)  # held until this process ends
+    except CollectorRefused as exc:
+        close_readers(readers)
+        print(f"queuewatch: {exc}", file=sys.stderr)
+        return 1
+    targets = sorted({redis_source(getattr(reader, "client", None)) for reader in readers})
+    coordinator = Coordinator(engine, collector_member(settings.collector_id), targets, settings.interval_s,
+                              steal=lock is not None)
     collector = Collector(settings, engine, readers, agents_client=redis_client(settings.redis_urls[0]),
-                          agents_prefix=settings.agent_prefix)
+                          agents_prefix=settings.agent_prefix, coordinator=coordinator)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    log.info("collecting from %s into %s every %.1f s", redacted(settings.redis_url), redacted(settings.db_url),
-             settings.interval_s)
+    log.info("collector %s: collecting from %s into %s every %.1f s", coordinator.member.collector_id,
+             redacted(settings.redis_url), redacted(settings.db_url), settings.interval_s)
     if settings.channels and not args.once:
         from collector.notifier import start_notifiers
 

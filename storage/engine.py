@@ -12,6 +12,11 @@ from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from storage import schema
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+PG_POOL_SIZE = 5
+"""Connections kept open per process on PostgreSQL: the collector's cycle write, its lease renewals, the
+notifier threads and a dashboard's few concurrent reads; a burst may open PG_POOL_OVERFLOW more."""
+PG_POOL_OVERFLOW = 5
+PG_POOL_RECYCLE_S = 1800
 
 
 class StorageError(RuntimeError):
@@ -31,6 +36,15 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+def _pool_options(is_sqlite: bool) -> dict:
+    """SQLite keeps SQLAlchemy's defaults; a server gets a bounded pool that checks a connection before use
+    (a restarted PostgreSQL or a dropped idle connection costs one retry, not an error)."""
+    if is_sqlite:
+        return {}
+    return {"pool_pre_ping": True, "pool_size": PG_POOL_SIZE, "max_overflow": PG_POOL_OVERFLOW,
+            "pool_recycle": PG_POOL_RECYCLE_S}
+
+
 def make_engine(db_url: str, *, migrate: bool = True) -> Engine:
     """Open the database at `db_url` (creating a SQLite file and its folder) and bring its schema up to date."""
     try:
@@ -47,7 +61,7 @@ def make_engine(db_url: str, *, migrate: bool = True) -> Engine:
         except OSError as exc:
             raise StorageError(f"cannot create the folder for {url.database}: {exc}") from exc
     try:
-        engine = create_engine(url, pool_pre_ping=not is_sqlite)
+        engine = create_engine(url, **_pool_options(is_sqlite))
     except (ArgumentError, ImportError) as exc:
         raise StorageError(f"cannot use database URL {url.render_as_string(hide_password=True)}: {exc}") from exc
     if is_sqlite:
@@ -137,6 +151,17 @@ def _v9_job_failures(conn: Connection) -> None:
     schema.metadata.create_all(conn, tables=list(schema.VERSION_9_TABLES), checkfirst=True)
 
 
+def _v10_scale_out(conn: Connection) -> None:
+    """PostgreSQL: raw snapshots in day partitions (history kept); every engine: the collectors' lease table."""
+    schema.metadata.create_all(conn, tables=list(schema.VERSION_10_TABLES), checkfirst=True)
+    if conn.dialect.name == "postgresql":
+        from storage.migrate_v5 import create_view
+        from storage.partitions import partition_tables
+
+        partition_tables(conn)
+        create_view(conn)
+
+
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _v1_initial),
     (2, _v2_users_and_recent_executions),
@@ -147,6 +172,7 @@ MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (7, _v7_notification_deliveries),
     (8, _v8_micro_durations),
     (9, _v9_job_failures),
+    (10, _v10_scale_out),
 ]
 
 

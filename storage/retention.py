@@ -1,7 +1,8 @@
 """Retention: delete rows older than the cut-off in bounded batches, one short transaction each.
 
 Queue snapshots are clustered by (series, time), so each batch removes one contiguous primary-key range of one
-series. The 1-minute rollups follow the snapshots' cut-off; the 10-minute and hourly ones keep their own,
+series. On PostgreSQL they live in day partitions: the days that end before the cut-off are dropped whole first,
+so the row deletes only meet the day that straddles the cut-off and the default partition. The 1-minute rollups follow the snapshots' cut-off; the 10-minute and hourly ones keep their own,
 longer one (`rollup_cutoff_s`), so trends reach past the snapshots' retention.
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from storage.engine import StorageError, error_text
 from storage.failures import purge_failures
+from storage.partitions import drop_days_before
 from storage.schema import (
     ROLLUP_LEVELS_S, alerts, cycles, host_snapshots, queue_latest, queue_rollups, queue_sample_blobs,
     notification_deliveries, queue_samples, series, worker_snapshots,
@@ -71,9 +73,10 @@ def purge(engine: Engine, cutoff_s: float, batch_rows: int = DEFAULT_BATCH_ROWS,
 
 def _purge_queues(engine: Engine, cutoff_s: float, batch_rows: int, rollup_cutoff_s: float | None) -> dict[str, int]:
     cutoff_ms = math.ceil(cutoff_s * 1000.0 - 1e-6)
+    dropped = drop_days_before(engine, cutoff_ms)
     with engine.connect() as conn:
         ids = _series_ids(conn)
-    counts = {"queue_snapshots": 0, "queue_rollups": 0}
+    counts = {"queue_snapshots": dropped[queue_samples.name], "queue_rollups": 0}
     for series_id in ids:
         prefix = {"series_id": series_id}
         counts["queue_snapshots"] += _purge_range(engine, queue_samples, "sampled_at_ms", cutoff_ms, batch_rows,

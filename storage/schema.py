@@ -414,3 +414,26 @@ job_failures = Table(
 )
 
 VERSION_9_TABLES = (job_failures,)
+
+# --- version 10: collectors that share the work (PostgreSQL: queue_samples and its blobs partitioned by day) ---
+
+collector_leases = Table(
+    "collector_leases", metadata,
+    Column("target", String(400), primary_key=True),  # a configured Redis, as redis://host:port/db
+    Column("owner", String(255)),  # the collector holding it: QUEUEWATCH_COLLECTOR_ID or hostname:pid
+    Column("token", BigInteger, nullable=False, default=0),  # fencing token: +1 each time the owner changes
+    Column("expires_at_s", Float, nullable=False, default=0.0),  # database clock
+    Column("read_at_s", Float),  # when the owner last stored a reading of it
+    Column("read_by", String(255)),  # who stored that reading
+)
+
+collector_members = Table(
+    "collector_members", metadata,
+    Column("collector_id", String(255), primary_key=True),
+    Column("hostname", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at_s", Float, nullable=False),
+    Column("expires_at_s", Float, nullable=False),  # renewed each cycle with its leases (database clock)
+)
+
+VERSION_10_TABLES = (collector_leases, collector_members)

@@ -15,6 +15,7 @@ from storage.alert_state import lock_alerts, rule_states, save_rule_states, upke
 from storage.engine import StorageError, error_text
 from storage.failures import DEFAULT_FAILURES_KEPT, write_failures
 from storage.layout import CURSOR_COLUMNS, blob_values, sample_values, series_ids
+from storage.partitions import ensure_days
 from storage.rollups import add_to_rollups, upsert
 from storage.schema import (
     alert_events, alerts, cycles, host_snapshots, queue_latest, queue_sample_blobs, queue_samples,
@@ -97,26 +98,41 @@ def bounded_row(table: Table, row: dict[str, Any], problems: ProblemLog) -> dict
     return bounded
 
 
+Fence = Callable[[Connection], set[str]]
+"""Inside a write: the targets whose rows may be stored (rows name theirs under "target"; shared collectors)."""
+
+
+def _fenced(rows: list[dict[str, Any]], accepted: set[str] | None) -> list[dict[str, Any]]:
+    """The rows of accepted targets (all rows when not fenced), without their "target" key."""
+    kept = [row for row in rows if accepted is None or row.get("target") in accepted]
+    return [{k: v for k, v in row.items() if k != "target"} for row in kept]
+
+
 def write_cycle(engine: Engine, record: CycleRecord, plan_alerts: AlertPlanner | None = None, *,
-                plan_rules: RulePlanner | None = None, problems: ProblemLog | None = None) -> list[AlertChangeLike]:
+                plan_rules: RulePlanner | None = None, problems: ProblemLog | None = None,
+                fence: Fence | None = None) -> list[AlertChangeLike]:
     """Store a cycle and apply its alert changes atomically; returns the changes applied.
 
     `plan_rules` plans with the stored alert timers and gets them stored; `plan_alerts` plans without.
     Either way the write ends with ended snoozes and the silences in force applied to the open alerts.
+    With `fence`, only the rows of the targets it returns are stored (it runs first, in the transaction).
     """
     problems = problems or ProblemLog()
     try:
+        ensure_days(engine, record.finished_at_s)
         with engine.begin() as conn:
+            accepted = fence(conn) if fence is not None else None
+            queue_rows = _fenced(record.queue_rows, accepted)
+            worker_rows = _fenced(record.worker_rows, accepted)
             cycle_id = conn.execute(cycles.insert().values(
                 started_at_s=record.started_at_s, finished_at_s=record.finished_at_s, ok=True,
-                round_trips=record.round_trips, queue_count=len(record.queue_rows),
+                round_trips=record.round_trips, queue_count=len(queue_rows),
             )).inserted_primary_key[0]
-            write_queue_rows(conn, [bounded_row(queue_snapshots, row, problems) for row in record.queue_rows],
-                             cycle_id)
+            write_queue_rows(conn, [bounded_row(queue_snapshots, row, problems) for row in queue_rows], cycle_id)
             write_failures(conn, record.failures, record.failures_kept)
-            if record.worker_rows:
+            if worker_rows:
                 conn.execute(worker_snapshots.insert(), [{**bounded_row(worker_snapshots, row, problems),
-                                                          "cycle_id": cycle_id} for row in record.worker_rows])
+                                                          "cycle_id": cycle_id} for row in worker_rows])
             if record.host_row:
                 conn.execute(host_snapshots.insert().values(**bounded_row(host_snapshots, record.host_row, problems),
                                                             cycle_id=cycle_id))
@@ -162,10 +178,13 @@ def _plan_and_apply(conn: Connection, now_s: float, plan_alerts: AlertPlanner | 
     return changes
 
 
-def write_alerts(engine: Engine, now_s: float, plan_rules: RulePlanner) -> list[AlertChangeLike]:
+def write_alerts(engine: Engine, now_s: float, plan_rules: RulePlanner, *,
+                 fence: Fence | None = None) -> list[AlertChangeLike]:
     """Plan and apply alert changes without a cycle (system alerts raised outside the collector)."""
     try:
         with engine.begin() as conn:
+            if fence is not None:
+                fence(conn)
             return _plan_and_apply(conn, now_s, None, plan_rules)
     except SQLAlchemyError as exc:
         engine.dispose()

@@ -6,9 +6,14 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Callable
+
+import uuid
 
 import pytest
 import redis
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -98,17 +103,17 @@ def _postgres_bin() -> Path | None:
     return found[-1].parent if found else None
 
 
-@pytest.fixture(scope="session")
-def postgres_url():
-    """URL of a throw-away PostgreSQL cluster on a free loopback port (run as `postgres` when we are root)."""
+def start_postgres() -> tuple[str, Callable[[], None]]:
+    """A throw-away PostgreSQL cluster on a free loopback port (run as `postgres` when we are root): its URL
+    as users type it (psycopg 3) and a function that stops it and removes its files."""
     import os
     import pwd
+    import tempfile
 
     bin_dir = _postgres_bin()
     if bin_dir is None:
-        pytest.fail("PostgreSQL server binaries not found: scripts/test.sh installs the Debian package postgresql")
-    import tempfile
-
+        raise RuntimeError("PostgreSQL server binaries not found: scripts/test.sh installs the Debian package "
+                           "postgresql")
     data = Path(tempfile.mkdtemp(prefix="queuewatch-pg-"))  # outside pytest's root-only tmp tree
     as_user: list[str] = []
     if os.geteuid() == 0:
@@ -121,10 +126,52 @@ def postgres_url():
     subprocess.run(as_user + [str(bin_dir / "pg_ctl"), "-D", str(data / "db"), "-w", "-l", str(data / "log"),
                               "-o", f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
                    check=True, stdout=subprocess.DEVNULL)
-    yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
-    subprocess.run(as_user + [str(bin_dir / "pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop"],
-                   stdout=subprocess.DEVNULL)
-    shutil.rmtree(data, ignore_errors=True)
+
+    def stop() -> None:
+        subprocess.run(as_user + [str(bin_dir / "pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop"],
+                       stdout=subprocess.DEVNULL)
+        shutil.rmtree(data, ignore_errors=True)
+
+    return f"postgresql://postgres@127.0.0.1:{port}/postgres", stop
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """URL of a throw-away PostgreSQL cluster for the whole session, as users type it (psycopg 3)."""
+    try:
+        url, stop = start_postgres()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    yield url
+    stop()
+
+
+class PgDatabases:
+    """Databases in the session's PostgreSQL cluster, made and copied with CREATE DATABASE ... TEMPLATE."""
+
+    def __init__(self, postgres_url: str) -> None:
+        self.url = make_url(postgres_url)
+        self.admin = create_engine(self.url.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
+
+    def create(self, template: str | None = None) -> str:
+        name = f"qw_{uuid.uuid4().hex[:12]}"
+        with self.admin.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else "")))
+        return name
+
+    def url_of(self, name: str) -> str:
+        return self.url.set(database=name).render_as_string(hide_password=False)
+
+    def drop(self, name: str) -> None:
+        with self.admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@pytest.fixture(scope="session")
+def pg_databases(postgres_url):
+    databases = PgDatabases(postgres_url)
+    yield databases
+    databases.admin.dispose()
 
 
 @pytest.fixture

@@ -83,10 +83,21 @@ def collect_real_data(redis_url: str, db_url: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def api_site(redis_server, tmp_path_factory):
+def api_backend(request) -> str:
+    """The database under the module's API site: SQLite unless a module parametrizes it (indirect)."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture(scope="module")
+def api_site(redis_server, tmp_path_factory, api_backend, request):
     client = redis.Redis.from_url(redis_server)
     client.flushall()
     db_url = f"sqlite:///{tmp_path_factory.mktemp('api') / 'queuewatch.db'}"
+    pg_name = None
+    if api_backend == "postgresql":
+        databases = request.getfixturevalue("pg_databases")
+        pg_name = databases.create()
+        db_url = databases.url_of(pg_name)
     collect_real_data(redis_server, db_url)
     engine = make_engine(db_url)
     add_user(engine, "admin@example.com", "ADMIN", "correct horse")
@@ -100,4 +111,7 @@ def api_site(redis_server, tmp_path_factory):
     for proc, _ in procs:
         proc.terminate()
         proc.wait(timeout=10)
+    engine.dispose()
+    if pg_name is not None:
+        request.getfixturevalue("pg_databases").drop(pg_name)
     client.flushall()

@@ -12,6 +12,10 @@ ENDPOINTS = [("GET", "/health"), ("GET", "/dashboard"), ("GET", "/queues/health"
              ("GET", "/memory/current"), ("GET", "/queues/email-campaigns/execution-stats")]
 
 
+pytestmark = pytest.mark.parametrize("api_backend", ["sqlite", "postgresql"], indirect=True, scope="module")
+"""Every test of this module runs against an API site on SQLite and one on PostgreSQL."""
+
+
 def _call(site, method, path, headers):
     return httpx.request(method, site.url + API + path, headers=headers, timeout=10)
 

@@ -28,6 +28,10 @@ WORKER_STATE = {"workerId": str, "queueName": str, "jobsProcessed": int, "startT
                 "lastMemoryCheck": MEMORY_STATS, "shouldRecycle": bool}
 
 
+pytestmark = pytest.mark.parametrize("api_backend", ["sqlite", "postgresql"], indirect=True, scope="module")
+"""Every test of this module runs against an API site on SQLite and one on PostgreSQL."""
+
+
 def check(value, shape, optional=None, where="body"):
     """Assert that `value` has exactly the keys of `shape` (plus allowed optional ones) with those types."""
     if isinstance(shape, dict):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from tests.storage import test_history_layout, test_retention, test_writer
+from storage.engine import PG_POOL_SIZE
 from tests.storage.queries_helpers import NOW_S
 
 
@@ -40,7 +41,8 @@ def test_a_version_4_database_migrates_on_postgres(postgres_url, monkeypatch):
 
 def _plain(postgres_url: str) -> str:
     """The test cluster's URL as a user types it: no driver named."""
-    return postgres_url.replace("postgresql+psycopg2://", "postgresql://")
+    assert postgres_url.startswith("postgresql://")
+    return postgres_url
 
 
 def test_a_plain_postgresql_url_uses_psycopg_3(postgres_url):
@@ -50,6 +52,7 @@ def test_a_plain_postgresql_url_uses_psycopg_3(postgres_url):
     engine = make_engine(_plain(postgres_url))
     try:
         assert engine.dialect.driver == "psycopg"
+        assert engine.pool.size() == PG_POOL_SIZE
         test_writer.test_alert_lifecycle_through_stored_cycles(engine)
     finally:
         metadata.drop_all(engine)

@@ -162,6 +162,12 @@ def _v10_scale_out(conn: Connection) -> None:
         create_view(conn)
 
 
+def _v11_outage_index(conn: Connection) -> None:
+    """The failed cycles of a range by index: reading a chart's outages walked every cycle of the range."""
+    if conn.dialect.has_table(conn, schema.cycles.name):
+        conn.execute(text("CREATE INDEX IF NOT EXISTS ix_cycles_ok_started ON cycles (ok, started_at_s)"))
+
+
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _v1_initial),
     (2, _v2_users_and_recent_executions),
@@ -173,6 +179,7 @@ MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (8, _v8_micro_durations),
     (9, _v9_job_failures),
     (10, _v10_scale_out),
+    (11, _v11_outage_index),
 ]
 
 

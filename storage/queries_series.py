@@ -21,7 +21,7 @@ from storage.layout import series_of
 from storage.queries_common import MAX_POINTS, bucket_width_s, frame, reading, utc_times
 from storage.queries_sketch import grouped_summary, merge_all
 from storage.rollups import MAX_COLUMNS, RAW, SUM_COLUMNS, levels_for, plan_pieces, sample_columns
-from storage.schema import cycles, queue_rollups, queue_sample_blobs, queue_samples
+from storage.schema import ROLLUP_LEVELS_S, cycles, queue_rollups, queue_sample_blobs, queue_samples
 
 PERCENTILES: tuple[tuple[str, float], ...] = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
 SERIES_COLUMNS = [
@@ -111,6 +111,20 @@ def _unmeasured(pieces: pd.DataFrame, buckets: pd.Index) -> list[frozenset[str]]
     return [out[bucket] for bucket in buckets.tolist()]
 
 
+def series_width_s(span_s: float, max_points: int = MAX_POINTS) -> float:
+    """The bucket width of a queue chart: bucket_width_s, moved onto the rollups where that keeps the points
+    within `max_points` and at least half as many: a width of 10 min or more becomes a multiple of the 10-min
+    level, and one that a whole level covers within twice the width becomes that level, so a long range is
+    read as one stored bucket per point instead of several merged (30 days: 720 hourly points)."""
+    width_s = bucket_width_s(span_s, max_points)
+    for level_s in sorted(ROLLUP_LEVELS_S):
+        if width_s <= level_s <= 2 * width_s and level_s >= 600:
+            return float(level_s)
+    if width_s > 600 and width_s % 600:
+        return float(math.ceil(width_s / 600) * 600)
+    return width_s
+
+
 def queue_series(engine: Engine, queue_name: str, since_s: float, until_s: float, *,
                  max_points: int = MAX_POINTS, library: str | None = None) -> pd.DataFrame:
     """One row per epoch-aligned time bucket (at most `max_points`); attrs["bucket_width_s"] is the width.
@@ -120,7 +134,7 @@ def queue_series(engine: Engine, queue_name: str, since_s: float, until_s: float
     the name whichever library wrote it. Buckets come from the coarsest rollup level dividing the width, the
     range's edges from finer levels and the snapshots themselves.
     """
-    width_s = bucket_width_s(until_s - since_s, max_points)
+    width_s = series_width_s(until_s - since_s, max_points)
     with reading(engine) as conn:
         pieces = _read_pieces(conn, queue_name, library, since_s, until_s, width_s)
     if pieces.empty:

@@ -28,6 +28,7 @@ cycles = Table(
     Column("round_trips", Integer, nullable=False, default=0),
     Column("queue_count", Integer, nullable=False, default=0),
     Index("ix_cycles_started_at_s", "started_at_s"),
+    Index("ix_cycles_ok_started", "ok", "started_at_s"),  # version 11: failed cycles (outages) without a scan
 )
 
 legacy_queue_snapshots = Table(

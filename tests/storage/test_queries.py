@@ -132,7 +132,7 @@ def test_throughput_and_rates_come_from_summed_deltas(seeded):
 
 def test_bucket_percentiles_merge_sketches(seeded):
     engine, seed = seeded
-    series = queries.queue_series(engine, "emails", NOW_S - HOUR_S, NOW_S, max_points=20)
+    series = queries.queue_series(engine, "emails", NOW_S - HOUR_S, NOW_S, max_points=40)
     width = series.attrs["bucket_width_s"]
     checked = 0
     for row in series.itertuples():

@@ -165,7 +165,7 @@ def _v10_scale_out(conn: Connection) -> None:
 def _v11_outage_index(conn: Connection) -> None:
     """The failed cycles of a range by index: reading a chart's outages walked every cycle of the range."""
     if conn.dialect.has_table(conn, schema.cycles.name):
-        conn.execute(text("CREATE INDEX IF NOT EXISTS ix_cycles_ok_started ON cycles (ok, started_at_s)"))
+        schema.FAILED_CYCLES_INDEX.create(conn, checkfirst=True)
 
 
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [

@@ -28,8 +28,11 @@ cycles = Table(
     Column("round_trips", Integer, nullable=False, default=0),
     Column("queue_count", Integer, nullable=False, default=0),
     Index("ix_cycles_started_at_s", "started_at_s"),
-    Index("ix_cycles_ok_started", "ok", "started_at_s"),  # version 11: failed cycles (outages) without a scan
 )
+# version 11: failed cycles (outages) of a range without walking the range's cycles; partial, so the newest
+# successful cycle is still found by the primary key
+FAILED_CYCLES_INDEX = Index("ix_cycles_failed_started", cycles.c.started_at_s,
+                            sqlite_where=cycles.c.ok.is_(False), postgresql_where=cycles.c.ok.is_(False))
 
 legacy_queue_snapshots = Table(
     "queue_snapshots", legacy_metadata,

@@ -108,6 +108,24 @@ class Connection:
         self.reader = self.writer = None
 
 
+async def endpoint_latency(port: int, token: str, mix: list[tuple[str, str]], repeat: int = 5) -> dict[str, float]:
+    """Median ms of each endpoint alone (one connection, `repeat` requests after one), to tell which is slow."""
+    connection = Connection(port, token)
+    figures = {}
+    try:
+        for method, path in mix:
+            await connection.request(method, path)
+            runs = []
+            for _ in range(repeat):
+                started = time.perf_counter()
+                await connection.request(method, path)
+                runs.append((time.perf_counter() - started) * 1000.0)
+            figures[f"{method} {path.removeprefix(API)}"] = round(float(np.median(runs)), 1)
+    finally:
+        connection.close()
+    return figures
+
+
 def _counts(statuses: list[int]) -> dict[str, int]:
     return {str(code): statuses.count(code) for code in sorted(set(statuses))}
 
@@ -244,6 +262,7 @@ def main() -> int:
         asyncio.run(max_throughput(api_port, token, mix, len(mix) * 3, 10.0))  # warm-up
         figures.update(asyncio.run(max_throughput(api_port, token, mix, args.max_requests, args.duration_s)))
         figures.update(asyncio.run(paced_latency(api_port, token, mix, RATE_PER_S, args.duration_s)))
+        figures["endpoint_ms"] = asyncio.run(endpoint_latency(api_port, token, mix))
     finally:
         stop.set()
         for process in (api, redis_server):

@@ -69,10 +69,10 @@ def test_a_malformed_sentinel_url_is_a_settings_error_without_its_password(url):
 def test_the_query_form_names_the_master_and_db():
     from config.redis_urls import parse_sentinel_url
 
-    parsed = parse_sentinel_url("redis+sentinel://app:s3cret@10.0.0.1:26379,10.0.0.2/?master=main&db=2"
+    parsed = parse_sentinel_url("redis+sentinel://app:s3cret@127.0.0.1:26381,127.0.0.1/?master=main&db=2"
                                 "&sentinel_password=sp&socket_timeout=3")
     assert (parsed.sentinels, parsed.master, parsed.db, parsed.username, parsed.password) == (
-        [("10.0.0.1", 26379), ("10.0.0.2", 26379)], "main", 2, "app", "s3cret")
+        [("127.0.0.1", 26381), ("127.0.0.1", 26379)], "main", 2, "app", "s3cret")
     assert parsed.sentinel_auth == {"password": "sp"} and parsed.options == {"socket_timeout": "3"}
 
 

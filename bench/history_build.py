@@ -206,3 +206,18 @@ def build_history(path: Path, *, days: float, queues: int, jobs_per_snapshot: in
         conn.exec_driver_sql("ANALYZE")
     stats.build_s = time.perf_counter() - started
     return engine, stats, newest_s
+
+
+def steady_cycle_ms_per_queue(engine: Engine, *, queues: int, jobs_per_snapshot: int, after_s: float,
+                              cycles: int = 120, seed: int = 2) -> float:
+    """The collector's own work per queue and cycle (CPU ms) on a database that already holds the history:
+    `cycles` more cycles of every queue, derived for real and written after `after_s`."""
+    stats = BuildStats()
+    names = queue_names(queues)
+    start_s = float(np.ceil(after_s / INTERVAL_S) * INTERVAL_S) + INTERVAL_S
+    templates = derive_templates(names, jobs_per_snapshot, start_s, np.random.default_rng(seed), ThresholdSet(),
+                                 stats, cycles)
+    replay = Replayer(engine, names, templates, start_s, stats, min(queues, WORKERS_MAX))
+    for step in range(cycles):
+        replay.cycle(step, start_s + step * INTERVAL_S, range(queues), with_workers=True)
+    return stats.cycle_ms_per_queue

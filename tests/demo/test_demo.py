@@ -234,7 +234,7 @@ def test_demo_pages_with_the_recommended_alert_timing_unless_given_a_config(monk
     seen: list[str | None] = []
     monkeypatch.setattr("queuewatch.demo.runner.run_demo",
                         lambda settings, **kwargs: seen.append(settings.config_path) or 0)
-    monkeypatch.delenv("QUEUEWATCH_CONFIG", raising=False)
+    monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items() if k != "QUEUEWATCH_CONFIG"})
     db = f"sqlite:///{tmp_path / 'd.db'}"
     assert cli.main(["demo", "--db", db, "--duration", "1"]) == 0
     own = tmp_path / "own.toml"

@@ -11,6 +11,7 @@ from collector.loop import Collector
 from collector.rq_reader import RQReader
 from config.settings import load_settings
 from storage.engine import make_engine
+from storage.queries_capacity import queue_advice
 from tests.collector import bullmq_helpers, rq_jobs
 from tests.collector.test_rq_reader import run_burst_worker
 from tests.dashboard.test_browser import CHROMIUM, CHROMIUM_ARGS, PASSWORD, SCREENSHOTS, USER, _log_in, \
@@ -37,6 +38,9 @@ def collected(redis_url, tmp_path):
     bullmq_helpers.run_worker(redis_url, "mail")
     for _ in range(2):
         assert collector.run_cycle().ok
+    for _ in range(5):  # a backlog that grows with no worker: arrivals above completions
+        queue.enqueue(rq_jobs.sleep_for, 0.05)
+    assert collector.run_cycle().ok
     add_user(collector.engine, USER, "ADMIN", PASSWORD)
     return db_url, redis_url, failing.id, finished.id, bull_id
 
@@ -63,6 +67,12 @@ def test_failures_on_queue_detail_and_the_job_lookup(collected, tmp_path):
             page.get_by_text(f"ValueError: {MESSAGE}").first.wait_for(timeout=30_000)  # the traceback shown
             assert page.get_by_text("Traceback (most recent call last)").count() >= 1
             page.get_by_role("heading", name="Capacity and timeout advice").wait_for(timeout=30_000)
+            capacity = queue_advice(make_engine(db_url), "billing", library="rq", wait_target_s=60.0)["capacity"]
+            assert capacity["growing"] and capacity["workers_needed"] >= 1, capacity
+            needed = f"{capacity['workers_needed']:,}"
+            tiles = page.get_by_test_id("stMetric")
+            assert tiles.filter(has_text="Workers needed").first.inner_text().splitlines()[-1].strip() == needed
+            assert capacity["drain_text"] in tiles.filter(has_text="Backlog").first.inner_text()
             _no_exception(page)
             page.screenshot(path=str(SCREENSHOTS / "queuewatch-queue-detail-failures.png"), full_page=True)
 

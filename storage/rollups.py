@@ -56,16 +56,9 @@ def _merged(left: bytes | None, right: bytes | None) -> bytes | None:
     return merge_pair(left, right)
 
 
-def _with_oldest_ms(sample: Mapping[str, Any]) -> Mapping[str, Any]:
-    """queue_samples values with the oldest wait in ms, as the rollups keep it."""
-    if "oldest_waiting_ms" in sample:
-        return sample
-    return {**sample, "oldest_waiting_ms": sample["oldest_waiting_us"] / 1000.0}
-
-
 def fold(bucket: dict[str, Any] | None, sample: Mapping[str, Any], level_s: int, series_id: int) -> dict[str, Any]:
-    """The rollup bucket with one more snapshot (queue_samples values plus its two sketches)."""
-    sample = _with_oldest_ms(sample)
+    """The rollup bucket with one more snapshot (queue_samples values, the oldest wait in ms as the rollups
+    keep it, plus its two sketches)."""
     at_ms = int(sample["sampled_at_ms"])
     if bucket is None:
         return {"level_s": level_s, "series_id": series_id, "bucket_ms": at_ms - at_ms % (level_s * 1000),
@@ -105,7 +98,8 @@ def add_to_rollups(conn: Connection, samples: Sequence[Mapping[str, Any]]) -> No
                                      r.c.bucket_ms.in_(sorted({k[2] for k in wanted}))))
     buckets = {(row["level_s"], row["series_id"], row["bucket_ms"]): dict(row)
                for row in conn.execute(statement).mappings()}
-    for sample in samples:
+    for stored in samples:
+        sample = {**stored, "oldest_waiting_ms": stored["oldest_waiting_us"] / 1000.0}  # once, for every level
         for level in ROLLUP_LEVELS_S:
             at_ms = int(sample["sampled_at_ms"])
             key = (level, sample["series_id"], at_ms - at_ms % (level * 1000))

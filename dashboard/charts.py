@@ -5,7 +5,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from dashboard.chart_style import axis_times, log_ms_ticks, marker_sizes, time_axis_title
+from dashboard.chart_style import (
+    axis_times, axis_values, bar, log_ms_ticks, marker_sizes, new_figure, scatter, time_axis_title,
+)
 from dashboard.formatting import plotly_text
 from storage.fields import QUEUE_METRICS_FIELDS
 
@@ -60,7 +62,7 @@ def shade_outages(figure: go.Figure, outages: pd.DataFrame | None, tz: str = "UT
     """Shade each collector outage (Redis unreachable) on a time chart."""
     if outages is None or outages.empty:
         return figure
-    starts, ends = axis_times(outages["start"], tz), axis_times(outages["end"], tz)
+    starts, ends = (axis_times(outages[edge], tz).dt.floor("ms") for edge in ("start", "end"))
     for start, end in zip(starts, ends):
         figure.add_vrect(x0=start, x1=end, fillcolor=OUTAGE_COLOUR, line_width=0, layer="below",
                          annotation_text="outage", annotation_position="top left",
@@ -114,19 +116,19 @@ def _hover(suffix: str, counted: str, name: str) -> str:
 def _line_traces(figure: go.Figure, data: pd.DataFrame, drawn: list[tuple[str, str, str]], tz: str,
                  suffix: str, counted: str, label: str | None = None) -> None:
     """One line per drawn column; with `label` ("previous week") dashed and faded, named after it."""
-    x, counts = axis_times(data["time"], tz), point_counts(data)
+    x, counts = axis_values(data["time"], tz), point_counts(data)
     for column, name, colour in drawn:
         shown = name if label is None else f"{name}, {label}"
         line = {"color": colour, "width": 1.8} if label is None else {"color": colour, "width": 1.4,
                                                                         "dash": "dash"}
-        figure.add_trace(go.Scatter(
+        figure.add_trace(scatter(
             x=x, y=data[column], name=shown, mode="lines+markers", line=line, customdata=counts,
             marker={"color": colour, "size": marker_sizes(data[column])},
             opacity=1.0 if label is None else PREVIOUS_OPACITY, showlegend=label is None,
             legendgroup="previous" if label is not None else None,
             hovertemplate=_hover(suffix, counted, plotly_text(shown))))
     if label is not None and drawn:  # one legend entry for the earlier traces; clicking it hides them all
-        figure.add_trace(go.Scatter(x=[None], y=[None], name=label, mode="lines", legendgroup="previous",
+        figure.add_trace(scatter(x=[None], y=[None], name=label, mode="lines", legendgroup="previous",
                                     line={"color": PREVIOUS_LEGEND_COLOUR, "dash": "dash", "width": 1.4},
                                     hoverinfo="skip"))
 
@@ -136,7 +138,7 @@ def _lines(series: pd.DataFrame, columns: tuple[tuple[str, str, str], ...], titl
            previous: pd.DataFrame | None = None, counted: str = "jobs") -> go.Figure:
     data = with_gaps(series, series.attrs.get("bucket_width_s"))
     drawn = [c for c in columns if c[0] not in unmeasured_columns(series)]
-    figure = go.Figure()
+    figure = new_figure()
     _line_traces(figure, data, drawn, tz, suffix, counted)
     if previous is not None and not previous.empty:
         earlier = with_gaps(previous, previous.attrs.get("bucket_width_s"))
@@ -188,17 +190,17 @@ def histogram_figure(histogram: pd.DataFrame, empty_note: str = NOTHING_IN_RANGE
                      previous_label: str = "previous period") -> go.Figure:
     """Execution-time histogram from the merged sketch of the range; `empty_note` is shown when empty;
     `previous` (the earlier window's histogram) is drawn as a dashed outline."""
-    figure = go.Figure()
+    figure = new_figure()
     if not histogram.empty:
         centres = (histogram["lower_ms"] + histogram["upper_ms"]) / 2
-        figure.add_trace(go.Bar(x=centres, y=histogram["count"],
+        figure.add_trace(bar(x=centres, y=histogram["count"],
                                 width=histogram["upper_ms"] - histogram["lower_ms"],
                                 marker={"color": "#1f77b4"}, name="jobs",
                                 customdata=np.stack([histogram["lower_ms"], histogram["upper_ms"]], axis=-1),
                                 hovertemplate="%{customdata[0]:,.0f}–%{customdata[1]:,.0f} ms: %{y:,} jobs"
                                               "<extra></extra>"))
         if previous is not None and not previous.empty:
-            figure.add_trace(go.Scatter(
+            figure.add_trace(scatter(
                 x=(previous["lower_ms"] + previous["upper_ms"]) / 2, y=previous["count"], name=previous_label,
                 mode="lines+markers", line={"color": "#7f7f7f", "dash": "dash", "shape": "hvh", "width": 1.4},
                 marker={"size": 4}, opacity=0.8,
@@ -221,7 +223,7 @@ def histogram_figure(histogram: pd.DataFrame, empty_note: str = NOTHING_IN_RANGE
 def priority_figure(tiers: pd.DataFrame) -> go.Figure:
     """Waiting jobs per BullMQ priority tier (tiers.label, tiers.waiting), most urgent first."""
     waiting = [int(count) for count in tiers["waiting"]]
-    figure = go.Figure(go.Bar(x=list(tiers["label"]), y=waiting, text=waiting, textposition="outside",
+    figure = new_figure(bar(x=list(tiers["label"]), y=waiting, text=waiting, textposition="outside",
                               cliponaxis=False, marker={"color": list(TIER_COLOURS[:len(tiers)])},
                               hovertemplate="%{x}: %{y:,} waiting<extra></extra>"))
     figure = _layout(figure, "Waiting jobs by priority", "jobs")
@@ -246,10 +248,10 @@ def worker_memory_figure(series: pd.DataFrame, soft_limit_mb: float, hard_limit_
                          tz: str = "UTC") -> go.Figure:
     """RSS per worker over time (bucket peak), scaled to the workers' RSS; the soft and hard memory limits
     as horizontal lines, or as arrows at the top edge when above the scale."""
-    figure = go.Figure()
+    figure = new_figure()
     for worker_name, rows in series.groupby("worker_name", sort=True):
         rows = with_gaps(rows.reset_index(drop=True), series.attrs.get("bucket_width_s"))
-        figure.add_trace(go.Scatter(x=axis_times(rows["time"], tz), y=rows["rss_mb"],
+        figure.add_trace(scatter(x=axis_values(rows["time"], tz), y=rows["rss_mb"],
                                     name=plotly_text(worker_name), mode="lines+markers",
                                     marker={"size": marker_sizes(rows["rss_mb"])},
                                     hovertemplate="%{y:,.0f} MB<extra>%{fullData.name}</extra>"))
@@ -265,7 +267,7 @@ def worker_memory_figure(series: pd.DataFrame, soft_limit_mb: float, hard_limit_
 
 def host_memory_figure(series: pd.DataFrame, *, tz: str = "UTC") -> go.Figure:
     """Host memory over time: used, cached, workers' RSS and the collector, against the total."""
-    figure = go.Figure()
+    figure = new_figure()
     lines = (("used_mb", "used", "#1f77b4", None), ("cached_mb", "cached", "#aec7e8", None),
              ("workers_rss_mb", "workers RSS", "#ff7f0e", None),
              ("collector_rss_mb", "collector", "#2ca02c", None),
@@ -274,7 +276,7 @@ def host_memory_figure(series: pd.DataFrame, *, tz: str = "UTC") -> go.Figure:
         rows = with_gaps(rows.reset_index(drop=True), series.attrs.get("bucket_width_s"))
         prefix = f"{plotly_text(hostname)} " if series["hostname"].nunique() > 1 else ""
         for column, name, colour, dash in lines:
-            figure.add_trace(go.Scatter(x=axis_times(rows["time"], tz), y=rows[column],
+            figure.add_trace(scatter(x=axis_values(rows["time"], tz), y=rows[column],
                                         name=f"{prefix}{name}",
                                         mode="lines+markers", marker={"size": marker_sizes(rows[column])},
                                         line={"color": colour, "dash": dash, "width": 1.6},

@@ -41,6 +41,50 @@ def test_charts_are_built_from_frames(template):
     engine.dispose()
 
 
+def _schema_checked(figure) -> None:
+    """The figure's JSON, read back through plotly's validating constructor (unknown or wrong-typed
+    properties raise): the figures are built without per-property validation."""
+    import json
+
+    import plotly.graph_objects as go
+
+    checked = go.Figure(json.loads(figure.to_json()))
+    assert len(checked.data) == len(figure.data)
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_every_figure_passes_plotly_schema(template, theme):
+    from dashboard.chart_style import themed
+
+    engine = make_engine(f"sqlite:///{template}")
+    now_s = time.time()
+    series = queries.queue_series(engine, "thumbnails", now_s - 3600, now_s)
+    gaps = queries.outages(engine, now_s - 3600, now_s)
+    assert not gaps.empty
+    previous = series.copy()
+    previous.attrs.update(series.attrs, label="previous hour")
+    timing = queries.range_timing(engine, "thumbnails", now_s - 3600, now_s)
+    tiers = pd.DataFrame({"label": ["high", "normal"], "waiting": [3, 1]})
+    figures = [charts.depth_figure(series, gaps, tz="Europe/Berlin", previous=previous),
+               charts.throughput_figure(series, gaps), charts.rates_figure(series, gaps),
+               charts.latency_figure(series, "processing", gaps), charts.latency_figure(series, "wait"),
+               charts.histogram_figure(timing["histogram"], previous=timing["histogram"]),
+               charts.histogram_figure(timing["histogram"].iloc[0:0]),
+               charts.depth_figure(pd.DataFrame(columns=series.columns)), charts.priority_figure(tiers),
+               charts.worker_memory_figure(queries.worker_memory_series(engine, now_s - 3600, now_s), 512, 1024),
+               charts.host_memory_figure(queries.host_memory_series(engine, now_s - 3600, now_s))]
+    for figure in figures:
+        _schema_checked(themed(figure, theme))
+    engine.dispose()
+
+
+def test_schema_check_catches_a_wrong_property():
+    from dashboard.chart_style import new_figure, scatter
+
+    with pytest.raises(ValueError):
+        _schema_checked(new_figure(scatter(x=[1], y=[2], mode="lines", linewidth=3)))
+
+
 def test_overview_table_orders_by_severity():
     latest = pd.DataFrame([
         {"queue_name": "a", "status": "healthy", "current": True, "issues": "[]", "waiting": 1, "active": 0,

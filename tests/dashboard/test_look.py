@@ -47,7 +47,7 @@ def test_two_points_in_seven_days_are_drawn_as_markers(tmp_path):
 def test_long_traces_mark_only_isolated_points():
     values = pd.Series([1.0] * 60 + [np.nan, 5.0, np.nan] + [2.0] * 10)
     sizes = chart_style.marker_sizes(values)
-    assert isinstance(sizes, list) and len(sizes) == len(values)
+    assert isinstance(sizes, np.ndarray) and len(sizes) == len(values)
     assert [i for i, size in enumerate(sizes) if size] == [61]
     assert chart_style.marker_sizes(pd.Series([1.0, np.nan, 2.0])) == chart_style.MARKER_SIZE_PX
 

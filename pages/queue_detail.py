@@ -1,11 +1,15 @@
-"""Queue detail: one queue's figures now, library extras and its history over a range (10 s refresh)."""
+"""Queue detail: one queue's figures now (10 s refresh), library extras and its history over a range (refreshed
+every tenth of a point: see dashboard.history_cache.refresh_s)."""
 from __future__ import annotations
 
 import time
 
 import streamlit as st
 
-from dashboard import charts, compare, components, context, job_panels, queue_panels, ranges, tables
+from core.capacity import duration_text
+from dashboard import (
+    charts, compare, components, context, history_cache, job_panels, queue_panels, ranges, tables,
+)
 from dashboard.libraries import PROCESSING_FIELDS
 from dashboard.ranges import Comparison, RangeChoice
 from storage import queries
@@ -42,25 +46,25 @@ def queue_now(library: str, queue: str) -> None:
     queue_panels.unavailable_note(row)
 
 
-@context.live_fragment(context.QUEUE_REFRESH_S)
 def queue_history(library: str, queue: str, choice: RangeChoice, comparison: Comparison | None) -> None:
     """Whole-range percentiles and the charts of one queue (with the earlier window when comparing)."""
     since_s, until_s = choice.bounds(time.time())
     tz = context.settings().timezone
     with context.storage_errors():
-        series = queries.queue_series(engine, queue, since_s, until_s, library=library)
+        series = history_cache.queue_series(engine, queue, since_s, until_s, library=library)
         if series.empty:
             st.info("No snapshots of this queue in this range. Pick a longer range.")
             return
         gaps = queries.outages(engine, since_s, until_s)
-        timing = queries.range_timing(engine, queue, since_s, until_s, library=library)
+        timing = history_cache.range_timing(engine, queue, since_s, until_s, library=library)
         previous = compare.previous_series(engine, queue, since_s, until_s, comparison, library=library)
         earlier_histogram = compare.previous_histogram(engine, queue, since_s, until_s, comparison,
                                                        library=library)
     processing_measured = not PROCESSING_FIELDS <= set(series.attrs["unavailable"])
     components.timing_tiles(timing, processing_measured=processing_measured)
-    st.caption(f"{len(series):,} points of {series.attrs['bucket_width_s']:g} s; depths are the peak per "
-               "point; percentiles merge the per-snapshot sketches. Shaded spans: collector outages.")
+    st.caption(f"{len(series):,} points of {series.attrs['bucket_width_s']:g} s, refreshed every "
+               f"{duration_text(history_cache.refresh_s(until_s - since_s, context.QUEUE_REFRESH_S))}; depths are "
+               "the peak per point; percentiles merge the per-snapshot sketches. Shaded spans: collector outages.")
     if comparison is not None:
         st.caption(f"Dashed, faded lines ({comparison.label}): the same window one "
                    f"{comparison.label.removeprefix('previous ')} earlier, moved forward onto this axis.")
@@ -97,5 +101,7 @@ with range_column:
     picked_range = ranges.range_picker("queue_detail_range", default="1 h")
 with compare_column:
     comparison = ranges.compare_picker("queue_detail_compare")
-queue_history(library, queue, picked_range, comparison)
+range_since_s, range_until_s = picked_range.bounds(time.time())
+history_every_s = history_cache.refresh_s(range_until_s - range_since_s, context.QUEUE_REFRESH_S)
+context.live_fragment(history_every_s)(queue_history)(library, queue, picked_range, comparison)
 queue_jobs(library, queue, picked_range)

@@ -126,15 +126,17 @@ def series_width_s(span_s: float, max_points: int = MAX_POINTS) -> float:
 
 
 def queue_series(engine: Engine, queue_name: str, since_s: float, until_s: float, *,
-                 max_points: int = MAX_POINTS, library: str | None = None) -> pd.DataFrame:
+                 max_points: int = MAX_POINTS, library: str | None = None,
+                 width_s: float | None = None) -> pd.DataFrame:
     """One row per epoch-aligned time bucket (at most `max_points`); attrs["bucket_width_s"] is the width.
 
     A QueueMetrics figure that no snapshot of a bucket measured (stored in `unavailable`) is NaN in that
     bucket; attrs["unavailable"] names, sorted, the figures unmeasured in every bucket. `library` None reads
     the name whichever library wrote it. Buckets come from the coarsest rollup level dividing the width, the
-    range's edges from finer levels and the snapshots themselves.
+    range's edges from finer levels and the snapshots themselves. `width_s` sets the bucket width (a part of a
+    longer range read apart, bucket for bucket the same as in the whole range's read).
     """
-    width_s = series_width_s(until_s - since_s, max_points)
+    width_s = series_width_s(until_s - since_s, max_points) if width_s is None else float(width_s)
     with reading(engine) as conn:
         pieces = _read_pieces(conn, queue_name, library, since_s, until_s, width_s)
     if pieces.empty:

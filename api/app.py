@@ -24,7 +24,7 @@ from api.routes import router
 from api.silences import router as silences_router
 from api.advice import router as advice_router
 from api.stale_watch import StaleWatch
-from api.security import SecurityHeaders, docs_urls, trusted_proxy_list
+from api.security import RateLimitHeaders, SecurityHeaders, docs_urls, trusted_proxy_list
 from api.token_use import TokenUseRecorder
 from config.settings import Settings
 from storage.engine import StorageError, make_engine
@@ -81,13 +81,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None,
         limiter_client = redis.Redis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
     app.state.limiter = RateLimiter(limiter_client, limit=settings.api_rate_limit_per_minute)
 
-    @app.middleware("http")
-    async def rate_limit_headers(request: Request, call_next):
-        response = await call_next(request)
-        for name, value in getattr(request.state, "rate_headers", {}).items():
-            response.headers.setdefault(name, value)
-        return response
-
+    app.add_middleware(RateLimitHeaders)
     app.add_exception_handler(errors.ApiError, errors.api_error_handler)
     app.add_exception_handler(RequestValidationError, errors.validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, errors.http_error_handler)

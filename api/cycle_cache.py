@@ -16,8 +16,7 @@ from typing import Any, Callable, Hashable
 
 from sqlalchemy import Engine
 
-from storage.alert_feed import newest_event_id
-from storage.status import collector_status
+from storage.status import answer_stamp
 
 MAX_AGE_S = 5.0
 MAX_ENTRIES = 4096
@@ -55,11 +54,10 @@ class CycleCache:
         self.computed = 0  # answers computed (not served from the cache), for tests and benchmarks
 
     def stamp(self) -> Stamp:
-        """The newest cycle and alert event as stored now (three indexed look-ups)."""
-        status = collector_status(self.engine)
-        latest = status["latest"]
-        return Stamp(latest["id"] if latest else None, newest_event_id(self.engine), status["redis_down"],
-                     status["last_ok_at_s"])
+        """The newest cycle and alert event as stored now (indexed look-ups in one statement)."""
+        figures = answer_stamp(self.engine)
+        return Stamp(figures["cycle_id"], figures["alert_event_id"], figures["redis_down"],
+                     figures["last_ok_at_s"])
 
     def _fresh(self, key: Hashable, stamp: Stamp) -> _Entry | None:
         entry = self._entries.get(key)

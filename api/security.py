@@ -55,3 +55,29 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class RateLimitHeaders:
+    """ASGI middleware that adds the X-RateLimit-* headers the auth dependency left in the request's state
+    (request.state.rate_headers) to the response, unless the response sets them itself. Plain ASGI: it adds
+    nothing to a request's cost (Starlette's BaseHTTPMiddleware runs every request in a task of its own)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+
+        async def send_with_headers(message: Message) -> None:
+            rate_headers = state.get("rate_headers") if message["type"] == "http.response.start" else None
+            if rate_headers:
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                added = [(name.lower().encode(), value.encode()) for name, value in rate_headers.items()
+                         if name.lower().encode() not in present]
+                message = {**message, "headers": [*message.get("headers", []), *added]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, Float, Integer, Table, and_, func, select
 
+from storage import export_rows
 from storage.fields import EXTRA_SNAPSHOT_FIELDS, QUEUE_METRICS_FIELDS, ZERO_WHEN_UNKNOWN
 from storage.queries_alerts import alert_history
 from storage.queries_common import iso_utc_series, reading
@@ -290,7 +291,36 @@ def to_csv_text(rows: pd.DataFrame) -> str:
     return spreadsheet_safe(rows).to_csv(index=False, lineterminator=CSV_LINE_END)
 
 
-def _frames(engine: Engine, kind: str, queues: Sequence[str] | None, since_s: float,
+def csv_cell(value: object) -> str:
+    """One text cell as csv.writer writes it in a row (spreadsheet-safe, quoted when needed); None: empty."""
+    if value is None or value == "":
+        return ""
+    text = str(_defused(str(value)))
+    if any(char in text for char in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def _write_snapshots(engine: Engine, stream: IO[str], queues: Sequence[str] | None, since_s: float,
+                     until_s: float, libraries: Sequence[str] | None) -> int:
+    """The snapshot export as rows straight from the driver (storage.export_rows), the header included."""
+    stream.write(",".join(name for name, _ in SNAPSHOT_EXPORT_FIELDS) + CSV_LINE_END)
+    first_ms, end_ms = range_ms(since_s, until_s)
+    with reading(engine) as conn:
+        ids = _series_in(conn, queues, libraries)
+        span = _stored_span_ms(conn, ids) if ids else None
+        if span is None:
+            return 0
+        names = {sid: (library, name) for sid, library, name in
+                 conn.execute(select(series.c.id, series.c.library, series.c.queue_name))}
+        form = export_rows.RowFormat(SNAPSHOT_EXPORT_FIELDS, frozenset(_METRIC_NAMES), ZERO_WHEN_UNKNOWN,
+                                     csv_cell)
+        return export_rows.write_rows(conn, stream, form, ids, names, max(first_ms, span[0]),
+                                      min(end_ms, span[1] + 1), chunk_rows=EXPORT_CHUNK_ROWS,
+                                      first_window_ms=FIRST_WINDOW_MS, line_end=CSV_LINE_END)
+
+
+def export_frames(engine: Engine, kind: str, queues: Sequence[str] | None, since_s: float,
             until_s: float, libraries: Sequence[str] | None = None) -> Iterator[pd.DataFrame]:
     if kind == "snapshots":
         parts = iter_snapshot_exports(engine, queues, since_s, until_s, libraries=libraries)
@@ -319,17 +349,25 @@ def write_csv(engine: Engine, out: str | Path | IO[str], *, kind: str = "snapsho
         stream = open(out, "w", newline="", encoding="utf-8")
     else:
         stream = out
-    written = 0
     try:
-        writer = csv.writer(stream, lineterminator=CSV_LINE_END)
-        for index, part in enumerate(_frames(engine, kind, queues, since_s, until_s, libraries)):
-            if index == 0:
-                writer.writerow(list(part.columns))
-            writer.writerows(csv_cells(spreadsheet_safe(part)))
-            written += len(part)
+        if kind == "snapshots":
+            return _write_snapshots(engine, stream, queues, since_s, until_s, libraries)
+        return write_frames(stream, export_frames(engine, kind, queues, since_s, until_s, libraries))
     finally:
         if stream is not out:
             stream.close()
+
+
+def write_frames(stream: IO[str], frames: Iterator[pd.DataFrame]) -> int:
+    """Export DataFrames (the first one's columns as the header) as CSV; returns the rows written. The
+    workers and alerts exports take this path; for snapshots it is what the row path is tested against."""
+    writer = csv.writer(stream, lineterminator=CSV_LINE_END)
+    written = 0
+    for index, part in enumerate(frames):
+        if index == 0:
+            writer.writerow(list(part.columns))
+        writer.writerows(csv_cells(spreadsheet_safe(part)))
+        written += len(part)
     return written
 
 

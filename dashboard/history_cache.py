@@ -5,7 +5,8 @@ bucket into what one read of the whole range gives: the partial first bucket, th
 before the current one (settled: the collector writes only the current bucket), and the newest buckets.
 The settled part is kept for SETTLED_TTL_S and shared by every viewer of the same queue and range; a 10 s
 refresh then reads only the two short edges. The whole-range percentiles and histogram are joined the same
-way, from the parts' merged sketches. Ranges drawn with points of less than SETTLED_MIN_WIDTH_S are cheap
+way, from the parts' merged sketches, and the timeout advice's sketch of every stored run time from the
+hours before the previous one (kept) and the rest. Ranges drawn with points of less than SETTLED_MIN_WIDTH_S are cheap
 and read whole.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy import Engine
 
 from core.sketch import Sketch
 from storage import queries
+from storage.queries_capacity import stored_processing_sketch
 from storage.queries_series import series_width_s
 
 POINTS_PER_REFRESH = 10
@@ -30,6 +32,7 @@ SETTLED_TTL_S = 900
 """How long the settled part is kept (a late row in a settled bucket shows at most this late)."""
 SETTLED_MIN_WIDTH_S = 60.0
 SETTLED_ENTRIES = 64
+HOUR_S = 3600.0
 _BEFORE_S = 0.001  # a read's end is inclusive: it ends 1 ms before the next part's first snapshot
 
 
@@ -56,6 +59,21 @@ def _settled_series(_engine: Engine, db_url: str, library: str, queue: str, firs
 def _settled_sketches(_engine: Engine, db_url: str, library: str, queue: str, first_s: float,
                       end_s: float) -> tuple[Sketch, Sketch]:
     return queries.range_sketches(_engine, queue, first_s, end_s - _BEFORE_S, library=library)
+
+
+@st.cache_data(ttl=SETTLED_TTL_S, max_entries=SETTLED_ENTRIES, show_spinner=False)
+def _settled_processing(_engine: Engine, db_url: str, library: str, queue: str, end_s: float) -> Sketch:
+    return queries.range_sketches(_engine, queue, 0.0, end_s - _BEFORE_S, library=library)[0]
+
+
+def stored_processing(engine: Engine, queue: str, library: str, now_s: float) -> Sketch:
+    """The sketch of every stored run time of the queue (the timeout advice's), the hours before the
+    previous one read once and kept."""
+    end_s = (math.floor(now_s / HOUR_S) - 1) * HOUR_S
+    sketch = Sketch()
+    sketch.merge(_settled_processing(engine, str(engine.url), library, queue, end_s))
+    sketch.merge(stored_processing_sketch(engine, queue, library, end_s, now_s))
+    return sketch
 
 
 def joined_series(parts: list[pd.DataFrame], width_s: float) -> pd.DataFrame:

@@ -5,6 +5,7 @@ st.text or in st.code, never as markdown.
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pandas as pd
@@ -12,6 +13,7 @@ import streamlit as st
 from sqlalchemy import Engine
 
 from core.capacity import VERDICT_TEXT, duration_text
+from dashboard import history_cache
 from dashboard.formatting import fmt_figure, fmt_ms, fmt_utc
 from storage import failures
 from storage.queries_capacity import FLOW_WINDOW_S, queue_advice
@@ -65,7 +67,9 @@ def _seconds(value: float | None, digits: int = 2) -> str:
 
 def advice_section(engine: Engine, library: str, queue: str, wait_target_s: float) -> None:
     """Capacity (arrivals, completions, busy and needed workers, drain) and timeout advice tiles."""
-    advice = queue_advice(engine, queue, library=library, wait_target_s=wait_target_s)
+    now_s = time.time()
+    advice = queue_advice(engine, queue, library=library, wait_target_s=wait_target_s, now_s=now_s,
+                          processing=history_cache.stored_processing(engine, queue, library, now_s))
     if advice is None:
         return
     c, t = advice["capacity"], advice["timeout"]

@@ -9,6 +9,7 @@ from sqlalchemy import Engine, and_, select, true
 
 from core.capacity import FlowWindow, capacity, drain_text, timeout_advice
 from core.derive import RATE_WINDOW_S
+from core.sketch import Sketch
 from storage.queries_common import reading
 from storage.queries_details import details_of
 from storage.queries_latest import latest_snapshot, latest_snapshots
@@ -63,17 +64,25 @@ def _capacity_dict(window: FlowWindow | None, mean_run_ms: float | None, wait_ta
     return {**asdict(figures), "drain_text": drain_text(figures), "window_s": window.window_s if window else None}
 
 
+def stored_processing_sketch(engine: Engine, queue_name: str, library: str, since_s: float,
+                             now_s: float) -> Sketch:
+    """The processing sketch of the run times stored from `since_s` on (0: all), up to a clock a day ahead."""
+    return range_sketches(engine, queue_name, since_s, now_s + AHEAD_S, library=library)[0]
+
+
 def queue_advice(engine: Engine, queue_name: str, *, library: str | None = None, wait_target_s: float,
-                 now_s: float | None = None) -> dict[str, Any] | None:
+                 now_s: float | None = None, processing: Sketch | None = None) -> dict[str, Any] | None:
     """Capacity (over the last FLOW_WINDOW_S) and timeout advice (over all stored history) of one queue;
-    None for an unknown queue."""
+    None for an unknown queue. `processing`: the sketch of every stored run time when the caller has it
+    (stored_processing_sketch's), else it is read."""
     now_s = time.time() if now_s is None else now_s
     row = latest_snapshot(engine, queue_name, library=library)
     if row is None:
         return None
     library = str(row["library"])
     windows = flow_windows(engine, now_s, queue_name=queue_name, library=library)
-    processing, _ = range_sketches(engine, queue_name, 0.0, now_s + AHEAD_S, library=library)
+    if processing is None:
+        processing = stored_processing_sketch(engine, queue_name, library, 0.0, now_s)
     p99, p999 = processing.quantiles((0.99, 0.999)) if processing.count else (None, None)
     configured = details_of(row).get("timeout_s")
     advice = timeout_advice(p99, p999, float(processing.max) if processing.count else None,

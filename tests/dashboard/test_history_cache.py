@@ -69,3 +69,17 @@ def test_the_settled_part_is_read_once(template, monkeypatch):
     history_cache.queue_series(engine, "thumbnails", now_s - 86400 + 10, now_s + 10, library="rq")
     assert len(calls) == 5  # head, settled and tail, then head and tail only
     engine.dispose()
+
+
+def test_every_stored_run_time_read_in_parts_equals_one_read(template):
+    from storage.queries_capacity import stored_processing_sketch
+
+    engine = make_engine(f"sqlite:///{template}")
+    now_s = queries.newest_sample_at_s(engine) + 0.5
+    whole = stored_processing_sketch(engine, "thumbnails", "rq", 0.0, now_s)
+    history_cache._settled_processing.clear()
+    for later_s in (now_s, now_s + 3600.0, now_s + 7200.0):  # the settled hours cover none, some, all rows
+        parted = history_cache.stored_processing(engine, "thumbnails", "rq", later_s)
+        assert parted.count == whole.count > 100 and parted.buckets == whole.buckets
+        assert parted.total == pytest.approx(whole.total, rel=1e-12)
+    engine.dispose()

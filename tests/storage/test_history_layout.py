@@ -315,3 +315,19 @@ def test_version_8_turns_float_durations_into_microseconds_in_place(seeded):
     assert (before["p95_processing_ms"].dropna() % 1 != 0).any()  # fractions of a ms survived
     latest = queries.latest_snapshot(engine, result.queues[0])
     assert latest["p95_processing_ms"] == before[before["queue_name"] == result.queues[0]].iloc[-1]["p95_processing_ms"]
+
+
+def test_summed_by_key_narrow_and_wide_spans_agree():
+    import numpy as np
+
+    from storage.queries_sketch import _summed_by_key
+
+    rng = np.random.default_rng(3)
+    for span in (50, 10**7):  # a bincount over the span, and a sort when the span is far wider
+        key = rng.integers(-span, span, 5000)
+        count = rng.integers(0, 9, 5000).astype(np.float64)
+        keys, sums = _summed_by_key(key, count)
+        expected = {}
+        for k, c in zip(key.tolist(), count.tolist()):
+            expected[k] = expected.get(k, 0.0) + c
+        assert keys.tolist() == sorted(expected) and sums.tolist() == [expected[k] for k in sorted(expected)]

@@ -102,6 +102,6 @@ def log_ms_ticks(low_ms: float, high_ms: float) -> tuple[list[float], list[str]]
 def themed(figure: go.Figure, theme: str | None) -> go.Figure:
     """The figure in the template and background of the app's theme ("light" or "dark")."""
     theme = theme if theme in TEMPLATES else "light"
-    figure.layout.template = _template(TEMPLATES[theme])  # as one value: update_layout walks a dict key by key
+    figure.layout.template = _template(TEMPLATES[theme])  # one value: update_layout walks a dict key by key
     figure.update_layout(paper_bgcolor=BACKGROUNDS[theme], plot_bgcolor=BACKGROUNDS[theme])
     return figure

@@ -6,8 +6,8 @@ before the current one (settled: the collector writes only the current bucket), 
 The settled part is kept for SETTLED_TTL_S and shared by every viewer of the same queue and range; a 10 s
 refresh then reads only the two short edges. The whole-range percentiles and histogram are joined the same
 way, from the parts' merged sketches, and the timeout advice's sketch of every stored run time from the
-hours before the previous one (kept) and the rest. Ranges drawn with points of less than SETTLED_MIN_WIDTH_S are cheap
-and read whole.
+hours before the previous one (kept) and the rest. Ranges drawn with points of less than
+SETTLED_MIN_WIDTH_S are cheap and read whole.
 """
 from __future__ import annotations
 
@@ -113,8 +113,9 @@ def range_timing(engine: Engine, queue: str, since_s: float, until_s: float, *,
     first_s, end_s = parts
     settled = _settled_sketches(engine, str(engine.url), library, queue, first_s, end_s)
     processing, wait = Sketch(), Sketch()
-    for part in (queries.range_sketches(engine, queue, since_s, first_s - _BEFORE_S, library=library), settled,
-                 queries.range_sketches(engine, queue, end_s, until_s, library=library)):
+    head = queries.range_sketches(engine, queue, since_s, first_s - _BEFORE_S, library=library)
+    tail = queries.range_sketches(engine, queue, end_s, until_s, library=library)
+    for part in (head, settled, tail):
         processing.merge(part[0])
         wait.merge(part[1])
     return {"processing": queries.sketch_summary(processing), "wait": queries.sketch_summary(wait),

@@ -1,5 +1,5 @@
-"""Queue detail: one queue's figures now (10 s refresh), library extras and its history over a range (refreshed
-every tenth of a point: see dashboard.history_cache.refresh_s)."""
+"""Queue detail: one queue's figures now (10 s refresh), library extras and its history over a range
+(refreshed every tenth of a point: see dashboard.history_cache.refresh_s)."""
 from __future__ import annotations
 
 import time
@@ -46,8 +46,10 @@ def queue_now(library: str, queue: str) -> None:
     queue_panels.unavailable_note(row)
 
 
-def queue_history(library: str, queue: str, choice: RangeChoice, comparison: Comparison | None) -> None:
-    """Whole-range percentiles and the charts of one queue (with the earlier window when comparing)."""
+def queue_history(library: str, queue: str, choice: RangeChoice, comparison: Comparison | None,
+                  every_s: float) -> None:
+    """Whole-range percentiles and the charts of one queue (with the earlier window when comparing),
+    refreshed every `every_s`."""
     since_s, until_s = choice.bounds(time.time())
     tz = context.settings().timezone
     with context.storage_errors():
@@ -63,8 +65,8 @@ def queue_history(library: str, queue: str, choice: RangeChoice, comparison: Com
     processing_measured = not PROCESSING_FIELDS <= set(series.attrs["unavailable"])
     components.timing_tiles(timing, processing_measured=processing_measured)
     st.caption(f"{len(series):,} points of {series.attrs['bucket_width_s']:g} s, refreshed every "
-               f"{duration_text(history_cache.refresh_s(until_s - since_s, context.QUEUE_REFRESH_S))}; depths are "
-               "the peak per point; percentiles merge the per-snapshot sketches. Shaded spans: collector outages.")
+               f"{duration_text(every_s)}; depths are the peak per point; percentiles merge the per-snapshot "
+               "sketches. Shaded spans: collector outages.")
     if comparison is not None:
         st.caption(f"Dashed, faded lines ({comparison.label}): the same window one "
                    f"{comparison.label.removeprefix('previous ')} earlier, moved forward onto this axis.")
@@ -103,5 +105,6 @@ with compare_column:
     comparison = ranges.compare_picker("queue_detail_compare")
 range_since_s, range_until_s = picked_range.bounds(time.time())
 history_every_s = history_cache.refresh_s(range_until_s - range_since_s, context.QUEUE_REFRESH_S)
-context.live_fragment(history_every_s)(queue_history)(library, queue, picked_range, comparison)
+context.live_fragment(history_every_s)(queue_history)(library, queue, picked_range, comparison,
+                                                       history_every_s)
 queue_jobs(library, queue, picked_range)

@@ -65,7 +65,8 @@ class _Times(dict):
 
 
 def _stored(column: str) -> tuple[str, str]:
-    """(stored column, kind) of an export column: kind "int", "milli" or "time", or the column itself."""
+    """(stored column, kind) of an export column: kind "int", "milli", "time" or, for the status and the
+    text columns, the column's own name."""
     if column in DEPTH_COLUMNS or column in DELTA_COLUMNS:
         return column, "int"
     if column in MILLI_COLUMNS:
@@ -109,9 +110,9 @@ class RowFormat:
             known = self._unavailable[raw] = (self.cell(raw), blank)
         return known
 
-    def _compiled(self) -> Callable[[tuple, tuple[str, str]], str]:
+    def fast_line(self) -> Callable[[tuple, tuple[str, str]], str]:
         """line() as one format string, made from the fields once per export (the per-cell branches of line()
-        cost more than the reading)."""
+        cost more than the reading); a row whose `unavailable` blanks a field still takes line()."""
         parts = []
         for (name, _), (column, kind) in zip(self.fields, self.kinds):
             value = f"row[{self._slot.get(column, -1)}]"
@@ -129,11 +130,6 @@ class RowFormat:
                  "unavailable": self._unavailable_of, "general": self.line}
         exec(compile(source, "<export row format>", "exec"), scope)  # noqa: S102 (fields are this module's)
         return scope["line"]
-
-    def fast_line(self) -> Callable[[tuple, tuple[str, str]], str]:
-        """A function of (row, names) giving the row's CSV line: one format string, and line() for a row
-        whose `unavailable` blanks a field."""
-        return self._compiled()
 
     def line(self, row: tuple, names: tuple[str, str]) -> str:
         """The CSV line of a stored row; `names` the (queue name, library) cells of its series."""

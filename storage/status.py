@@ -26,8 +26,8 @@ def answer_stamp(engine: Engine) -> dict[str, Any]:
     newest = select(func.max(cycles.c.id)).scalar_subquery()
     of_newest = [select(cycles.c[name]).where(cycles.c.id == newest).scalar_subquery().label(name)
                  for name in ("ok", "error")]
-    last_ok = (select(cycles.c.finished_at_s).where(cycles.c.ok.is_(True)).order_by(cycles.c.id.desc()).limit(1)
-               .scalar_subquery().label("last_ok_at_s"))
+    last_ok = (select(cycles.c.finished_at_s).where(cycles.c.ok.is_(True)).order_by(cycles.c.id.desc())
+               .limit(1).scalar_subquery().label("last_ok_at_s"))
     event = select(func.coalesce(func.max(alert_events.c.id), 0)).scalar_subquery().label("event_id")
     with engine.connect() as conn:
         row = conn.execute(select(newest.label("id"), *of_newest, last_ok, event)).mappings().one()

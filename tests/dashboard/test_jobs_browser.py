@@ -65,7 +65,7 @@ def test_failures_on_queue_detail_and_the_job_lookup(collected, tmp_path):
             page.get_by_text("Read-only: queuewatch never retries, requeues or deletes jobs.").first.wait_for(
                 timeout=30_000)
             page.get_by_text(f"ValueError: {MESSAGE}").first.wait_for(timeout=30_000)  # the traceback shown
-            assert page.get_by_text("Traceback (most recent call last)").count() >= 1
+            page.get_by_text("Traceback (most recent call last)").first.wait_for(timeout=30_000)  # just after
             page.get_by_role("heading", name="Capacity and timeout advice").wait_for(timeout=30_000)
             capacity = queue_advice(make_engine(db_url), "billing", library="rq", wait_target_s=60.0)["capacity"]
             assert capacity["growing"] and capacity["workers_needed"] >= 1, capacity

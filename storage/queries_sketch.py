@@ -16,6 +16,9 @@ from core.sketch import Sketch, nearest_rank, value_of
 _EMPTY_BLOB = Sketch().to_bytes()
 HEADER_BYTES = len(_EMPTY_BLOB)  # magic, bucket count, count, sum, min, max
 _MAGIC = np.frombuffer(_EMPTY_BLOB[:4], dtype=np.uint8)
+BINCOUNT_CELLS = 1 << 21
+"""Entries are summed over a dense (group, key) grid up to this many cells (two arrays of 16 MB), else
+sorted."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,14 @@ def _merged_entries(parsed: ParsedSketches) -> tuple[np.ndarray, np.ndarray, np.
     group, key, count = parsed.entry_group, parsed.entry_key, parsed.entry_count
     if not len(group):
         return group, key, count
+    low_key, low_group = int(key.min()), int(group.min())
+    span = int(key.max()) - low_key + 1
+    cells = span * (int(group.max()) - low_group + 1)
+    if cells <= BINCOUNT_CELLS:  # (group, key) as one index into a dense grid: no sort at all
+        flat = (group - low_group) * span + (key - low_key)
+        present = np.nonzero(np.bincount(flat, minlength=cells))[0]
+        sums = np.bincount(flat, weights=count, minlength=cells)[present]
+        return present // span + low_group, present % span + low_key, sums
     if group.min() >= 0 and group.max() < 2**31:
         combined = (group << 32) + (key + 2**31)  # (group, key) as one ordered int64
         steps = np.diff(combined)

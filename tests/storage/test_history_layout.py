@@ -331,3 +331,19 @@ def test_summed_by_key_narrow_and_wide_spans_agree():
         for k, c in zip(key.tolist(), count.tolist()):
             expected[k] = expected.get(k, 0.0) + c
         assert keys.tolist() == sorted(expected) and sums.tolist() == [expected[k] for k in sorted(expected)]
+
+
+def test_grouped_merge_by_grid_equals_merge_by_sort(monkeypatch):
+    import numpy as np
+
+    from core.sketch import Sketch
+    from storage import queries_sketch
+
+    rng = np.random.default_rng(5)
+    blobs = [Sketch().extend(rng.lognormal(4, 1.5, int(n)).tolist()).to_bytes() for n in rng.integers(1, 80, 300)]
+    groups = rng.integers(0, 40, len(blobs))
+    by_grid = queries_sketch.grouped_summary(blobs, groups, [0.5, 0.95, 0.99])
+    monkeypatch.setattr(queries_sketch, "BINCOUNT_CELLS", 0)  # every merge takes the sort
+    by_sort = queries_sketch.grouped_summary(blobs, groups, [0.5, 0.95, 0.99])
+    assert len(by_grid) == 40
+    pd.testing.assert_frame_equal(by_grid, by_sort)

@@ -145,27 +145,13 @@ def grouped_summary(blobs: Sequence[bytes | None], groups: Sequence[int] | np.nd
     return pd.DataFrame(columns, index=pd.Index(ids, name="group"))
 
 
-def _summed_by_key(key: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct keys in order with their summed counts: one bincount over the keys' span (a sketch's keys
-    span a few thousand at most), a sort only for a span wider than the entries."""
-    low, high = int(key.min()), int(key.max())
-    if high - low > max(4 * len(key), 1 << 16):
-        order = np.argsort(key, kind="stable")
-        key, count = key[order], count[order]
-        first = np.nonzero(np.concatenate(([True], key[1:] != key[:-1])))[0]
-        return key[first], np.add.reduceat(count, first)
-    sums = np.bincount(key - low, weights=count, minlength=high - low + 1)
-    present = np.bincount(key - low, minlength=high - low + 1) > 0
-    return np.nonzero(present)[0] + low, sums[present]
-
-
 def merge_all(blobs: Sequence[bytes | None]) -> Sketch:
     """All the blobs merged into one Sketch (as merge_blobs does; the sum may differ by float rounding)."""
     parsed = parse(blobs, np.zeros(len(blobs), dtype=np.int64))
     merged = Sketch()
     if not len(parsed.group):
         return merged
-    key, count = _summed_by_key(parsed.entry_key, parsed.entry_count)
+    _, key, count = _merged_entries(parsed)
     merged.buckets = {int(k): int(c) for k, c in zip(key, count)}
     merged.count = int(parsed.count.sum())
     merged.total = float(parsed.total.sum())

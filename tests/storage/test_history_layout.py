@@ -317,22 +317,6 @@ def test_version_8_turns_float_durations_into_microseconds_in_place(seeded):
     assert latest["p95_processing_ms"] == before[before["queue_name"] == result.queues[0]].iloc[-1]["p95_processing_ms"]
 
 
-def test_summed_by_key_narrow_and_wide_spans_agree():
-    import numpy as np
-
-    from storage.queries_sketch import _summed_by_key
-
-    rng = np.random.default_rng(3)
-    for span in (50, 10**7):  # a bincount over the span, and a sort when the span is far wider
-        key = rng.integers(-span, span, 5000)
-        count = rng.integers(0, 9, 5000).astype(np.float64)
-        keys, sums = _summed_by_key(key, count)
-        expected = {}
-        for k, c in zip(key.tolist(), count.tolist()):
-            expected[k] = expected.get(k, 0.0) + c
-        assert keys.tolist() == sorted(expected) and sums.tolist() == [expected[k] for k in sorted(expected)]
-
-
 def test_grouped_merge_by_grid_equals_merge_by_sort(monkeypatch):
     import numpy as np
 
@@ -347,3 +331,7 @@ def test_grouped_merge_by_grid_equals_merge_by_sort(monkeypatch):
     by_sort = queries_sketch.grouped_summary(blobs, groups, [0.5, 0.95, 0.99])
     assert len(by_grid) == 40
     pd.testing.assert_frame_equal(by_grid, by_sort)
+    merged_by_sort = queries_sketch.merge_all(blobs)
+    monkeypatch.undo()
+    merged_by_grid = queries_sketch.merge_all(blobs)
+    assert merged_by_grid.buckets == merged_by_sort.buckets and merged_by_grid.count == merged_by_sort.count

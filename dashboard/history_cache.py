@@ -41,6 +41,13 @@ def refresh_s(span_s: float, every_s: float) -> float:
     return max(every_s, min(MAX_REFRESH_S, series_width_s(span_s) / POINTS_PER_REFRESH))
 
 
+def _settled_bounds(since_s: float, until_s: float) -> tuple[float, tuple[float, float] | None]:
+    """The range's bucket width and its parts (see _parts); no parts for points narrower than
+    SETTLED_MIN_WIDTH_S."""
+    width_s = series_width_s(until_s - since_s)
+    return width_s, _parts(since_s, until_s, width_s) if width_s >= SETTLED_MIN_WIDTH_S else None
+
+
 def _parts(since_s: float, until_s: float, width_s: float) -> tuple[float, float] | None:
     """(first whole bucket's start, current bucket's start less one bucket), or None when no whole bucket
     lies between the two edges."""
@@ -61,17 +68,12 @@ def _settled_sketches(_engine: Engine, db_url: str, library: str, queue: str, fi
     return queries.range_sketches(_engine, queue, first_s, end_s - _BEFORE_S, library=library)
 
 
-@st.cache_data(ttl=SETTLED_TTL_S, max_entries=SETTLED_ENTRIES, show_spinner=False)
-def _settled_processing(_engine: Engine, db_url: str, library: str, queue: str, end_s: float) -> Sketch:
-    return queries.range_sketches(_engine, queue, 0.0, end_s - _BEFORE_S, library=library)[0]
-
-
 def stored_processing(engine: Engine, queue: str, library: str, now_s: float) -> Sketch:
     """The sketch of every stored run time of the queue (the timeout advice's), the hours before the
     previous one read once and kept."""
     end_s = (math.floor(now_s / HOUR_S) - 1) * HOUR_S
     sketch = Sketch()
-    sketch.merge(_settled_processing(engine, str(engine.url), library, queue, end_s))
+    sketch.merge(_settled_sketches(engine, str(engine.url), library, queue, 0.0, end_s)[0])
     sketch.merge(stored_processing_sketch(engine, queue, library, end_s, now_s))
     return sketch
 
@@ -91,8 +93,7 @@ def joined_series(parts: list[pd.DataFrame], width_s: float) -> pd.DataFrame:
 def queue_series(engine: Engine, queue: str, since_s: float, until_s: float, *,
                  library: str) -> pd.DataFrame:
     """queries.queue_series of the range, its settled part from the cache."""
-    width_s = series_width_s(until_s - since_s)
-    parts = _parts(since_s, until_s, width_s) if width_s >= SETTLED_MIN_WIDTH_S else None
+    width_s, parts = _settled_bounds(since_s, until_s)
     if parts is None:
         return queries.queue_series(engine, queue, since_s, until_s, library=library)
     first_s, end_s = parts
@@ -106,8 +107,7 @@ def queue_series(engine: Engine, queue: str, since_s: float, until_s: float, *,
 def range_timing(engine: Engine, queue: str, since_s: float, until_s: float, *,
                  library: str) -> dict[str, Any]:
     """queries.range_timing of the range (whole-range figures and histogram), its settled part cached."""
-    width_s = series_width_s(until_s - since_s)
-    parts = _parts(since_s, until_s, width_s) if width_s >= SETTLED_MIN_WIDTH_S else None
+    _, parts = _settled_bounds(since_s, until_s)
     if parts is None:
         return queries.range_timing(engine, queue, since_s, until_s, library=library)
     first_s, end_s = parts

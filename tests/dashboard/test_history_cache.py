@@ -77,7 +77,7 @@ def test_every_stored_run_time_read_in_parts_equals_one_read(template):
     engine = make_engine(f"sqlite:///{template}")
     now_s = queries.newest_sample_at_s(engine) + 0.5
     whole = stored_processing_sketch(engine, "thumbnails", "rq", 0.0, now_s)
-    history_cache._settled_processing.clear()
+    history_cache._settled_sketches.clear()
     for later_s in (now_s, now_s + 3600.0, now_s + 7200.0):  # the settled hours cover none, some, all rows
         parted = history_cache.stored_processing(engine, "thumbnails", "rq", later_s)
         assert parted.count == whole.count > 100 and parted.buckets == whole.buckets
